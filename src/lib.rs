@@ -1,0 +1,8 @@
+//! graft: transfer learning on pretrained models.
+
+pub mod error;
+pub mod head;
+pub mod input;
+
+pub use error::{Error, Result};
+pub use head::{Dense, Head};
