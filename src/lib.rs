@@ -1,5 +1,6 @@
 //! graft: transfer learning on pretrained models.
 
+pub mod atomic;
 pub mod error;
 pub mod head;
 pub mod input;
