@@ -1,9 +1,14 @@
 //! graft: transfer learning on pretrained models.
 
 pub mod atomic;
+pub mod cache;
+pub mod dataset;
+pub mod embeddings;
 pub mod error;
 pub mod head;
 pub mod input;
+pub mod knn;
+pub mod tensor_file;
 
 pub use error::{Error, Result};
 pub use head::{Dense, Head};

@@ -1,0 +1,145 @@
+//! The safetensors files graft writes (recognizers, KNN indexes): named f32/u32 tensors plus one JSON
+//! document under the `graft` key of `__metadata__`. Reading checks every shape against the data.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::atomic::write_atomic;
+use crate::{Error, Result};
+
+/// The `__metadata__` key that holds graft's JSON document.
+const META_KEY: &str = "graft";
+
+/// A tensor to write: name, shape and little-endian bytes of the given dtype.
+pub struct Entry {
+    pub name: String,
+    pub dtype: Dtype,
+    pub shape: Vec<usize>,
+    pub bytes: Vec<u8>,
+}
+
+impl Entry {
+    /// An f32 tensor.
+    pub fn f32(name: impl Into<String>, shape: Vec<usize>, data: &[f32]) -> Entry {
+        Entry {
+            name: name.into(),
+            dtype: Dtype::F32,
+            shape,
+            bytes: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
+    /// A u32 tensor.
+    pub fn u32(name: impl Into<String>, shape: Vec<usize>, data: &[u32]) -> Entry {
+        Entry {
+            name: name.into(),
+            dtype: Dtype::U32,
+            shape,
+            bytes: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+}
+
+/// Writes `entries` and the JSON `metadata` to `path` atomically.
+pub fn save(path: &Path, entries: &[Entry], metadata: &str) -> Result<()> {
+    let views = entries
+        .iter()
+        .map(|e| {
+            TensorView::new(e.dtype, e.shape.clone(), &e.bytes)
+                .map(|v| (e.name.clone(), v))
+                .map_err(|err| Error::Invalid(format!("tensor {}: {err}", e.name)))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let info = HashMap::from([(META_KEY.to_string(), metadata.to_string())]);
+    let bytes = safetensors::serialize(views, Some(info)).map_err(|e| Error::Recognizer {
+        path: path.to_path_buf(),
+        msg: format!("cannot serialise: {e}"),
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// A safetensors file read into memory and checked.
+pub struct TensorFile {
+    path: PathBuf,
+    bytes: Vec<u8>,
+}
+
+impl TensorFile {
+    /// Reads `path`; a file that is not a valid safetensors file with graft metadata is an error.
+    pub fn read(path: &Path) -> Result<TensorFile> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let file = TensorFile {
+            path: path.to_path_buf(),
+            bytes,
+        };
+        file.tensors()?;
+        file.metadata()?;
+        Ok(file)
+    }
+
+    /// graft's JSON document.
+    pub fn metadata(&self) -> Result<String> {
+        let (_, meta) = SafeTensors::read_metadata(&self.bytes)
+            .map_err(|e| self.error(format!("not a valid safetensors file: {e}")))?;
+        meta.metadata()
+            .as_ref()
+            .and_then(|m| m.get(META_KEY))
+            .cloned()
+            .ok_or_else(|| self.error("no graft metadata: not a file written by graft"))
+    }
+
+    /// The f32 tensor `name` with its shape, checked to have `expected_rank` dimensions.
+    pub fn f32(&self, name: &str, expected_rank: usize) -> Result<(Vec<usize>, Vec<f32>)> {
+        let view = self.view(name, Dtype::F32, expected_rank)?;
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect::<Vec<f32>>();
+        if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
+            return Err(self.error(format!("tensor {name} holds a non-finite value at {bad}")));
+        }
+        Ok((view.shape().to_vec(), data))
+    }
+
+    /// The u32 tensor `name` with its shape, checked to have `expected_rank` dimensions.
+    pub fn u32(&self, name: &str, expected_rank: usize) -> Result<(Vec<usize>, Vec<u32>)> {
+        let view = self.view(name, Dtype::U32, expected_rank)?;
+        let data = view
+            .data()
+            .chunks_exact(4)
+            .map(|c| u32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+            .collect();
+        Ok((view.shape().to_vec(), data))
+    }
+
+    /// An error about this file.
+    pub fn error(&self, msg: impl std::fmt::Display) -> Error {
+        Error::Recognizer {
+            path: self.path.clone(),
+            msg: msg.to_string(),
+        }
+    }
+
+    fn view(&self, name: &str, dtype: Dtype, rank: usize) -> Result<TensorView<'_>> {
+        let tensors = self.tensors()?;
+        let view = tensors
+            .tensor(name)
+            .map_err(|_| self.error(format!("missing tensor {name}")))?;
+        if view.dtype() != dtype || view.shape().len() != rank {
+            return Err(self.error(format!(
+                "tensor {name} is {:?} {:?}, expected {dtype:?} of rank {rank}",
+                view.dtype(),
+                view.shape()
+            )));
+        }
+        Ok(view)
+    }
+
+    fn tensors(&self) -> Result<SafeTensors<'_>> {
+        SafeTensors::deserialize(&self.bytes)
+            .map_err(|e| self.error(format!("not a valid safetensors file: {e}")))
+    }
+}
