@@ -4,6 +4,7 @@ pub mod atomic;
 pub mod error;
 pub mod head;
 pub mod input;
+pub mod zoo;
 
 pub use error::{Error, Result};
 pub use head::{Dense, Head};

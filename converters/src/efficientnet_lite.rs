@@ -55,10 +55,15 @@ pub fn blocks(sd: &StateDict) -> Result<Vec<Block>, Error> {
             break;
         };
         let [mid, 1, k, k2] = dw.shape[..] else {
-            return Err(bad(format!("{p}: depthwise weight has shape {:?}", dw.shape)));
+            return Err(bad(format!(
+                "{p}: depthwise weight has shape {:?}",
+                dw.shape
+            )));
         };
         if k != k2 || k % 2 == 0 {
-            return Err(bad(format!("{p}: depthwise kernel {k}x{k2} is not square and odd")));
+            return Err(bad(format!(
+                "{p}: depthwise kernel {k}x{k2} is not square and odd"
+            )));
         }
         let expand = sd.get(&format!("{p}._expand_conv.weight"));
         let in_channels = match expand {
@@ -71,13 +76,21 @@ pub fn blocks(sd: &StateDict) -> Result<Vec<Block>, Error> {
         let proj = sd.require(&format!("{p}._project_conv.weight"))?;
         let out_channels = match proj.shape[..] {
             [o, m, 1, 1] if m == mid => o,
-            _ => return Err(bad(format!("{p}: project weight has shape {:?}", proj.shape))),
+            _ => {
+                return Err(bad(format!(
+                    "{p}: project weight has shape {:?}",
+                    proj.shape
+                )))
+            }
         };
         let first_of_stage = match blocks.last() {
             None => true,
             Some(prev) => {
                 if prev.out_channels != in_channels {
-                    return Err(bad(format!("{p}: takes {in_channels} channels, previous block gives {}", prev.out_channels)));
+                    return Err(bad(format!(
+                        "{p}: takes {in_channels} channels, previous block gives {}",
+                        prev.out_channels
+                    )));
                 }
                 prev.out_channels != out_channels
             }
@@ -98,7 +111,10 @@ pub fn blocks(sd: &StateDict) -> Result<Vec<Block>, Error> {
         });
     }
     if stage + 1 != STAGE_STRIDES.len() {
-        return Err(bad(format!("found {} stages, EfficientNet-Lite has 7", stage + 1)));
+        return Err(bad(format!(
+            "found {} stages, EfficientNet-Lite has 7",
+            stage + 1
+        )));
     }
     Ok(blocks)
 }
@@ -127,7 +143,15 @@ pub fn build(sd: &StateDict) -> Result<pb::ModelProto, Error> {
         let p = format!("_blocks.{i}");
         let input = x.clone();
         if blk.expand {
-            (x, _) = b.conv_bn(&format!("{p}._expand_conv"), &format!("{p}._bn0"), &x, 1, 1, size, &format!("block{i}_expand"))?;
+            (x, _) = b.conv_bn(
+                &format!("{p}._expand_conv"),
+                &format!("{p}._bn0"),
+                &x,
+                1,
+                1,
+                size,
+                &format!("block{i}_expand"),
+            )?;
             x = b.relu6(&x, &format!("block{i}_expand_relu6"));
         }
         (x, size) = b.conv_bn(
@@ -140,15 +164,25 @@ pub fn build(sd: &StateDict) -> Result<pb::ModelProto, Error> {
             &format!("block{i}_depthwise"),
         )?;
         x = b.relu6(&x, &format!("block{i}_depthwise_relu6"));
-        (x, _) = b.conv_bn(&format!("{p}._project_conv"), &format!("{p}._bn2"), &x, 1, 1, size, &format!("block{i}_project"))?;
+        (x, _) = b.conv_bn(
+            &format!("{p}._project_conv"),
+            &format!("{p}._bn2"),
+            &x,
+            1,
+            1,
+            size,
+            &format!("block{i}_project"),
+        )?;
         if blk.stride == 1 && blk.in_channels == blk.out_channels {
-            x = b.g.node("Add", &[&x, &input], &format!("block{i}_add"), vec![]);
+            x =
+                b.g.node("Add", &[&x, &input], &format!("block{i}_add"), vec![]);
         }
     }
     (x, _) = b.conv_bn("_conv_head", "_bn1", &x, 1, 1, size, "head")?;
     x = b.relu6(&x, "head_relu6");
     let pooled = b.g.node("GlobalAveragePool", &[&x], "pool", vec![]);
-    let features = b.g.node("Flatten", &[&pooled], FEATURES, vec![attr_int("axis", 1)]);
+    let features =
+        b.g.node("Flatten", &[&pooled], FEATURES, vec![attr_int("axis", 1)]);
     let fc_w = sd.require("_fc.weight")?;
     let fc_b = sd.require("_fc.bias")?;
     let [classes, width] = fc_w.shape[..] else {
@@ -157,9 +191,15 @@ pub fn build(sd: &StateDict) -> Result<pb::ModelProto, Error> {
     if fc_b.shape != [classes] {
         return Err(bad(format!("_fc.bias has shape {:?}", fc_b.shape)));
     }
-    let w = b.g.initializer_f32("fc.weight", &fc_w.shape, &fc_w.to_f32()?);
+    let w =
+        b.g.initializer_f32("fc.weight", &fc_w.shape, &fc_w.to_f32()?);
     let bias = b.g.initializer_f32("fc.bias", &fc_b.shape, &fc_b.to_f32()?);
-    let logits = b.g.node("Gemm", &[&features, &w, &bias], LOGITS, vec![attr_int("transB", 1)]);
+    let logits = b.g.node(
+        "Gemm",
+        &[&features, &w, &bias],
+        LOGITS,
+        vec![attr_int("transB", 1)],
+    );
     b.g.output_f32(&features, &[batch.clone(), Dim::Fixed(width as i64)]);
     b.g.output_f32(&logits, &[batch, Dim::Fixed(classes as i64)]);
     Ok(b.g.finish(
@@ -211,11 +251,19 @@ impl Net<'_> {
         let param = |p: &str| -> Result<Vec<f32>, Error> {
             let t = self.sd.require(&format!("{bn}.{p}"))?;
             if t.shape != [out_ch] {
-                return Err(bad(format!("{bn}.{p} has shape {:?}, expected [{out_ch}]", t.shape)));
+                return Err(bad(format!(
+                    "{bn}.{p} has shape {:?}, expected [{out_ch}]",
+                    t.shape
+                )));
             }
             t.to_f32()
         };
-        let (gamma, beta, mean, var) = (param("weight")?, param("bias")?, param("running_mean")?, param("running_var")?);
+        let (gamma, beta, mean, var) = (
+            param("weight")?,
+            param("bias")?,
+            param("running_mean")?,
+            param("running_var")?,
+        );
         let mut weight = w.to_f32()?;
         let per_out = weight.len() / out_ch;
         let mut bias = Vec::with_capacity(out_ch);
@@ -226,8 +274,12 @@ impl Net<'_> {
             }
             bias.push((f64::from(beta[o]) - f64::from(mean[o]) * scale) as f32);
         }
-        let wname = self.g.initializer_f32(&format!("{name}.weight"), &w.shape, &weight);
-        let bname = self.g.initializer_f32(&format!("{name}.bias"), &[out_ch], &bias);
+        let wname = self
+            .g
+            .initializer_f32(&format!("{name}.weight"), &w.shape, &weight);
+        let bname = self
+            .g
+            .initializer_f32(&format!("{name}.bias"), &[out_ch], &bias);
         let out_size = size.div_ceil(stride);
         let pad = ((out_size - 1) * stride + k).saturating_sub(size);
         let (begin, end) = (pad / 2, pad - pad / 2);

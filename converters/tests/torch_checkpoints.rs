@@ -1,5 +1,6 @@
 //! The PyTorch checkpoint reader on small fixtures (tests/fixtures/torch/, written by
-//! make_fixtures.py there), on hostile files, and on the real EfficientNet-Lite0 checkpoint.
+//! make_fixtures.py there) and on hostile files. The real EfficientNet-Lite0 checkpoint is read in
+//! tests/efficientnet_golden.rs, which obtains it through the zoo.
 
 use std::path::{Path, PathBuf};
 
@@ -38,10 +39,16 @@ fn assert_sample(sd: &StateDict, prefix: &str) {
     let p = |n: &str| format!("{prefix}{n}");
     let w = sd.get(&p("layer.weight")).unwrap();
     assert_eq!((w.dtype, w.shape.clone()), (DType::F32, vec![2, 3]));
-    assert_eq!(f32s(sd, &p("layer.weight")), [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5]);
+    assert_eq!(
+        f32s(sd, &p("layer.weight")),
+        [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5]
+    );
     // Transposed view (stride (1, 3)) comes back contiguous.
     assert_eq!(sd.get(&p("layer.weight_t")).unwrap().shape, [3, 2]);
-    assert_eq!(f32s(sd, &p("layer.weight_t")), [-1.0, 0.5, -0.5, 1.0, 0.0, 1.5]);
+    assert_eq!(
+        f32s(sd, &p("layer.weight_t")),
+        [-1.0, 0.5, -0.5, 1.0, 0.0, 1.5]
+    );
     // Two views at different offsets of one storage; the first through _rebuild_parameter.
     assert_eq!(f32s(sd, &p("head.bias")), [11.0, 12.0, 13.0]);
     assert_eq!(f32s(sd, &p("head.tail")), [13.0, 14.0]);
@@ -87,17 +94,21 @@ fn assert_refused(name: &str, global: &str, marker: &str) {
         matches!(&err, Error::UnsafeGlobal(g) if g == global),
         "{name}: {err}"
     );
-    assert!(err.to_string().contains(&format!("refusing global {global}")), "{err}");
+    assert!(
+        err.to_string()
+            .contains(&format!("refusing global {global}")),
+        "{err}"
+    );
     assert!(!marker.exists(), "{name}: payload ran");
 }
 
 /// A zip checkpoint whose data.pkl is `pickle` (written with the zip crate's stored method).
 fn zip_with_pickle(pickle: &[u8]) -> Vec<u8> {
-    // The fixture zip's layout, with data.pkl swapped: rebuild by hand from zip.pth's entries.
+    // zip.pth's entries, copied, with data.pkl replaced.
     let mut src = zip::ZipArchive::new(std::io::Cursor::new(read("zip.pth"))).unwrap();
     let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
-    let opts = zip::write::SimpleFileOptions::default()
-        .compression_method(zip::CompressionMethod::Stored);
+    let opts =
+        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     for i in 0..src.len() {
         let mut f = src.by_index(i).unwrap();
         let name = f.name().to_string();
@@ -114,7 +125,11 @@ fn zip_with_pickle(pickle: &[u8]) -> Vec<u8> {
 #[test]
 fn os_system_through_global_and_reduce_is_refused() {
     assert_refused("os_system_global.pkl", "os.system", "graft_pwned_os_system");
-    assert_refused("os_system_in_zip.pth", "os.system", "graft_pwned_os_system_zip");
+    assert_refused(
+        "os_system_in_zip.pth",
+        "os.system",
+        "graft_pwned_os_system_zip",
+    );
 }
 
 #[test]
@@ -140,7 +155,10 @@ fn storage_classes_are_only_accepted_from_torch() {
     // `torch.FloatStorage` is allowed; another attribute of torch is not.
     let pickle = b"\x80\x02ctorch\nload\nq\x00.";
     let err = torch::from_bytes(&zip_with_pickle(pickle)).unwrap_err();
-    assert!(err.to_string().contains("refusing global torch.load"), "{err}");
+    assert!(
+        err.to_string().contains("refusing global torch.load"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -149,7 +167,11 @@ fn truncated_files_are_errors() {
         let bytes = read(name);
         for cut in (0..bytes.len()).step_by(7).chain([bytes.len() - 1]) {
             let r = torch::from_bytes(&bytes[..cut]);
-            assert!(r.is_err(), "{name} cut at {cut} of {} was accepted", bytes.len());
+            assert!(
+                r.is_err(),
+                "{name} cut at {cut} of {} was accepted",
+                bytes.len()
+            );
         }
     }
 }
@@ -170,7 +192,10 @@ fn corrupt_bytes_never_panic() {
                 }
             }
         }
-        assert!(errors > bytes.len(), "{name}: only {errors} corruptions detected");
+        assert!(
+            errors > bytes.len(),
+            "{name}: only {errors} corruptions detected"
+        );
     }
 }
 
@@ -185,7 +210,10 @@ fn storage_larger_than_file_is_an_error() {
 #[test]
 fn view_past_its_storage_is_an_error() {
     let err = torch::load_state_dict(&fixture("view_past_storage.pth")).unwrap_err();
-    assert!(err.to_string().contains("reads past the end of storage 0"), "{err}");
+    assert!(
+        err.to_string().contains("reads past the end of storage 0"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -207,34 +235,4 @@ fn safetensors_round_trip_keeps_names_dtypes_and_values() {
         assert_eq!(v.data(), t.data.as_slice(), "{name}");
     }
     assert_eq!(st.tensor("half").unwrap().dtype(), safetensors::Dtype::F16);
-}
-
-/// The real checkpoint, from the shared mirror when it is present (the zoo golden test covers the
-/// registry path).
-#[test]
-fn real_efficientnet_lite0_checkpoint() {
-    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../shared/models/efficientnet-lite0/efficientnet-lite0-57934424.pth");
-    let path = std::env::var_os("GRAFT_MIRROR")
-        .map(|m| PathBuf::from(m).join("efficientnet-lite0/efficientnet-lite0-57934424.pth"))
-        .filter(|p| p.exists())
-        .unwrap_or(path);
-    if !path.exists() {
-        eprintln!("skipping: {} not present", path.display());
-        return;
-    }
-    let sd = torch::load_state_dict(&path).unwrap();
-    assert_eq!(sd.len(), 296);
-    let float_params: usize = sd
-        .iter()
-        .filter(|(_, t)| t.dtype == DType::F32)
-        .map(|(_, t)| t.numel())
-        .sum();
-    // 4,652,008 weights plus 42,016 BatchNorm running statistics (counted with Python's pickletools).
-    assert_eq!(float_params, 4_694_024, "float elements");
-    assert_eq!(sd.get("_conv_stem.weight").unwrap().shape, [32, 3, 3, 3]);
-    assert_eq!(sd.get("_blocks.15._project_conv.weight").unwrap().shape, [320, 1152, 1, 1]);
-    assert_eq!(sd.get("_fc.weight").unwrap().shape, [1000, 1280]);
-    assert_eq!(sd.get("_bn1.num_batches_tracked").unwrap().dtype, DType::I64);
-    assert_eq!(sd.iter().next().unwrap().0, "_conv_stem.weight");
 }

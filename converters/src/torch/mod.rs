@@ -241,7 +241,9 @@ fn read_legacy(bytes: &[u8]) -> Result<StateDict, Error> {
         _ => false,
     };
     if !is_magic {
-        return Err(fmt("not a PyTorch checkpoint (legacy magic number missing)"));
+        return Err(fmt(
+            "not a PyTorch checkpoint (legacy magic number missing)",
+        ));
     }
     match next(&mut u, &mut pos)? {
         Value::Int(LEGACY_PROTOCOL) => {}
@@ -250,7 +252,9 @@ fn read_legacy(bytes: &[u8]) -> Result<StateDict, Error> {
     let sys_info = next(&mut u, &mut pos)?;
     let little = lookup(&u, &sys_info, "little_endian");
     if !matches!(little, Some(Value::Bool(true))) {
-        return Err(fmt("big-endian or unlabelled legacy checkpoints are not supported"));
+        return Err(fmt(
+            "big-endian or unlabelled legacy checkpoints are not supported",
+        ));
     }
     let root = next(&mut u, &mut pos)?;
     let keys = next(&mut u, &mut pos)?;
@@ -309,10 +313,12 @@ fn read_zip(bytes: &[u8]) -> Result<StateDict, Error> {
     let mut zip = zip::ZipArchive::new(std::io::Cursor::new(bytes)).map_err(zerr)?;
     let pkl_name = zip
         .file_names()
-        .filter(|n| n.ends_with("data.pkl") && n.matches('/').count() <= 1)
+        .filter(|n| (*n == "data.pkl" || n.ends_with("/data.pkl")) && n.matches('/').count() <= 1)
         .min_by_key(|n| n.len())
         .map(str::to_string)
-        .ok_or_else(|| Error::Format("zip archive has no data.pkl: not a torch checkpoint".into()))?;
+        .ok_or_else(|| {
+            Error::Format("zip archive has no data.pkl: not a torch checkpoint".into())
+        })?;
     let prefix = &pkl_name[..pkl_name.len() - "data.pkl".len()];
     if let Ok(mut f) = zip.by_name(&format!("{prefix}byteorder")) {
         let mut order = String::new();
@@ -326,7 +332,8 @@ fn read_zip(bytes: &[u8]) -> Result<StateDict, Error> {
             )));
         }
     }
-    let pkl = read_entry(&mut zip, &pkl_name, bytes.len())?;
+    // torch stores entries uncompressed; allow some inflation for re-zipped files, no more.
+    let pkl = read_entry(&mut zip, &pkl_name, bytes.len().saturating_mul(16))?;
     let mut u = Unpickler::default();
     let (root, _) = u.load(&pkl)?;
     let mut owned: HashMap<usize, Vec<u8>> = HashMap::new();

@@ -170,14 +170,18 @@ impl Machine<'_> {
         if self.stack.len() <= floor {
             return Err(err("pickle stack underflow"));
         }
-        self.stack.pop().ok_or_else(|| err("pickle stack underflow"))
+        self.stack
+            .pop()
+            .ok_or_else(|| err("pickle stack underflow"))
     }
     fn top(&self) -> Result<&Value, Error> {
         let floor = self.marks.last().copied().unwrap_or(0);
         if self.stack.len() <= floor {
             return Err(err("pickle stack underflow"));
         }
-        self.stack.last().ok_or_else(|| err("pickle stack underflow"))
+        self.stack
+            .last()
+            .ok_or_else(|| err("pickle stack underflow"))
     }
     fn pop_mark(&mut self) -> Result<Vec<Value>, Error> {
         let mark = self.marks.pop().ok_or_else(|| err("pickle MARK missing"))?;
@@ -203,9 +207,13 @@ impl Machine<'_> {
         match target {
             Value::Obj(i) => match self.u.objects.get_mut(*i) {
                 Some(o @ (Object::List(_) | Object::Dict(_))) => Ok(o),
-                _ => Err(err("pickle appends to something that is not a list or dict")),
+                _ => Err(err(
+                    "pickle appends to something that is not a list or dict",
+                )),
             },
-            _ => Err(err("pickle appends to something that is not a list or dict")),
+            _ => Err(err(
+                "pickle appends to something that is not a list or dict",
+            )),
         }
     }
     fn extend_list(&mut self, target: &Value, items: Vec<Value>) -> Result<(), Error> {
@@ -245,7 +253,9 @@ impl Machine<'_> {
     }
     fn usize_of(v: &Value, what: &str) -> Result<usize, Error> {
         match v {
-            Value::Int(i) => usize::try_from(*i).map_err(|_| err(format!("{what} {i} is negative"))),
+            Value::Int(i) => {
+                usize::try_from(*i).map_err(|_| err(format!("{what} {i} is negative")))
+            }
             _ => Err(err(format!("{what} is not an integer"))),
         }
     }
@@ -265,9 +275,13 @@ impl Machine<'_> {
         match global {
             Global::OrderedDict => match args.as_slice() {
                 [] => Ok(self.new_obj(Object::Dict(Vec::new()))),
-                _ => Err(err("OrderedDict with constructor arguments is not supported")),
+                _ => Err(err(
+                    "OrderedDict with constructor arguments is not supported",
+                )),
             },
-            Global::RebuildTensorV2 if (6..=7).contains(&args.len()) => self.rebuild_tensor(&args[..4]),
+            Global::RebuildTensorV2 if (6..=7).contains(&args.len()) => {
+                self.rebuild_tensor(&args[..4])
+            }
             Global::RebuildTensor if args.len() == 4 => self.rebuild_tensor(&args),
             Global::RebuildParameter if args.len() == 3 => match &args[0] {
                 Value::Obj(i) if matches!(self.u.objects.get(*i), Some(Object::Tensor(_))) => {
@@ -313,7 +327,9 @@ impl Machine<'_> {
                 if &**tag == "storage" && rest.len() <= 1 =>
             {
                 if !matches!(rest.first(), None | Some(Value::None)) {
-                    return Err(err("storage views (files from torch < 1.0) are not supported"));
+                    return Err(err(
+                        "storage views (files from torch < 1.0) are not supported",
+                    ));
                 }
                 let key = match key {
                     Value::Str(s) => s.to_string(),
