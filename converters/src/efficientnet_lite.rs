@@ -110,6 +110,11 @@ pub fn blocks(sd: &StateDict) -> Result<Vec<Block>, Error> {
             stride: if first_of_stage { stride } else { 1 },
         });
     }
+    if blocks.is_empty() {
+        return Err(bad(
+            "no _blocks.0._depthwise_conv.weight: not an EfficientNet-Lite state dict",
+        ));
+    }
     if stage + 1 != STAGE_STRIDES.len() {
         return Err(bad(format!(
             "found {} stages, EfficientNet-Lite has 7",
@@ -303,4 +308,48 @@ impl Net<'_> {
 /// Converts a state dict to ONNX bytes.
 pub fn to_onnx(sd: &StateDict) -> Result<Vec<u8>, Error> {
     Ok(crate::onnx_builder::encode(&build(sd)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::torch::{DType, Tensor};
+
+    fn f32_tensor(shape: &[usize]) -> Tensor {
+        let n: usize = shape.iter().product();
+        Tensor {
+            dtype: DType::F32,
+            shape: shape.to_vec(),
+            data: vec![0; n * 4],
+        }
+    }
+
+    #[test]
+    fn other_state_dicts_are_clear_errors() {
+        let mut sd = StateDict::default();
+        sd.insert("fc.weight".into(), f32_tensor(&[10, 4]));
+        let err = build(&sd).unwrap_err().to_string();
+        assert!(err.contains("not an EfficientNet-Lite"), "{err}");
+        // One stage only.
+        sd.insert(
+            "_blocks.0._depthwise_conv.weight".into(),
+            f32_tensor(&[8, 1, 3, 3]),
+        );
+        sd.insert(
+            "_blocks.0._project_conv.weight".into(),
+            f32_tensor(&[4, 8, 1, 1]),
+        );
+        let err = build(&sd).unwrap_err().to_string();
+        assert!(err.contains("found 1 stages"), "{err}");
+        // A depthwise kernel of the wrong rank.
+        sd.insert(
+            "_blocks.0._depthwise_conv.weight".into(),
+            f32_tensor(&[8, 3, 3]),
+        );
+        let err = build(&sd).unwrap_err().to_string();
+        assert!(
+            err.contains("_blocks.0: depthwise weight has shape [8, 3, 3]"),
+            "{err}"
+        );
+    }
 }

@@ -180,3 +180,53 @@ pub fn attr_string(name: &str, value: &str) -> pb::AttributeProto {
         ..Default::default()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tract_onnx::prelude::*;
+
+    /// y = Clip(x + b, 0, 6) over a symbolic batch, run by tract.
+    #[test]
+    fn built_graph_runs_in_tract_with_any_batch() {
+        let mut g = GraphBuilder::new("t");
+        let n = Dim::Symbolic("N".into());
+        let x = g.input_f32("x", &[n.clone(), Dim::Fixed(2)]);
+        let b = g.initializer_f32("b", &[2], &[1.0, -1.0]);
+        let lo = g.initializer_f32("lo", &[], &[0.0]);
+        let hi = g.initializer_f32("hi", &[], &[6.0]);
+        let s = g.node("Add", &[&x, &b], "sum", vec![]);
+        let y = g.node("Clip", &[&s, &lo, &hi], "y", vec![]);
+        assert_eq!(
+            g.node("Identity", &[&y], "y", vec![]),
+            "y_1",
+            "names are made unique"
+        );
+        g.output_f32(&y, &[n, Dim::Fixed(2)]);
+        let bytes = encode(&g.finish("test", ""));
+        let plan = tract_onnx::onnx()
+            .model_for_read(&mut &bytes[..])
+            .unwrap()
+            .into_optimized()
+            .unwrap()
+            .into_runnable()
+            .unwrap();
+        for rows in [1usize, 3] {
+            let input: Vec<f32> = (0..rows * 2).map(|i| i as f32 * 2.0 - 1.0).collect();
+            let x = tract_ndarray::Array2::from_shape_vec((rows, 2), input.clone()).unwrap();
+            let out = plan.run(tvec!(x.into_tensor().into())).unwrap();
+            let got: Vec<f32> = out[0]
+                .to_plain_array_view::<f32>()
+                .unwrap()
+                .iter()
+                .copied()
+                .collect();
+            let want: Vec<f32> = input
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v + if i % 2 == 0 { 1.0 } else { -1.0 }).clamp(0.0, 6.0))
+                .collect();
+            assert_eq!(got, want);
+        }
+    }
+}

@@ -236,3 +236,50 @@ fn safetensors_round_trip_keeps_names_dtypes_and_values() {
     }
     assert_eq!(st.tensor("half").unwrap().dtype(), safetensors::Dtype::F16);
 }
+
+#[test]
+fn views_sharing_storage_cannot_blow_up_memory() {
+    // 64 full views of one 64 KiB storage would materialise 4 MiB from a 70 KB file.
+    let err = torch::load_state_dict(&fixture("shared_storage_blowup.pth")).unwrap_err();
+    assert!(err.to_string().contains("much larger than"), "{err}");
+}
+
+#[test]
+fn deep_nesting_is_an_error_not_a_stack_overflow() {
+    // None wrapped in a million one-element tuples, then a million nested lists.
+    let mut p = b"\x80\x02N".to_vec();
+    p.extend(std::iter::repeat_n(0x85u8, 1_000_000));
+    p.push(b'.');
+    let err = torch::from_bytes(&zip_with_pickle(&p)).unwrap_err();
+    assert!(err.to_string().contains("not a dict"), "{err}");
+    let mut p = b"\x80\x02".to_vec();
+    p.extend(std::iter::repeat_n(b']', 500_000));
+    p.extend(std::iter::repeat_n(b'a', 499_999));
+    p.push(b'.');
+    assert!(torch::from_bytes(&zip_with_pickle(&p)).is_err());
+}
+
+#[test]
+fn self_referencing_dict_terminates() {
+    // d = {}; d["self"] = d; d["w"] = <tensor from zip.pth's storage 0>: the cycle is walked once.
+    let mut p = b"\x80\x02}q\x00X\x04\x00\x00\x00selfh\x00s".to_vec();
+    p.extend(b"X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(");
+    p.extend(b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuK\x06tQ");
+    p.extend(b"K\x00K\x06\x85K\x01\x85\x89)tRs.");
+    let sd = torch::from_bytes(&zip_with_pickle(&p)).unwrap();
+    let names: Vec<&str> = sd.iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["w"]);
+    assert_eq!(
+        sd.get("w").unwrap().to_f32().unwrap(),
+        [-1.0, -0.5, 0.0, 0.5, 1.0, 1.5]
+    );
+}
+
+#[test]
+fn opcodes_that_instantiate_classes_are_refused() {
+    // INST (protocol 0) names a class inline: refused even before looking at the name.
+    let p = b"(ios\nsystem\nS'touch /tmp/graft_pwned_inst'\n.";
+    let err = torch::from_bytes(&zip_with_pickle(p)).unwrap_err();
+    assert!(err.to_string().contains("INST/OBJ"), "{err}");
+    assert!(!Path::new("/tmp/graft_pwned_inst").exists());
+}

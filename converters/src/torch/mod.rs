@@ -464,27 +464,35 @@ fn materialize(
     pickle::check_view(s, t.offset, &t.shape, &t.stride)?;
     let es = s.dtype.size();
     let numel: usize = t.shape.iter().product(); // checked in check_view
-    let mut out = Vec::with_capacity(numel * es);
+    let mut data = Vec::with_capacity(numel * es);
+    // Dimensions of size 1 never move the read position: leaving them out keeps the work per element
+    // bounded (at most 64 dimensions of size >= 2 fit in a usize element count).
+    let dims: Vec<(usize, usize)> = t
+        .shape
+        .iter()
+        .zip(&t.stride)
+        .filter(|(&d, _)| d != 1)
+        .map(|(&d, &st)| (d, st))
+        .collect();
     if numel > 0 {
-        let mut idx = vec![0usize; t.shape.len()];
-        loop {
-            let el = t.offset + idx.iter().zip(&t.stride).map(|(i, s)| i * s).sum::<usize>();
-            out.extend_from_slice(&bytes[el * es..(el + 1) * es]);
-            // Odometer increment over the shape, last dimension fastest.
-            let mut d = idx.len();
+        // Odometer over the dimensions, last fastest; `el` is the storage element being read.
+        let mut idx = vec![0usize; dims.len()];
+        let mut el = t.offset;
+        'elements: loop {
+            data.extend_from_slice(&bytes[el * es..(el + 1) * es]);
+            let mut d = dims.len();
             loop {
                 if d == 0 {
-                    return Ok(Tensor {
-                        dtype: s.dtype,
-                        shape: t.shape.clone(),
-                        data: out,
-                    });
+                    break 'elements;
                 }
                 d -= 1;
+                let (size, stride) = dims[d];
                 idx[d] += 1;
-                if idx[d] < t.shape[d] {
+                el += stride;
+                if idx[d] < size {
                     break;
                 }
+                el -= stride * size;
                 idx[d] = 0;
             }
         }
@@ -492,7 +500,7 @@ fn materialize(
     Ok(Tensor {
         dtype: s.dtype,
         shape: t.shape.clone(),
-        data: out,
+        data,
     })
 }
 
@@ -503,5 +511,48 @@ fn check_bytes(s: &StorageRef, bytes: &[u8]) -> Result<(), Error> {
             "storage {} holds fewer bytes than its {} elements",
             s.key, s.numel
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn half_precision_converts_exactly() {
+        let cases = [
+            (0x0000u16, 0.0f32),
+            (0x8000, -0.0),
+            (0x3c00, 1.0),
+            (0xc000, -2.0),
+            (0x7bff, 65504.0),
+            (0x0001, 5.960_464_5e-8), // smallest subnormal, 2^-24
+            (0x03ff, 6.097_555e-5),   // largest subnormal
+            (0x7c00, f32::INFINITY),
+            (0xfc00, f32::NEG_INFINITY),
+        ];
+        for (h, f) in cases {
+            assert_eq!(f16_to_f32(h).to_bits(), f.to_bits(), "{h:#06x}");
+        }
+        assert!(f16_to_f32(0x7e00).is_nan());
+    }
+
+    #[test]
+    fn bfloat16_and_f64_convert() {
+        let t = Tensor {
+            dtype: DType::BF16,
+            shape: vec![2],
+            data: [0x3f80u16, 0xc040]
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect(),
+        };
+        assert_eq!(t.to_f32().unwrap(), [1.0, -3.0]);
+        let t = Tensor {
+            dtype: DType::F64,
+            shape: vec![1],
+            data: 0.25f64.to_le_bytes().to_vec(),
+        };
+        assert_eq!(t.to_f32().unwrap(), [0.25]);
     }
 }
