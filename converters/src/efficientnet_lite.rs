@@ -37,15 +37,20 @@ fn bad(msg: impl Into<String>) -> Error {
 /// One inverted-residual block as found in the state dict.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Block {
+    /// Whether the block starts with a 1x1 expansion conv (all but the first block).
     pub expand: bool,
     pub in_channels: usize,
+    /// Channels of the depthwise conv (after expansion).
     pub mid_channels: usize,
     pub out_channels: usize,
+    /// Depthwise kernel size (3 or 5).
     pub kernel: usize,
+    /// Depthwise stride (1 or 2).
     pub stride: usize,
 }
 
-/// Reads the block structure from the state dict's shapes and assigns the stage strides.
+/// Reads the block structure from the state dict's shapes. A stage is a run of blocks with the same
+/// output width; its first block takes the stage's stride from the architecture's table.
 pub fn blocks(sd: &StateDict) -> Result<Vec<Block>, Error> {
     let mut blocks: Vec<Block> = Vec::new();
     let mut stage = 0;

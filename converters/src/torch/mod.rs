@@ -81,7 +81,9 @@ impl DType {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tensor {
     pub dtype: DType,
+    /// Dimensions; empty for a scalar.
     pub shape: Vec<usize>,
+    /// Raw element bytes, row-major, little-endian.
     pub data: Vec<u8>,
 }
 
@@ -216,7 +218,10 @@ pub fn to_safetensors(sd: &StateDict) -> Result<Vec<u8>, Error> {
         })
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| Error::Format(format!("safetensors: {e}")))?;
-    safetensors::serialize(views, None).map_err(|e| Error::Format(format!("safetensors: {e}")))
+    // "format": "pt" is what PyTorch tools (and the Hugging Face hub) write for torch tensors.
+    let metadata = HashMap::from([("format".to_string(), "pt".to_string())]);
+    safetensors::serialize(views, Some(metadata))
+        .map_err(|e| Error::Format(format!("safetensors: {e}")))
 }
 
 const LEGACY_MAGIC: u128 = 0x1950a86a20f9469cfc6c;
