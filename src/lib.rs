@@ -9,6 +9,7 @@ pub mod head;
 pub mod input;
 pub mod knn;
 pub mod tensor_file;
+pub mod zoo;
 
 pub use error::{Error, Result};
 pub use head::{Dense, Head};
