@@ -618,6 +618,27 @@ fn invalid_inputs_are_refused() {
         .train_epoch(0, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 99])
         .is_err());
     assert!(head.logits(Array2::<f32>::zeros((2, 3)).view()).is_err());
+
+    // A head whose layers do not chain is refused, not a panic inside ndarray.
+    let mut broken = Head::new(
+        &HeadSpec {
+            input_dim: 4,
+            hidden: vec![3],
+            classes: 2,
+        },
+        1,
+    )
+    .unwrap();
+    broken.layers[1].weight = Array2::zeros((5, 2));
+    assert!(broken.logits(x.view()).is_err());
+    assert!(cpu::forward_backward(&broken, x.view(), &y, &[1.0, 1.0], 0.0, None).is_err());
+    assert!(CpuBackend::new()
+        .begin(&broken, set, set, &[1.0, 1.0], &ok)
+        .is_err());
+    let mut short_bias = head.clone();
+    short_bias.layers[0].bias = ndarray::Array1::zeros(1);
+    assert!(short_bias.logits(x.view()).is_err());
+    assert!(Head { layers: vec![] }.logits(x.view()).is_err());
 }
 
 #[test]

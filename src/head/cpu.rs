@@ -187,11 +187,8 @@ pub fn forward_backward(
     smoothing: f32,
     dropout: Option<&DropoutStep>,
 ) -> Result<Pass> {
-    let last = head
-        .layers
-        .len()
-        .checked_sub(1)
-        .ok_or_else(|| Error::Invalid("the head has no layers".into()))?;
+    head.check()?;
+    let last = head.layers.len() - 1;
     if x.ncols() != head.input_dim() {
         return Err(Error::Invalid(format!(
             "the head takes embeddings of size {}, got {}",
@@ -305,6 +302,7 @@ impl HeadBackend for CpuBackend {
         class_weights: &[f32],
         opts: &TrainOptions,
     ) -> Result<()> {
+        head.check()?;
         check_shape("training", &train, head)?;
         check_shape("validation", &val, head)?;
         if class_weights.len() != head.classes() {

@@ -112,6 +112,26 @@ impl Head {
         Ok(Head { layers })
     }
 
+    /// Checks that the layers chain: at least one layer, each bias as long as its layer's outputs,
+    /// each layer taking as many inputs as the previous one gives.
+    pub fn check(&self) -> Result<()> {
+        if self.layers.is_empty() {
+            return Err(Error::Invalid("the head has no layers".into()));
+        }
+        for (i, layer) in self.layers.iter().enumerate() {
+            let (inputs, outputs) = layer.weight.dim();
+            let previous = i.checked_sub(1).map(|p| self.layers[p].weight.ncols());
+            if layer.bias.len() != outputs || previous.is_some_and(|p| p != inputs) {
+                return Err(Error::Invalid(format!(
+                    "head layer {i} is {inputs}x{outputs} with {} biases after a layer giving {}",
+                    layer.bias.len(),
+                    previous.map_or("the embedding".to_string(), |p| p.to_string())
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// The head's shape.
     pub fn spec(&self) -> HeadSpec {
         HeadSpec {
@@ -138,6 +158,7 @@ impl Head {
 
     /// Logits `[N, classes]` for embeddings `[N, input_dim]` (inference: no dropout).
     pub fn logits(&self, x: ArrayView2<f32>) -> Result<Array2<f32>> {
+        self.check()?;
         if x.ncols() != self.input_dim() {
             return Err(Error::Invalid(format!(
                 "the head takes embeddings of size {}, got {}",

@@ -108,12 +108,23 @@ mod tests {
     }
 
     #[test]
-    fn pcg_hash_known_values() {
-        // Computed by hand from the formula: s = 2891336453 for v = 0.
-        let s: u32 = 2_891_336_453;
-        let w = ((s >> ((s >> 28) + 4)) ^ s).wrapping_mul(277_803_737);
-        assert_eq!(pcg_hash(0), (w >> 22) ^ w);
-        assert_ne!(pcg_hash(1), pcg_hash(2));
+    fn hashes_match_an_independent_implementation() {
+        // Values from a separate Python implementation of the same formulas (for WGSL ports too).
+        assert_eq!(pcg_hash(0), 129_708_002);
+        assert_eq!(pcg_hash(1), 2_831_084_092);
+        assert_eq!(pcg_hash(42), 1_223_963_391);
+        assert_eq!(pcg_hash(u32::MAX), 3_861_530_882);
+        let site = |epoch, step, row, unit| DropoutSite {
+            seed: 42,
+            epoch,
+            step,
+            layer: 0,
+            row,
+            unit,
+        };
+        assert_eq!(dropout_hash(&site(0, 0, 0, 0)), 2_230_777_607);
+        assert_eq!(dropout_hash(&site(1, 2, 3, 4)), 556_695_144);
+        assert_eq!(seed32(0x0000_0001_0000_0003), 2);
     }
 
     #[test]
