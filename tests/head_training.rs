@@ -727,3 +727,28 @@ fn cpu_training_time() {
         );
     }
 }
+
+#[test]
+fn cross_entropy_is_stable_for_huge_logits() {
+    let logits = ndarray::array![[1000.0f32, 0.0], [1000.0, 0.0], [-1e30, 1e30]];
+    let ce = cpu::softmax_cross_entropy(logits.view(), &[0, 1, 1], &[1.0, 1.0], 0.0).unwrap();
+    // Row losses 0, 1000 and 0.
+    assert!(
+        (ce.weighted_sum - 1000.0).abs() < 1e-3,
+        "{}",
+        ce.weighted_sum
+    );
+    assert_eq!(ce.correct, 2);
+    assert!(ce.dlogits.iter().all(|v| v.is_finite()));
+    // dZ = (p - t) / B: row 1 has p = (1, 0), t = (0, 1).
+    assert!((ce.dlogits[[1, 0]] - 1.0 / 3.0).abs() < 1e-6);
+    assert!((ce.dlogits[[1, 1]] + 1.0 / 3.0).abs() < 1e-6);
+    // Smoothing e = 0.2 over 2 classes: targets (0.9, 0.1) for label 0.
+    let smooth =
+        cpu::softmax_cross_entropy(logits.slice(ndarray::s![..1, ..]), &[0], &[2.0, 1.0], 0.2)
+            .unwrap();
+    assert!((smooth.weighted_sum - 2.0 * 0.1 * 1000.0).abs() < 1e-2);
+    assert!((smooth.dlogits[[0, 0]] - 2.0 * (1.0 - 0.9)).abs() < 1e-6);
+    assert!(cpu::softmax_cross_entropy(logits.view(), &[0, 1], &[1.0, 1.0], 0.0).is_err());
+    assert!(cpu::softmax_cross_entropy(logits.view(), &[0, 1, 2], &[1.0, 1.0], 0.0).is_err());
+}
