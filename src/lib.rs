@@ -8,7 +8,9 @@ pub mod error;
 pub mod head;
 pub mod input;
 pub mod knn;
+pub mod metrics;
 pub mod tensor_file;
+pub mod train;
 pub mod zoo;
 
 pub use error::{Error, Result};

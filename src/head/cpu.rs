@@ -1,0 +1,435 @@
+//! The reference training maths on the CPU (ndarray), one small public function per operation, and
+//! [`CpuBackend`] built from them. Other backends must match these functions (1e-5 per op).
+//!
+//! For a batch of `B` rows `x` `[B, D]` with labels `y`, class weights `w` (length `C`), label
+//! smoothing `e` and dropout rate `p`:
+//!
+//! - Hidden layer `l` (0-based): `z = a · W + b` ([`dense_forward`]), then
+//!   `a' = max(z, 0) * f` with `f` the [`random::dropout_factor`] of (seed, epoch, step, `l`, row,
+//!   unit) during training with `p > 0`, and `f = 1` otherwise ([`relu_dropout`]).
+//! - Output layer: logits `z = a · W + b`.
+//! - Loss ([`softmax_cross_entropy`]): per row `m = max_c z_c`, `lse = m + ln(sum_c exp(z_c - m))`,
+//!   `logp_c = z_c - lse`, targets `t_c = on` for `c == y`, `off` otherwise, with `off = e / C` and
+//!   `on = (1 - e) + off`; `CE = -sum_c t_c * logp_c`. Batch loss `= sum_i w[y_i] * CE_i / B`
+//!   (divided by the batch size, not by the sum of weights). An epoch's reported loss is
+//!   `sum_i w[y_i] * CE_i / N` over all its examples (the batch losses weighted by batch size);
+//!   validation uses the same formula (same class weights and smoothing) without dropout.
+//!   Weight decay is not part of the loss.
+//! - Backward: `dZ[i, c] = w[y_i] * (exp(logp_ic) - t_ic) / B` for the logits; for each layer,
+//!   `dW = aᵀ · dZ`, `db = sum_i dZ[i, :]`, `da = dZ · Wᵀ` ([`dense_backward`]; not computed for the
+//!   first layer); through ReLU and dropout `dz = da * s` where `a' > 0` and `0` elsewhere, with
+//!   `s = 1 / (1 - p)` when dropout is active and `1` otherwise ([`relu_dropout_backward`]).
+//! - Update: [`crate::head::Optimizer::update`] on every weight and bias, step counter `t` from 1.
+
+use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
+
+use crate::head::backend::{EpochStats, Examples, HeadBackend};
+use crate::head::random::{self, DropoutSite};
+use crate::head::{argmax_rows, Dense, Head};
+use crate::train::TrainOptions;
+use crate::{Error, Result};
+
+/// The dropout context of one training batch.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct DropoutStep {
+    /// [`random::seed32`] of the training seed.
+    pub seed: u32,
+    /// Epoch index (0-based).
+    pub epoch: u32,
+    /// Batch index within the epoch (0-based).
+    pub step: u32,
+    /// Dropout rate `p` in `[0, 1)`.
+    pub rate: f32,
+}
+
+/// `x · weight + bias`.
+pub fn dense_forward(x: ArrayView2<f32>, layer: &Dense) -> Array2<f32> {
+    x.dot(&layer.weight) + &layer.bias
+}
+
+/// In place `z = max(z, 0) * factor` for hidden layer `layer`; returns the scale `s` the backward
+/// pass needs (`1 / (1 - p)` with dropout, else 1).
+pub fn relu_dropout(z: &mut Array2<f32>, dropout: Option<&DropoutStep>, layer: u32) -> f32 {
+    match dropout {
+        Some(d) if d.rate > 0.0 => {
+            for (row, mut values) in z.axis_iter_mut(Axis(0)).enumerate() {
+                for (unit, v) in values.iter_mut().enumerate() {
+                    let site = DropoutSite {
+                        seed: d.seed,
+                        epoch: d.epoch,
+                        step: d.step,
+                        layer,
+                        row: row as u32,
+                        unit: unit as u32,
+                    };
+                    *v = v.max(0.0) * random::dropout_factor(&site, d.rate);
+                }
+            }
+            1.0 / (1.0 - d.rate)
+        }
+        _ => {
+            z.mapv_inplace(|v| v.max(0.0));
+            1.0
+        }
+    }
+}
+
+/// In place `da = da * scale` where the layer's output `a > 0`, `0` elsewhere.
+pub fn relu_dropout_backward(da: &mut Array2<f32>, a: ArrayView2<f32>, scale: f32) {
+    Zip::from(da)
+        .and(a)
+        .for_each(|d, &a| *d = if a > 0.0 { *d * scale } else { 0.0 });
+}
+
+/// Gradients of one dense layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct DenseGrad {
+    /// `aᵀ · dZ`, `[inputs, outputs]`.
+    pub weight: Array2<f32>,
+    /// `sum_i dZ[i, :]`, `[outputs]`.
+    pub bias: Array1<f32>,
+}
+
+/// Gradients of a dense layer from its input `a` and output gradient `dz`, and the input gradient
+/// `dz · Wᵀ` when `want_input_grad`.
+pub fn dense_backward(
+    a: ArrayView2<f32>,
+    dz: ArrayView2<f32>,
+    layer: &Dense,
+    want_input_grad: bool,
+) -> (DenseGrad, Option<Array2<f32>>) {
+    let grad = DenseGrad {
+        weight: a.t().dot(&dz),
+        bias: dz.sum_axis(Axis(0)),
+    };
+    let da = want_input_grad.then(|| dz.dot(&layer.weight.t()));
+    (grad, da)
+}
+
+/// Result of [`softmax_cross_entropy`] on one batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CrossEntropy {
+    /// `sum_i w[y_i] * CE_i` (not divided by the batch size), accumulated in `f64`.
+    pub weighted_sum: f64,
+    /// Rows whose argmax (ties to the lowest index) is the label.
+    pub correct: usize,
+    /// `dZ[i, c] = w[y_i] * (p_ic - t_ic) / B`: the gradient of the batch loss.
+    pub dlogits: Array2<f32>,
+}
+
+/// Smoothed, class-weighted softmax cross-entropy of `logits` `[B, C]` (see the module docs).
+pub fn softmax_cross_entropy(
+    logits: ArrayView2<f32>,
+    labels: &[usize],
+    class_weights: &[f32],
+    smoothing: f32,
+) -> Result<CrossEntropy> {
+    let (rows, classes) = logits.dim();
+    if labels.len() != rows || class_weights.len() != classes {
+        return Err(Error::Invalid(format!(
+            "cross-entropy of {rows}x{classes} logits with {} labels and {} class weights",
+            labels.len(),
+            class_weights.len()
+        )));
+    }
+    if let Some(&bad) = labels.iter().find(|&&y| y >= classes) {
+        return Err(Error::Invalid(format!(
+            "label {bad} is out of range for {classes} classes"
+        )));
+    }
+    let off = smoothing / classes as f32;
+    let on = (1.0 - smoothing) + off;
+    let inv_batch = 1.0 / rows.max(1) as f32;
+    let predicted = argmax_rows(logits);
+    let mut weighted_sum = 0.0f64;
+    let mut dlogits = Array2::zeros((rows, classes));
+    for (i, (z, mut dz)) in logits
+        .axis_iter(Axis(0))
+        .zip(dlogits.axis_iter_mut(Axis(0)))
+        .enumerate()
+    {
+        let y = labels[i];
+        let w = class_weights[y];
+        let max = z.fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let lse = max + z.fold(0.0f32, |s, &v| s + (v - max).exp()).ln();
+        let mut ce = 0.0f32;
+        for (c, (&zc, d)) in z.iter().zip(dz.iter_mut()).enumerate() {
+            let logp = zc - lse;
+            let t = if c == y { on } else { off };
+            ce -= t * logp;
+            *d = w * (logp.exp() - t) * inv_batch;
+        }
+        weighted_sum += f64::from(w * ce);
+    }
+    let correct = predicted.iter().zip(labels).filter(|(p, y)| p == y).count();
+    Ok(CrossEntropy {
+        weighted_sum,
+        correct,
+        dlogits,
+    })
+}
+
+/// One forward and backward pass over a batch.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Pass {
+    /// Loss and accuracy counts of the batch (and the logits' gradient).
+    pub loss: CrossEntropy,
+    /// Gradient of the batch loss for each layer, first to last (no weight decay).
+    pub grads: Vec<DenseGrad>,
+}
+
+/// Forward pass (with dropout when `dropout` is given) and backward pass of the batch loss.
+pub fn forward_backward(
+    head: &Head,
+    x: ArrayView2<f32>,
+    labels: &[usize],
+    class_weights: &[f32],
+    smoothing: f32,
+    dropout: Option<&DropoutStep>,
+) -> Result<Pass> {
+    head.check()?;
+    let last = head.layers.len() - 1;
+    if x.ncols() != head.input_dim() {
+        return Err(Error::Invalid(format!(
+            "the head takes embeddings of size {}, got {}",
+            head.input_dim(),
+            x.ncols()
+        )));
+    }
+    // Outputs of the hidden layers (after ReLU and dropout) and their backward scales.
+    let mut hidden: Vec<Array2<f32>> = Vec::with_capacity(last);
+    let mut scales = Vec::with_capacity(last);
+    for (l, layer) in head.layers[..last].iter().enumerate() {
+        let input = hidden.last().map_or(x, |a| a.view());
+        let mut z = dense_forward(input, layer);
+        scales.push(relu_dropout(&mut z, dropout, l as u32));
+        hidden.push(z);
+    }
+    let input = hidden.last().map_or(x, |a| a.view());
+    let logits = dense_forward(input, &head.layers[last]);
+    let loss = softmax_cross_entropy(logits.view(), labels, class_weights, smoothing)?;
+
+    let mut grads = Vec::with_capacity(head.layers.len());
+    let mut dz = loss.dlogits.clone();
+    for l in (0..=last).rev() {
+        let input = if l == 0 { x } else { hidden[l - 1].view() };
+        let (grad, da) = dense_backward(input, dz.view(), &head.layers[l], l > 0);
+        grads.push(grad);
+        if let Some(mut da) = da {
+            relu_dropout_backward(&mut da, hidden[l - 1].view(), scales[l - 1]);
+            dz = da;
+        }
+    }
+    grads.reverse();
+    Ok(Pass { loss, grads })
+}
+
+/// Optimiser state of one layer (slots `s1`, `s2` of [`crate::head::Optimizer::update`]).
+#[derive(Clone, Debug)]
+struct LayerState {
+    weight: [Array2<f32>; 2],
+    bias: [Array1<f32>; 2],
+}
+
+/// Applies one optimiser step to `layer` (weight decay on the weights only).
+fn apply_update(
+    opts: &TrainOptions,
+    t: u64,
+    layer: &mut Dense,
+    grad: &DenseGrad,
+    state: &mut LayerState,
+) {
+    let opt = opts.optimizer;
+    let k = opt.step_scalars(opts.learning_rate, t);
+    let [w1, w2] = &mut state.weight;
+    Zip::from(&mut layer.weight)
+        .and(&grad.weight)
+        .and(w1)
+        .and(w2)
+        .for_each(|w, &g, s1, s2| opt.update(&k, opts.weight_decay, w, g, s1, s2));
+    let [b1, b2] = &mut state.bias;
+    Zip::from(&mut layer.bias)
+        .and(&grad.bias)
+        .and(b1)
+        .and(b2)
+        .for_each(|w, &g, s1, s2| opt.update(&k, 0.0, w, g, s1, s2));
+}
+
+/// Everything a training run keeps between calls.
+#[derive(Clone, Debug)]
+struct Session {
+    head: Head,
+    best: Option<Head>,
+    state: Vec<LayerState>,
+    /// Optimiser steps taken so far.
+    steps: u64,
+    train_x: Array2<f32>,
+    train_y: Vec<usize>,
+    val_x: Array2<f32>,
+    val_y: Vec<usize>,
+    class_weights: Vec<f32>,
+    opts: TrainOptions,
+}
+
+/// The reference backend: ndarray on the CPU.
+#[derive(Clone, Debug, Default)]
+pub struct CpuBackend {
+    session: Option<Session>,
+}
+
+impl CpuBackend {
+    pub fn new() -> Self {
+        CpuBackend::default()
+    }
+
+    fn session(&mut self) -> Result<&mut Session> {
+        self.session
+            .as_mut()
+            .ok_or_else(|| Error::Invalid("the CPU backend was used before begin()".into()))
+    }
+}
+
+impl HeadBackend for CpuBackend {
+    fn name(&self) -> String {
+        "cpu (ndarray)".into()
+    }
+
+    fn begin(
+        &mut self,
+        head: &Head,
+        train: Examples,
+        val: Examples,
+        class_weights: &[f32],
+        opts: &TrainOptions,
+    ) -> Result<()> {
+        head.check()?;
+        check_shape("training", &train, head)?;
+        check_shape("validation", &val, head)?;
+        if class_weights.len() != head.classes() {
+            return Err(Error::Invalid(format!(
+                "{} class weights for {} classes",
+                class_weights.len(),
+                head.classes()
+            )));
+        }
+        let state = head
+            .layers
+            .iter()
+            .map(|l| LayerState {
+                weight: [Array2::zeros(l.weight.dim()), Array2::zeros(l.weight.dim())],
+                bias: [Array1::zeros(l.bias.dim()), Array1::zeros(l.bias.dim())],
+            })
+            .collect();
+        self.session = Some(Session {
+            head: head.clone(),
+            best: None,
+            state,
+            steps: 0,
+            train_x: train.x.to_owned(),
+            train_y: train.y.to_vec(),
+            val_x: val.x.to_owned(),
+            val_y: val.y.to_vec(),
+            class_weights: class_weights.to_vec(),
+            opts: opts.clone(),
+        });
+        Ok(())
+    }
+
+    fn train_epoch(&mut self, epoch: usize, order: &[u32]) -> Result<EpochStats> {
+        let s = self.session()?;
+        let n = s.train_y.len();
+        if order.len() != n || order.iter().any(|&i| i as usize >= n) {
+            return Err(Error::Invalid(format!(
+                "the epoch order must be a permutation of 0..{n}"
+            )));
+        }
+        if s.opts.batch_size == 0 {
+            return Err(Error::Invalid("the batch size must be positive".into()));
+        }
+        let mut weighted_sum = 0.0f64;
+        let mut correct = 0usize;
+        for (step, batch) in order.chunks(s.opts.batch_size).enumerate() {
+            let rows: Vec<usize> = batch.iter().map(|&i| i as usize).collect();
+            let x = s.train_x.select(Axis(0), &rows);
+            let y: Vec<usize> = rows.iter().map(|&i| s.train_y[i]).collect();
+            let dropout = DropoutStep {
+                seed: random::seed32(s.opts.seed),
+                epoch: epoch as u32,
+                step: step as u32,
+                rate: s.opts.dropout,
+            };
+            let pass = forward_backward(
+                &s.head,
+                x.view(),
+                &y,
+                &s.class_weights,
+                s.opts.label_smoothing,
+                (s.opts.dropout > 0.0).then_some(&dropout),
+            )?;
+            weighted_sum += pass.loss.weighted_sum;
+            correct += pass.loss.correct;
+            s.steps += 1;
+            for ((layer, grad), state) in
+                s.head.layers.iter_mut().zip(&pass.grads).zip(&mut s.state)
+            {
+                apply_update(&s.opts, s.steps, layer, grad, state);
+            }
+        }
+        Ok(stats(weighted_sum, correct, n))
+    }
+
+    fn validate(&mut self) -> Result<EpochStats> {
+        let s = self.session()?;
+        if s.val_y.is_empty() {
+            return Err(Error::Invalid("there is no validation data".into()));
+        }
+        let logits = s.head.logits(s.val_x.view())?;
+        let ce = softmax_cross_entropy(
+            logits.view(),
+            &s.val_y,
+            &s.class_weights,
+            s.opts.label_smoothing,
+        )?;
+        Ok(stats(ce.weighted_sum, ce.correct, s.val_y.len()))
+    }
+
+    fn keep_best(&mut self) -> Result<()> {
+        let s = self.session()?;
+        s.best = Some(s.head.clone());
+        Ok(())
+    }
+
+    fn finish(&mut self, restore_best: bool) -> Result<Head> {
+        let s = self
+            .session
+            .take()
+            .ok_or_else(|| Error::Invalid("the CPU backend was used before begin()".into()))?;
+        Ok(match (restore_best, s.best) {
+            (true, Some(best)) => best,
+            _ => s.head,
+        })
+    }
+}
+
+/// Checks that `set` has one label per embedding and embeddings of the head's input size.
+fn check_shape(what: &str, set: &Examples, head: &Head) -> Result<()> {
+    if set.x.nrows() != set.y.len() || set.x.ncols() != head.input_dim() {
+        return Err(Error::Invalid(format!(
+            "{what} data is {}x{} with {} labels for a head taking {} inputs",
+            set.x.nrows(),
+            set.x.ncols(),
+            set.y.len(),
+            head.input_dim()
+        )));
+    }
+    Ok(())
+}
+
+/// Mean loss and accuracy over `n` examples.
+fn stats(weighted_sum: f64, correct: usize, n: usize) -> EpochStats {
+    let n = n.max(1) as f64;
+    EpochStats {
+        loss: (weighted_sum / n) as f32,
+        accuracy: (correct as f64 / n) as f32,
+    }
+}

@@ -1,0 +1,296 @@
+//! Training a head: options, input checks, and the device-agnostic loop (shuffling, validation,
+//! early stopping) that drives a [`HeadBackend`].
+
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+
+use crate::head::random::epoch_order;
+use crate::head::{Examples, Head, HeadBackend, HeadSpec, Optimizer};
+use crate::{Error, Result};
+
+/// Everything that shapes a training run; saved in the recognizer's metadata. Missing fields take
+/// their defaults when deserialising.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct TrainOptions {
+    /// Passes over the training data (at most). Default 100.
+    pub epochs: usize,
+    /// Examples per optimiser step; the last batch of an epoch may be smaller. Default 32.
+    pub batch_size: usize,
+    /// Step size. Default 1e-3 (suits Adam; SGD and RMSprop usually want ~1e-2).
+    pub learning_rate: f32,
+    /// Update rule. Default [`Optimizer::adam`] (beta1 0.9, beta2 0.999, eps 1e-8).
+    pub optimizer: Optimizer,
+    /// L2 coefficient added to the gradient of the weights (not biases): `g += weight_decay * w`.
+    /// Default 0.
+    pub weight_decay: f32,
+    /// Hidden layer widths (ReLU); empty gives softmax regression. Default empty.
+    pub hidden: Vec<usize>,
+    /// Probability of zeroing each hidden activation during training, in `[0, 1)`; kept activations
+    /// are scaled by `1 / (1 - dropout)`. Default 0.
+    pub dropout: f32,
+    /// `e` in the targets `(1 - e) * onehot + e / C`, in `[0, 1)`. Default 0.
+    pub label_smoothing: f32,
+    /// Weight each class's loss by `N / (C * n_c)` (from the training labels). Default false.
+    pub balance: bool,
+    /// Stop after this many epochs without a lower validation loss and return the weights of the
+    /// best epoch; `None` trains all epochs and returns the last weights. Ignored (no early
+    /// stopping, last weights) when there is no validation data. Default `Some(10)`.
+    pub patience: Option<usize>,
+    /// Seed of the initial weights, the shuffling and dropout. Default 42.
+    pub seed: u64,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            epochs: 100,
+            batch_size: 32,
+            learning_rate: 1e-3,
+            optimizer: Optimizer::adam(),
+            weight_decay: 0.0,
+            hidden: Vec::new(),
+            dropout: 0.0,
+            label_smoothing: 0.0,
+            balance: false,
+            patience: Some(10),
+            seed: 42,
+        }
+    }
+}
+
+impl TrainOptions {
+    /// Checks every option's range.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::Invalid("epochs must be at least 1".into()));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::Invalid("the batch size must be at least 1".into()));
+        }
+        if !(self.learning_rate.is_finite() && self.learning_rate > 0.0) {
+            return Err(Error::Invalid(format!(
+                "the learning rate must be positive, got {}",
+                self.learning_rate
+            )));
+        }
+        if !(self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
+            return Err(Error::Invalid(format!(
+                "weight decay must be zero or positive, got {}",
+                self.weight_decay
+            )));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::Invalid(format!(
+                "dropout must be in [0, 1), got {}",
+                self.dropout
+            )));
+        }
+        if !(0.0..1.0).contains(&self.label_smoothing) {
+            return Err(Error::Invalid(format!(
+                "label smoothing must be in [0, 1), got {}",
+                self.label_smoothing
+            )));
+        }
+        if self.hidden.contains(&0) {
+            return Err(Error::Invalid("hidden layer sizes must be positive".into()));
+        }
+        self.optimizer.validate()
+    }
+}
+
+/// One epoch's numbers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss of the epoch's batches (with dropout, before each batch's update).
+    pub train_loss: f32,
+    /// Training accuracy of the same forward passes.
+    pub train_acc: f32,
+    /// Validation loss after the epoch; `None` without validation data.
+    pub val_loss: Option<f32>,
+    /// Validation accuracy after the epoch; `None` without validation data.
+    pub val_acc: Option<f32>,
+}
+
+/// What happened in a training run.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainReport {
+    /// [`HeadBackend::name`] of the backend used.
+    pub backend: String,
+    /// One record per epoch run.
+    pub history: Vec<EpochRecord>,
+    /// 1-based epoch with the lowest validation loss; `None` without validation data.
+    pub best_epoch: Option<usize>,
+    /// 1-based epoch whose weights were returned (`best_epoch` with early stopping, else the last).
+    pub weights_epoch: usize,
+    /// Whether training stopped before `epochs` because validation loss stopped improving.
+    pub stopped_early: bool,
+    /// Wall-clock seconds of the training loop.
+    pub seconds: f64,
+}
+
+/// Per-class loss weights: all 1, or with `balance` `w_c = N / (C * n_c)` computed in `f64` and
+/// rounded to `f32`, where `n_c` counts class `c` among the `N` training labels.
+pub fn class_weights(labels: &[usize], classes: usize, balance: bool) -> Result<Vec<f32>> {
+    if !balance {
+        return Ok(vec![1.0; classes]);
+    }
+    let mut counts = vec![0usize; classes];
+    for &y in labels {
+        let count = counts.get_mut(y).ok_or_else(|| {
+            Error::Invalid(format!("label {y} is out of range for {classes} classes"))
+        })?;
+        *count += 1;
+    }
+    let n = labels.len() as f64;
+    counts
+        .iter()
+        .enumerate()
+        .map(|(c, &count)| {
+            if count == 0 {
+                Err(Error::Dataset(format!(
+                    "class {c} has no training examples, so it cannot be balanced"
+                )))
+            } else {
+                Ok((n / (classes as f64 * count as f64)) as f32)
+            }
+        })
+        .collect()
+}
+
+/// Checks one labelled set against the embedding size and class count.
+fn check_examples(what: &str, set: &Examples, dim: usize, classes: usize) -> Result<()> {
+    if set.x.nrows() != set.y.len() {
+        return Err(Error::Invalid(format!(
+            "{what} set has {} embeddings but {} labels",
+            set.x.nrows(),
+            set.y.len()
+        )));
+    }
+    if set.x.ncols() != dim {
+        return Err(Error::Invalid(format!(
+            "{what} embeddings have size {}, the training embeddings {dim}",
+            set.x.ncols()
+        )));
+    }
+    if u32::try_from(set.len()).is_err() {
+        return Err(Error::Invalid(format!(
+            "{what} set has {} examples, more than 2^32 - 1",
+            set.len()
+        )));
+    }
+    if let Some((i, &y)) = set.y.iter().enumerate().find(|(_, &y)| y >= classes) {
+        return Err(Error::Invalid(format!(
+            "{what} example {i} has label {y}, but there are only {classes} classes"
+        )));
+    }
+    if let Some((i, _)) = set
+        .x
+        .outer_iter()
+        .enumerate()
+        .find(|(_, row)| row.iter().any(|v| !v.is_finite()))
+    {
+        return Err(Error::Invalid(format!(
+            "{what} embedding {i} contains NaN or infinity"
+        )));
+    }
+    Ok(())
+}
+
+/// Trains a new head (shape from `opts.hidden`, initialised with [`Head::new`]`(spec, opts.seed)`)
+/// for `classes` classes on `train`, validating on `val` after every epoch.
+///
+/// `val` may be empty: then there is no validation loss and no early stopping. Epoch `e` (0-based)
+/// visits the training set in [`epoch_order`]`(opts.seed, e, N)`. With validation data and
+/// `opts.patience = Some(p)`, an epoch whose validation loss is strictly lower than every earlier
+/// one is the new best (its weights are kept); after `p` consecutive epochs without a new best,
+/// training stops; the best weights are returned. `on_epoch` sees each epoch's record as it ends.
+pub fn train(
+    classes: usize,
+    train: Examples,
+    val: Examples,
+    opts: &TrainOptions,
+    backend: &mut dyn HeadBackend,
+    on_epoch: &mut dyn FnMut(&EpochRecord),
+) -> Result<(Head, TrainReport)> {
+    opts.validate()?;
+    if train.is_empty() {
+        return Err(Error::Dataset("the training set is empty".into()));
+    }
+    let spec = HeadSpec {
+        input_dim: train.x.ncols(),
+        hidden: opts.hidden.clone(),
+        classes,
+    };
+    spec.validate()?;
+    check_examples("training", &train, spec.input_dim, classes)?;
+    check_examples("validation", &val, spec.input_dim, classes)?;
+    let weights = class_weights(train.y, classes, opts.balance)?;
+    let head = Head::new(&spec, opts.seed)?;
+    let n = u32::try_from(train.len())
+        .map_err(|_| Error::Invalid("the training set has more than 2^32 - 1 examples".into()))?;
+
+    let start = Instant::now();
+    backend.begin(&head, train, val, &weights, opts)?;
+    let early_stopping = opts.patience.filter(|_| !val.is_empty());
+    let mut history = Vec::new();
+    let mut best: Option<(usize, f32)> = None;
+    let mut since_best = 0usize;
+    let mut stopped_early = false;
+    for epoch in 0..opts.epochs {
+        let stats = backend.train_epoch(epoch, &epoch_order(opts.seed, epoch, n))?;
+        if !stats.loss.is_finite() {
+            return Err(Error::Invalid(format!(
+                "training diverged (loss {}) in epoch {}; try a lower learning rate",
+                stats.loss,
+                epoch + 1
+            )));
+        }
+        let val_stats = if val.is_empty() {
+            None
+        } else {
+            Some(backend.validate()?)
+        };
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: stats.loss,
+            train_acc: stats.accuracy,
+            val_loss: val_stats.map(|s| s.loss),
+            val_acc: val_stats.map(|s| s.accuracy),
+        };
+        on_epoch(&record);
+        history.push(record);
+        if let Some(v) = val_stats {
+            if v.loss.is_finite() && best.is_none_or(|(_, b)| v.loss < b) {
+                best = Some((epoch + 1, v.loss));
+                since_best = 0;
+                if early_stopping.is_some() {
+                    backend.keep_best()?;
+                }
+            } else {
+                since_best += 1;
+                if early_stopping.is_some_and(|p| since_best >= p) {
+                    stopped_early = true;
+                    break;
+                }
+            }
+        }
+    }
+    let head = backend.finish(early_stopping.is_some())?;
+    let best_epoch = best.map(|(e, _)| e);
+    let report = TrainReport {
+        backend: backend.name(),
+        weights_epoch: match early_stopping {
+            Some(_) => best_epoch.unwrap_or(history.len()),
+            None => history.len(),
+        },
+        history,
+        best_epoch,
+        stopped_early,
+        seconds: start.elapsed().as_secs_f64(),
+    };
+    Ok((head, report))
+}
