@@ -9,6 +9,7 @@ pub mod head;
 pub mod input;
 pub mod knn;
 pub mod metrics;
+pub mod recognizer;
 pub mod tensor_file;
 pub mod train;
 pub mod zoo;

@@ -1,0 +1,401 @@
+//! The transfer recognizer: a trained head, its labels and the frozen base it was grafted on; trained,
+//! evaluated, saved and loaded as one safetensors file.
+//!
+//! File layout: tensors `layers.<i>.weight` `[in, out]` and `layers.<i>.bias` `[out]`, and under the
+//! `graft` key of `__metadata__` a JSON document ([`RecognizerMeta`]): format, graft version, labels,
+//! the base reference (name, sha256, cut, embedding size, preprocessing) and the training record.
+
+use std::path::Path;
+
+use ndarray::{Array1, Array2, ArrayView2};
+use serde::{Deserialize, Serialize};
+
+use crate::embeddings::{BaseRef, Embeddings};
+use crate::head::{Dense, Examples, Head, HeadBackend};
+use crate::metrics::Metrics;
+use crate::tensor_file::{self, Entry, TensorFile};
+use crate::train::{train, EpochRecord, TrainOptions, TrainReport};
+use crate::{Error, Result};
+
+const FORMAT: &str = "graft-recognizer-1";
+
+/// A head trained on embeddings of one frozen base, with its class labels.
+#[derive(Clone, Debug)]
+pub struct Recognizer {
+    pub head: Head,
+    pub labels: Vec<String>,
+    pub base: BaseRef,
+    /// How it was trained; `None` for a head made otherwise.
+    pub training: Option<TrainingRecord>,
+}
+
+/// The settings and results of the training run that made a recognizer.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    pub options: TrainOptions,
+    pub report: TrainReport,
+    /// Metrics on the validation split; `None` when there was none.
+    pub validation: Option<Metrics>,
+    /// Training examples per class.
+    pub train_counts: Vec<usize>,
+    /// Validation examples per class.
+    pub val_counts: Vec<usize>,
+}
+
+/// One example's answer: the most likely class, then the top classes with their probabilities.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    pub label: String,
+    pub probability: f32,
+    /// The `top_k` most probable classes, most probable first.
+    pub top: Vec<(String, f32)>,
+}
+
+/// The JSON document stored with the weights.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecognizerMeta {
+    pub format: String,
+    pub graft_version: String,
+    pub labels: Vec<String>,
+    pub base: BaseRef,
+    pub hidden: Vec<usize>,
+    pub training: Option<TrainingRecord>,
+}
+
+impl Recognizer {
+    /// Trains a head on `train` (and validates on `val`, which may be empty) with `backend`.
+    /// `on_epoch` sees each epoch's numbers as they come.
+    pub fn train(
+        train_set: &Embeddings,
+        val_set: &Embeddings,
+        opts: &TrainOptions,
+        backend: &mut dyn HeadBackend,
+        on_epoch: &mut dyn FnMut(&EpochRecord),
+    ) -> Result<Recognizer> {
+        if train_set.classes != val_set.classes || train_set.base != val_set.base {
+            return Err(Error::Invalid(
+                "training and validation embeddings come from different data sets or bases".into(),
+            ));
+        }
+        crate::dataset::check_classes(&train_set.classes, &train_set.counts())?;
+        let (head, report) = train(
+            train_set.classes.len(),
+            Examples::new(train_set.vectors.view(), &train_set.labels),
+            Examples::new(val_set.vectors.view(), &val_set.labels),
+            opts,
+            backend,
+            on_epoch,
+        )?;
+        let mut recognizer = Recognizer {
+            head,
+            labels: train_set.classes.clone(),
+            base: train_set.base.clone(),
+            training: None,
+        };
+        let validation = if val_set.is_empty() {
+            None
+        } else {
+            Some(recognizer.evaluate(val_set)?)
+        };
+        recognizer.training = Some(TrainingRecord {
+            options: opts.clone(),
+            report,
+            validation,
+            train_counts: train_set.counts(),
+            val_counts: val_set.counts(),
+        });
+        Ok(recognizer)
+    }
+
+    /// Class probabilities `[n, classes]` for embeddings `[n, dim]`.
+    pub fn probabilities(&self, embeddings: ArrayView2<f32>) -> Result<Array2<f32>> {
+        self.head.probabilities(embeddings)
+    }
+
+    /// The most likely class and the `top_k` best classes of each embedding.
+    pub fn predict(&self, embeddings: ArrayView2<f32>, top_k: usize) -> Result<Vec<Prediction>> {
+        let probs = self.probabilities(embeddings)?;
+        Ok(probs
+            .rows()
+            .into_iter()
+            .map(|row| {
+                let mut order: Vec<usize> = (0..row.len()).collect();
+                order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+                let top: Vec<(String, f32)> = order
+                    .iter()
+                    .take(top_k.max(1))
+                    .map(|&i| (self.labels[i].clone(), row[i]))
+                    .collect();
+                Prediction {
+                    label: top[0].0.clone(),
+                    probability: top[0].1,
+                    top,
+                }
+            })
+            .collect())
+    }
+
+    /// Accuracy, per-class accuracy and confusion matrix on labelled embeddings. Their classes are
+    /// matched to the recognizer's by name (a subset in any order is fine); a class the recognizer
+    /// does not know is an error, as are embeddings from another base.
+    pub fn evaluate(&self, data: &Embeddings) -> Result<Metrics> {
+        self.check_base(&data.base)?;
+        let mapping = data
+            .classes
+            .iter()
+            .map(|c| self.labels.iter().position(|l| l == c))
+            .collect::<Vec<_>>();
+        let unknown: Vec<&str> = data
+            .classes
+            .iter()
+            .zip(&mapping)
+            .filter(|(_, m)| m.is_none())
+            .map(|(c, _)| c.as_str())
+            .collect();
+        if !unknown.is_empty() {
+            return Err(Error::Dataset(format!(
+                "class(es) {} are not among the recognizer's labels ({})",
+                unknown.join(", "),
+                self.labels.join(", ")
+            )));
+        }
+        let truth: Vec<usize> = data
+            .labels
+            .iter()
+            .map(|&l| mapping[l].unwrap_or_default())
+            .collect();
+        let predicted = self.head.predict(data.vectors.view())?;
+        Metrics::compute(&truth, &predicted, &self.labels)
+    }
+
+    /// Errors unless `other` is the base this recognizer was trained on.
+    pub fn check_base(&self, other: &BaseRef) -> Result<()> {
+        if other.sha256 != self.base.sha256 || other.cut != self.base.cut {
+            return Err(Error::Invalid(format!(
+                "the recognizer was trained on base '{}' (sha256 {}, cut {}), not on '{}' (sha256 {}, cut {})",
+                self.base.name,
+                short(&self.base.sha256),
+                self.base.cut,
+                other.name,
+                short(&other.sha256),
+                other.cut
+            )));
+        }
+        Ok(())
+    }
+
+    /// The metadata document stored with the weights.
+    pub fn meta(&self) -> RecognizerMeta {
+        RecognizerMeta {
+            format: FORMAT.into(),
+            graft_version: env!("CARGO_PKG_VERSION").into(),
+            labels: self.labels.clone(),
+            base: self.base.clone(),
+            hidden: self.head.spec().hidden,
+            training: self.training.clone(),
+        }
+    }
+
+    /// Saves atomically as one safetensors file (see the module docs for the layout).
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let mut entries = Vec::new();
+        for (i, layer) in self.head.layers.iter().enumerate() {
+            let w = layer.weight.as_standard_layout();
+            entries.push(Entry::f32(
+                format!("layers.{i}.weight"),
+                w.shape().to_vec(),
+                w.as_slice().unwrap_or(&[]),
+            ));
+            entries.push(Entry::f32(
+                format!("layers.{i}.bias"),
+                vec![layer.bias.len()],
+                &layer.bias.to_vec(),
+            ));
+        }
+        let json =
+            serde_json::to_string(&self.meta()).map_err(|e| Error::Invalid(e.to_string()))?;
+        tensor_file::save(path, &entries, &json)
+    }
+
+    /// Loads a recognizer saved by [`Recognizer::save`], checking that the layers chain, that the first
+    /// takes the base's embedding and that the last gives one logit per label.
+    pub fn load(path: &Path) -> Result<Recognizer> {
+        let file = TensorFile::read(path)?;
+        let meta: RecognizerMeta = serde_json::from_str(&file.metadata()?)
+            .map_err(|e| file.error(format!("bad recognizer metadata: {e}")))?;
+        if meta.format != FORMAT {
+            return Err(file.error(format!("not a graft recognizer (format '{}')", meta.format)));
+        }
+        let mut layers = Vec::with_capacity(meta.hidden.len() + 1);
+        for i in 0..=meta.hidden.len() {
+            let (ws, w) = file.f32(&format!("layers.{i}.weight"), 2)?;
+            let (bs, b) = file.f32(&format!("layers.{i}.bias"), 1)?;
+            let weight = Array2::from_shape_vec((ws[0], ws[1]), w).map_err(|e| file.error(e))?;
+            let bias = Array1::from_shape_vec(bs[0], b).map_err(|e| file.error(e))?;
+            layers.push(Dense { weight, bias });
+        }
+        let head = Head { layers };
+        head.check().map_err(|e| file.error(e))?;
+        if head.input_dim() != meta.base.embedding_dim || head.classes() != meta.labels.len() {
+            return Err(file.error(format!(
+                "the head maps {} -> {} but the base gives {} and there are {} labels",
+                head.input_dim(),
+                head.classes(),
+                meta.base.embedding_dim,
+                meta.labels.len()
+            )));
+        }
+        Ok(Recognizer {
+            head,
+            labels: meta.labels,
+            base: meta.base,
+            training: meta.training,
+        })
+    }
+}
+
+fn short(sha: &str) -> &str {
+    &sha[..sha.len().min(12)]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::head::CpuBackend;
+    use crate::input::{ChannelOrder, ImageSpec, Layout};
+    use rand::{Rng, SeedableRng};
+
+    fn base_ref(dim: usize) -> BaseRef {
+        BaseRef {
+            name: "synthetic".into(),
+            sha256: "ab".repeat(32),
+            cut: "features".into(),
+            embedding_dim: dim,
+            input: ImageSpec {
+                width: 4,
+                height: 4,
+                layout: Layout::Nhwc,
+                channels: ChannelOrder::Rgb,
+                mean: [0.0; 3],
+                std: [255.0; 3],
+                center_crop: None,
+            },
+        }
+    }
+
+    /// Three Gaussian blobs in 8 dimensions.
+    fn blobs(n_per_class: usize, seed: u64) -> Embeddings {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let classes = ["ant", "bee", "cat"];
+        let (mut rows, mut labels) = (Vec::new(), Vec::new());
+        for (c, _) in classes.iter().enumerate() {
+            for _ in 0..n_per_class {
+                for d in 0..8 {
+                    let centre = if d == c { 3.0 } else { 0.0 };
+                    rows.push(centre + rng.random_range(-1.0f32..1.0));
+                }
+                labels.push(c);
+            }
+        }
+        let n = labels.len();
+        Embeddings {
+            base: base_ref(8),
+            classes: classes.iter().map(|s| s.to_string()).collect(),
+            vectors: Array2::from_shape_vec((n, 8), rows).unwrap(),
+            labels,
+            sources: (0..n).map(|i| format!("{i}.png").into()).collect(),
+        }
+    }
+
+    fn trained() -> (Recognizer, Embeddings) {
+        let data = blobs(20, 1);
+        let (train_set, val_set) = data.split(0.3, 42).unwrap();
+        let opts = TrainOptions {
+            epochs: 40,
+            hidden: vec![6],
+            learning_rate: 1e-2,
+            ..TrainOptions::default()
+        };
+        let rec = Recognizer::train(
+            &train_set,
+            &val_set,
+            &opts,
+            &mut CpuBackend::new(),
+            &mut |_| {},
+        )
+        .unwrap();
+        (rec, val_set)
+    }
+
+    #[test]
+    fn trains_records_and_predicts() {
+        let (rec, val) = trained();
+        let record = rec.training.as_ref().unwrap();
+        assert_eq!(record.train_counts, vec![14, 14, 14]);
+        assert_eq!(record.val_counts, vec![6, 6, 6]);
+        let metrics = record.validation.as_ref().unwrap();
+        assert!(metrics.accuracy > 0.9, "{}", metrics.accuracy);
+        let preds = rec.predict(val.vectors.view(), 2).unwrap();
+        assert_eq!(preds.len(), val.len());
+        for p in &preds {
+            assert_eq!(p.top.len(), 2);
+            assert!(p.top[0].1 >= p.top[1].1 && p.probability == p.top[0].1);
+        }
+    }
+
+    #[test]
+    fn save_load_gives_identical_predictions_and_metadata() {
+        let (rec, val) = trained();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec.safetensors");
+        rec.save(&path).unwrap();
+        let back = Recognizer::load(&path).unwrap();
+        assert_eq!(back.head, rec.head);
+        assert_eq!(back.labels, rec.labels);
+        assert_eq!(back.base, rec.base);
+        assert_eq!(back.training, rec.training);
+        assert_eq!(
+            back.probabilities(val.vectors.view()).unwrap(),
+            rec.probabilities(val.vectors.view()).unwrap()
+        );
+    }
+
+    #[test]
+    fn corrupt_truncated_and_inconsistent_files_are_errors() {
+        let (rec, _) = trained();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec.safetensors");
+        rec.save(&path).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        for cut in [0, 7, bytes.len() / 3, bytes.len() - 1] {
+            std::fs::write(&path, &bytes[..cut]).unwrap();
+            assert!(Recognizer::load(&path).is_err(), "truncated at {cut}");
+        }
+        // A KNN index or labels that do not match the head are refused.
+        let mut wrong = rec.clone();
+        wrong.labels.pop();
+        wrong.save(&path).unwrap();
+        let err = Recognizer::load(&path).unwrap_err().to_string();
+        assert!(err.contains("labels"), "{err}");
+    }
+
+    #[test]
+    fn evaluation_maps_classes_by_name_and_refuses_unknown_ones_or_other_bases() {
+        let (rec, val) = trained();
+        let full = rec.evaluate(&val).unwrap();
+        // The same examples with the classes listed in another order.
+        let mut shuffled = val.clone();
+        shuffled.classes = vec!["cat".into(), "ant".into(), "bee".into()];
+        shuffled.labels = val.labels.iter().map(|&l| [1, 2, 0][l]).collect();
+        assert_eq!(rec.evaluate(&shuffled).unwrap(), full);
+
+        let mut unknown = val.clone();
+        unknown.classes[2] = "dog".into();
+        let err = rec.evaluate(&unknown).unwrap_err().to_string();
+        assert!(err.contains("dog"), "{err}");
+
+        let mut other = val.clone();
+        other.base.sha256 = "cd".repeat(32);
+        assert!(rec.evaluate(&other).is_err());
+    }
+}
