@@ -1,0 +1,105 @@
+//! `graft knn`: build a KNN index from a labelled folder, classify files with it.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Subcommand;
+use graft::base::BaseModel;
+use graft::embeddings::{embed_files, Embeddings};
+use graft::knn::Knn;
+use ndarray::Axis;
+use serde_json::json;
+
+use super::args::BaseArgs;
+use super::train::embed_folder;
+use super::Ui;
+
+#[derive(Subcommand)]
+pub enum KnnCommand {
+    /// Embed every example of a labelled folder into a new index.
+    Build {
+        /// Folder with one sub-folder of examples per class.
+        #[arg(long)]
+        data: PathBuf,
+        #[command(flatten)]
+        base: BaseArgs,
+        /// Where to write the index.
+        #[arg(short, long, default_value = "index.safetensors")]
+        out: PathBuf,
+    },
+    /// Classify files by their nearest stored examples.
+    Classify {
+        /// An index written by `graft knn build`.
+        index: PathBuf,
+        /// Image files to classify.
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+        /// Number of neighbours that vote.
+        #[arg(short, long, default_value_t = 3)]
+        k: usize,
+    },
+}
+
+pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
+    match command {
+        KnnCommand::Build { data, base, out } => {
+            let model = base.open()?;
+            let embeddings = embed_folder(&model, &data, base.cache()?.as_deref(), ui)?;
+            let knn = index_of(&embeddings)?;
+            knn.save(&out)?;
+            let counts = knn.class_counts();
+            for (label, n) in &counts {
+                ui.say(format!("{label:<16} {n:>6}"));
+            }
+            ui.say(format!("saved {} ({} examples)", out.display(), knn.len()));
+            ui.finish(json!({ "index": out, "classes": counts }));
+        }
+        KnnCommand::Classify { index, files, k } => {
+            let knn = Knn::load(&index)?;
+            let model = BaseModel::from_ref(knn.base())?;
+            let cache = graft::zoo::cache_dir().ok();
+            let bar = ui.bar(files.len() as u64, "embedding");
+            let results = embed_files(&model, &files, cache.as_deref(), &|n| bar.inc(n))?;
+            bar.finish_and_clear();
+            let mut out = Vec::new();
+            let mut failed = 0;
+            for (path, result) in files.iter().zip(results) {
+                match result.and_then(|v| knn.classify(v.view().insert_axis(Axis(0)), k)) {
+                    Ok(mut p) => {
+                        let p = p.remove(0);
+                        let conf: Vec<String> = p
+                            .confidences
+                            .iter()
+                            .filter(|(_, c)| *c > 0.0)
+                            .map(|(l, c)| format!("{l} {c:.2}"))
+                            .collect();
+                        ui.say(format!("{}: {}  ({})", path.display(), p.label, conf.join(", ")));
+                        out.push(json!({ "file": path, "prediction": p }));
+                    }
+                    Err(e) => {
+                        failed += 1;
+                        eprintln!("error: {e}");
+                        out.push(json!({ "file": path, "error": e.to_string() }));
+                    }
+                }
+            }
+            ui.finish(json!({ "predictions": out }));
+            if failed > 0 {
+                bail!("{failed} of {} file(s) could not be classified", files.len());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A KNN index holding every example of `embeddings`.
+pub fn index_of(embeddings: &Embeddings) -> Result<Knn> {
+    let mut knn = Knn::new(embeddings.base.clone());
+    for (class, name) in embeddings.classes.iter().enumerate() {
+        let rows: Vec<usize> = (0..embeddings.len()).filter(|&i| embeddings.labels[i] == class).collect();
+        if !rows.is_empty() {
+            knn.add_many(name, embeddings.vectors.select(Axis(0), &rows).view())?;
+        }
+    }
+    Ok(knn)
+}

@@ -1,0 +1,87 @@
+//! The `graft` command line: argument parsing and one thin file per verb; the work is in the library.
+
+mod args;
+mod convert;
+mod demo;
+mod export;
+mod inspect;
+mod knn;
+mod predict;
+mod train;
+mod ui;
+mod zoo;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+pub use ui::Ui;
+
+/// graft: train a classifier on your own examples on top of a pretrained model.
+#[derive(Parser)]
+#[command(name = "graft", version, about, long_about = None)]
+struct Cli {
+    /// Print nothing but errors (no progress bars, no tables).
+    #[arg(long, global = true)]
+    quiet: bool,
+    /// Print the result as one JSON object on stdout (the last line).
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Train, evaluate, save, predict, export and build a KNN index on the shipped demo images.
+    Demo(demo::DemoArgs),
+    /// Train a transfer recognizer on a folder of class folders.
+    Train(train::TrainArgs),
+    /// Evaluate a saved recognizer on another labelled folder.
+    Eval(predict::EvalArgs),
+    /// Classify files with a saved recognizer.
+    Predict(predict::PredictArgs),
+    /// Write base + head as one ONNX file.
+    Export(export::ExportArgs),
+    /// Show a model's inputs, outputs, operators and candidate cut points.
+    Inspect(inspect::InspectArgs),
+    /// Convert another framework's model file.
+    #[command(subcommand)]
+    Convert(convert::ConvertCommand),
+    /// Base models known to graft.
+    #[command(subcommand)]
+    Zoo(zoo::ZooCommand),
+    /// K-nearest-neighbour classifier over embeddings (no training).
+    #[command(subcommand)]
+    Knn(knn::KnnCommand),
+}
+
+/// Runs the CLI; errors are printed (and, with `--json`, given as `{"error": ...}`), never panics.
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    let ui = Ui {
+        quiet: cli.quiet,
+        json: cli.json,
+    };
+    let result = match cli.command {
+        Command::Demo(a) => demo::run(a, ui),
+        Command::Train(a) => train::run(a, ui),
+        Command::Eval(a) => predict::eval(a, ui),
+        Command::Predict(a) => predict::run(a, ui),
+        Command::Export(a) => export::run(a, ui),
+        Command::Inspect(a) => inspect::run(a, ui),
+        Command::Convert(c) => convert::run(c, ui),
+        Command::Zoo(c) => zoo::run(c, ui),
+        Command::Knn(c) => knn::run(c, ui),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            if ui.json {
+                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+            }
+            ExitCode::FAILURE
+        }
+    }
+}

