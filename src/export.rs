@@ -1,0 +1,1 @@
+//! Export of base + head as one ONNX file.
