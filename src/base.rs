@@ -76,7 +76,9 @@ pub fn parse_onnx(bytes: &[u8], path: &Path) -> Result<pb::ModelProto> {
         .as_ref()
         .ok_or_else(|| model_err("not an ONNX model: it has no graph".into()))?;
     if graph.node.is_empty() {
-        return Err(model_err("not an ONNX model: its graph has no nodes".into()));
+        return Err(model_err(
+            "not an ONNX model: its graph has no nodes".into(),
+        ));
     }
     if graph.output.is_empty() {
         return Err(model_err("the ONNX graph declares no output".into()));
@@ -266,9 +268,12 @@ impl<'a> GraphIndex<'a> {
                 out.extend(self.path_to_pooling(cut).unwrap_or_default());
             }
         }
-        let last_pool = self.graph.node.iter().rev().find(|n| {
-            POOLING_OPS.contains(&n.op_type.as_str()) && n.op_type != "AveragePool"
-        });
+        let last_pool = self
+            .graph
+            .node
+            .iter()
+            .rev()
+            .find(|n| POOLING_OPS.contains(&n.op_type.as_str()) && n.op_type != "AveragePool");
         out.extend(last_pool.and_then(|n| n.output.first()).map(String::as_str));
         let mut seen = HashSet::new();
         out.into_iter()
@@ -300,7 +305,8 @@ impl<'a> GraphIndex<'a> {
 }
 
 /// How to ask for a cut, appended to errors about it.
-const CUT_HINT: &str = "pass the embedding tensor's name with --cut NAME (see `graft inspect MODEL` \
+const CUT_HINT: &str =
+    "pass the embedding tensor's name with --cut NAME (see `graft inspect MODEL` \
                         for the tensors and candidate cuts)";
 
 /// Runs `f`, turning a panic inside tract into an error message.
@@ -345,7 +351,11 @@ fn declared_input(index: &GraphIndex, path: &Path) -> Result<(String, Vec<Option
             dtype_name(tensor.elem_type)
         )));
     }
-    let dims = tensor.shape.as_ref().map(|s| s.dim.as_slice()).unwrap_or_default();
+    let dims = tensor
+        .shape
+        .as_ref()
+        .map(|s| s.dim.as_slice())
+        .unwrap_or_default();
     if dims.len() < 2 {
         return Err(model_err(format!(
             "input `{}` has rank {}, graft needs [batch, ...] with at least one more dimension",
@@ -387,7 +397,10 @@ fn resolve_input_shape(
         Some(given) => {
             let fits = given.len() == declared.len()
                 && given.iter().all(|&g| g > 0)
-                && given.iter().zip(declared).all(|(g, d)| d.is_none_or(|d| d == *g));
+                && given
+                    .iter()
+                    .zip(declared)
+                    .all(|(g, d)| d.is_none_or(|d| d == *g));
             if fits {
                 Ok(given.to_vec())
             } else {
@@ -397,13 +410,17 @@ fn resolve_input_shape(
                 )))
             }
         }
-        None => declared.iter().copied().collect::<Option<Vec<_>>>().ok_or_else(|| {
-            model_err(format!(
+        None => declared
+            .iter()
+            .copied()
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| {
+                model_err(format!(
                 "input `{name}` has shape {}: give the sizes after the batch (input shape, e.g. \
                  3,224,224)",
                 show(declared)
             ))
-        }),
+            }),
     }
 }
 
@@ -529,13 +546,17 @@ impl BaseModel {
                     names.join(", ")
                 ))
             })?,
-            None => index
-                .auto_cut()
-                .map_err(|why| model_err(format!("cannot find the embedding: {why}; {CUT_HINT}")))?,
+            None => index.auto_cut().map_err(|why| {
+                model_err(format!("cannot find the embedding: {why}; {CUT_HINT}"))
+            })?,
         };
         let (input_name, declared) = declared_input(&index, &path)?;
-        let input_shape =
-            resolve_input_shape(&input_name, &declared, options.input_shape.as_deref(), &path)?;
+        let input_shape = resolve_input_shape(
+            &input_name,
+            &declared,
+            options.input_shape.as_deref(),
+            &path,
+        )?;
         let known: Vec<Option<usize>> = input_shape.iter().copied().map(Some).collect();
 
         let prepare = |batch: Option<usize>| {
@@ -648,7 +669,9 @@ impl BaseModel {
             Plans::AnyBatch(plan) => return Ok(plan.clone()),
             Plans::PerBatch(cache) => cache,
         };
-        let mut cache = cache.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut cache = cache
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(plan) = cache.get(&n) {
             return Ok(plan.clone());
         }

@@ -124,14 +124,20 @@ fn batch_rows_match_single_examples() {
             assert!((u - v).abs() < 1e-5, "row {i}: {u} vs {v}");
         }
     }
-    let empty = base.embed(ArrayD::zeros(vec![0, 3, 48, 192]).view()).unwrap();
+    let empty = base
+        .embed(ArrayD::zeros(vec![0, 3, 48, 192]).view())
+        .unwrap();
     assert_eq!(empty.dim(), (0, base.embedding_dim()));
 }
 
 #[test]
 fn wrong_input_shape_is_invalid() {
     let base = load(None);
-    for shape in [vec![2, 3, 48, 191], vec![3, 48, 192], vec![1, 1, 3, 48, 192]] {
+    for shape in [
+        vec![2, 3, 48, 191],
+        vec![3, 48, 192],
+        vec![1, 1, 3, 48, 192],
+    ] {
         let err = base.embed(ArrayD::zeros(shape.clone()).view()).unwrap_err();
         assert!(matches!(err, Error::Invalid(_)), "{shape:?}: {err:?}");
         assert!(err.to_string().contains("48, 192"), "{err}");
@@ -155,7 +161,10 @@ fn corrupt_truncated_and_empty_files_are_model_errors() {
     ];
     for (what, bytes) in cases {
         let err = load_bytes(bytes);
-        assert!(matches!(&err, Error::Model { path, .. } if path == Path::new("broken.onnx")), "{what}: {err:?}");
+        assert!(
+            matches!(&err, Error::Model { path, .. } if path == Path::new("broken.onnx")),
+            "{what}: {err:?}"
+        );
     }
     let missing = BaseModel::load(Path::new("/nonexistent/model.onnx"), None).unwrap_err();
     assert!(matches!(missing, Error::Io { .. }), "{missing:?}");

@@ -88,7 +88,9 @@ fn check_spec(spec: &ImageSpec) -> Result<()> {
             spec.width, spec.height
         )));
     }
-    if spec.std.iter().any(|s| *s == 0.0 || !s.is_finite()) || spec.mean.iter().any(|m| !m.is_finite()) {
+    if spec.std.iter().any(|s| *s == 0.0 || !s.is_finite())
+        || spec.mean.iter().any(|m| !m.is_finite())
+    {
         return Err(Error::Invalid(format!(
             "image normalisation mean {:?} / std {:?} must be finite with non-zero std",
             spec.mean, spec.std
@@ -157,7 +159,11 @@ pub fn preprocess(image: &DynamicImage, spec: &ImageSpec) -> Result<Array3<f32>>
         return Err(Error::Invalid(format!("the image is empty ({w}x{h})")));
     }
     let cropped = match spec.center_crop {
-        Some(f) if f < 1.0 || u64::from(w) * u64::from(spec.height) != u64::from(h) * u64::from(spec.width) => {
+        Some(f)
+            if f < 1.0
+                || u64::from(w) * u64::from(spec.height)
+                    != u64::from(h) * u64::from(spec.width) =>
+        {
             let (x, y, cw, ch) = crop_box(w, h, spec, f);
             Cow::Owned(image.crop_imm(x, y, cw, ch))
         }
