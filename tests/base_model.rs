@@ -221,3 +221,68 @@ fn embedding_timing() {
         println!("ppocr-cls embed batch {n}: {per_image:.3} ms/image");
     }
 }
+
+/// The fixture's protobuf, changed by `edit`, re-encoded.
+fn mutated(edit: impl FnOnce(&mut tract_onnx::pb::GraphProto)) -> Vec<u8> {
+    let bytes = std::fs::read(fixture()).unwrap();
+    let mut proto = tract_onnx::pb::ModelProto::decode(bytes.as_slice()).unwrap();
+    edit(proto.graph.as_mut().unwrap());
+    proto.encode_to_vec()
+}
+
+#[test]
+fn malformed_graphs_are_model_errors_not_panics() {
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "unknown op",
+            mutated(|g| {
+                let conv = g.node.iter_mut().find(|n| n.op_type == "Conv").unwrap();
+                conv.op_type = "NoSuchOp".into();
+            }),
+        ),
+        (
+            "dangling input",
+            mutated(|g| {
+                let conv = g.node.iter_mut().find(|n| n.op_type == "Conv").unwrap();
+                conv.input[1] = "missing_weight".into();
+            }),
+        ),
+        (
+            "weight dims that do not match its data",
+            mutated(|g| {
+                // Paddle2ONNX keeps weights in Constant nodes.
+                let w = g
+                    .node
+                    .iter_mut()
+                    .filter(|n| n.op_type == "Constant")
+                    .filter_map(|n| n.attribute.iter_mut().find_map(|a| a.t.as_mut()))
+                    .find(|t| t.dims.len() == 4)
+                    .unwrap();
+                w.dims[1] += 5;
+            }),
+        ),
+        ("no nodes", mutated(|g| g.node.clear())),
+    ];
+    for (what, bytes) in cases {
+        let err = BaseModel::from_bytes(bytes, "broken.onnx", &options(None)).unwrap_err();
+        assert!(matches!(err, Error::Model { .. }), "{what}: {err:?}");
+        println!("{what}: {err}");
+    }
+}
+
+#[test]
+fn base_model_can_be_shared_across_threads() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<BaseModel>();
+    let base = load(None);
+    let x = random_batch(1, 7).into_dyn();
+    let alone = base.embed(x.view()).unwrap();
+    std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|_| s.spawn(|| base.embed(x.view()).unwrap()))
+            .collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap(), alone);
+        }
+    });
+}

@@ -1,11 +1,9 @@
-//! Image examples: decode a PNG or JPEG, composite alpha on white, centre crop, resize (bilinear),
-//! reorder channels and normalise, as an [`ImageSpec`] says.
+//! Image examples: decode a PNG or JPEG, composite alpha on white, centre crop, resize (bilinear,
+//! antialiased when shrinking), reorder channels and normalise, as an [`ImageSpec`] says.
 
-use std::borrow::Cow;
 use std::path::Path;
 
-use image::imageops::{self, FilterType};
-use image::{DynamicImage, ImageFormat, Rgb, Rgb32FImage, RgbImage};
+use image::{DynamicImage, ImageFormat, Rgb, Rgb32FImage};
 use ndarray::{Array, Array3, ArrayD, Dimension, IxDyn};
 
 use super::{ChannelOrder, ImageSpec, Layout};
@@ -123,24 +121,7 @@ fn crop_box(width: u32, height: u32, spec: &ImageSpec, fraction: f32) -> (u32, u
     ((width - cw) / 2, (height - ch) / 2, cw, ch)
 }
 
-/// The image as RGB, resized to the spec, with values in 0..=255, as a closure over pixels.
-enum Resized {
-    /// 8-bit images without alpha: resized in 8 bits (no float copy of a large photo).
-    Rgb8(RgbImage),
-    /// Everything else (alpha, 16-bit, float): composited on white in floats, 0..=1.
-    RgbF(Rgb32FImage),
-}
-
-impl Resized {
-    fn pixel(&self, x: u32, y: u32) -> [f32; 3] {
-        match self {
-            Resized::Rgb8(img) => img.get_pixel(x, y).0.map(f32::from),
-            Resized::RgbF(img) => img.get_pixel(x, y).0.map(|v| v * 255.0),
-        }
-    }
-}
-
-/// Composites an RGBA image (0..=1) on white, giving RGB.
+/// Composites an image with alpha (or more than 8 bits) on white: RGB floats in 0..=1.
 fn composite_on_white(image: &DynamicImage) -> Rgb32FImage {
     let rgba = image.to_rgba32f();
     let (w, h) = rgba.dimensions();
@@ -151,6 +132,85 @@ fn composite_on_white(image: &DynamicImage) -> Rgb32FImage {
     })
 }
 
+/// A rectangle of the source image, in pixels.
+#[derive(Clone, Copy, Debug)]
+struct Region {
+    x: usize,
+    y: usize,
+    width: usize,
+    height: usize,
+}
+
+/// The source pixels one output pixel reads along one axis, with their weights (summing to 1).
+struct Taps {
+    start: usize,
+    weights: Vec<f32>,
+}
+
+/// Bilinear (triangle) filter taps from `input` to `output` samples, widened by the scale factor
+/// when shrinking so that every source pixel counts (antialiasing, as PIL's bilinear resize).
+fn taps(input: usize, output: usize) -> Vec<Taps> {
+    let scale = input as f64 / output as f64;
+    let filter_scale = scale.max(1.0);
+    let support = filter_scale;
+    (0..output)
+        .map(|i| {
+            let center = (i as f64 + 0.5) * scale;
+            // Clamped to 0..=input, so the casts cannot overflow.
+            let lo = (center - support).floor().clamp(0.0, input as f64) as usize;
+            let hi = (center + support).ceil().clamp(0.0, input as f64) as usize;
+            let mut weights: Vec<f64> = (lo..hi)
+                .map(|j| (1.0 - ((j as f64 + 0.5 - center) / filter_scale).abs()).max(0.0))
+                .collect();
+            let sum: f64 = weights.iter().sum();
+            if sum > 0.0 {
+                weights.iter_mut().for_each(|w| *w /= sum);
+            }
+            Taps {
+                start: lo,
+                weights: weights.into_iter().map(|w| w as f32).collect(),
+            }
+        })
+        .collect()
+}
+
+/// Resamples `region` of an interleaved RGB image (`row_len` values a row) to
+/// `out_w` x `out_h`: interleaved RGB floats, rows first, in the source's value scale.
+fn resample<T: Copy + Into<f32>>(
+    src: &[T],
+    row_len: usize,
+    region: Region,
+    out_w: usize,
+    out_h: usize,
+) -> Vec<f32> {
+    let across = taps(region.width, out_w);
+    let down = taps(region.height, out_h);
+    // Horizontal pass over the rows of the region, then vertical.
+    let mut rows = vec![0.0f32; region.height * out_w * 3];
+    for (y, row_out) in rows.chunks_exact_mut(out_w * 3).enumerate() {
+        let row = &src[(region.y + y) * row_len..][..row_len];
+        for (tap, px) in across.iter().zip(row_out.chunks_exact_mut(3)) {
+            let first = (region.x + tap.start) * 3;
+            for (k, &w) in tap.weights.iter().enumerate() {
+                let p = &row[first + 3 * k..][..3];
+                px[0] += w * p[0].into();
+                px[1] += w * p[1].into();
+                px[2] += w * p[2].into();
+            }
+        }
+    }
+    let mut out = vec![0.0f32; out_h * out_w * 3];
+    for (tap, row_out) in down.iter().zip(out.chunks_exact_mut(out_w * 3)) {
+        for (k, &w) in tap.weights.iter().enumerate() {
+            let row = &rows[(tap.start + k) * out_w * 3..][..out_w * 3];
+            for (o, &v) in row_out.iter_mut().zip(row) {
+                *o += w * v;
+            }
+        }
+    }
+    out
+}
+
 /// Turns a decoded image into the model's tensor for one example: `[C, H, W]` or `[H, W, C]`.
 pub fn preprocess(image: &DynamicImage, spec: &ImageSpec) -> Result<Array3<f32>> {
     check_spec(spec)?;
@@ -158,55 +218,47 @@ pub fn preprocess(image: &DynamicImage, spec: &ImageSpec) -> Result<Array3<f32>>
     if w == 0 || h == 0 {
         return Err(Error::Invalid(format!("the image is empty ({w}x{h})")));
     }
-    let cropped = match spec.center_crop {
-        Some(f)
-            if f < 1.0
-                || u64::from(w) * u64::from(spec.height)
-                    != u64::from(h) * u64::from(spec.width) =>
-        {
-            let (x, y, cw, ch) = crop_box(w, h, spec, f);
-            Cow::Owned(image.crop_imm(x, y, cw, ch))
-        }
-        _ => Cow::Borrowed(image),
+    let aspect_differs =
+        u64::from(w) * u64::from(spec.height) != u64::from(h) * u64::from(spec.width);
+    let (x, y, cw, ch) = match spec.center_crop {
+        Some(f) if f < 1.0 || aspect_differs => crop_box(w, h, spec, f),
+        _ => (0, 0, w, h),
     };
-    let (tw, th) = (spec.width, spec.height);
-    let resized = match cropped.as_ref() {
-        DynamicImage::ImageRgb8(_) | DynamicImage::ImageLuma8(_) => {
-            let rgb = cropped.to_rgb8();
-            Resized::Rgb8(if rgb.dimensions() == (tw, th) {
-                rgb
-            } else {
-                imageops::resize(&rgb, tw, th, FilterType::Triangle)
-            })
+    let region = Region {
+        x: x as usize,
+        y: y as usize,
+        width: cw as usize,
+        height: ch as usize,
+    };
+    let (ow, oh) = (spec.width as usize, spec.height as usize);
+    let row_len = w as usize * 3;
+    // 8-bit images without alpha are read as they are; others are composited on white first.
+    let (rgb, scale) = match image {
+        DynamicImage::ImageRgb8(img) => (resample(img.as_raw(), row_len, region, ow, oh), 1.0),
+        DynamicImage::ImageLuma8(_) => {
+            let img = image.to_rgb8();
+            (resample(img.as_raw(), row_len, region, ow, oh), 1.0)
         }
-        other => {
-            let rgb = composite_on_white(other);
-            Resized::RgbF(if rgb.dimensions() == (tw, th) {
-                rgb
-            } else {
-                imageops::resize(&rgb, tw, th, FilterType::Triangle)
-            })
+        _ => {
+            let img = composite_on_white(image);
+            (resample(img.as_raw(), row_len, region, ow, oh), 255.0)
         }
     };
     let order = match spec.channels {
         ChannelOrder::Rgb => [0, 1, 2],
         ChannelOrder::Bgr => [2, 1, 0],
     };
-    let (hh, ww) = (th as usize, tw as usize);
     let mut out = match spec.layout {
-        Layout::Nchw => Array3::zeros((3, hh, ww)),
-        Layout::Nhwc => Array3::zeros((hh, ww, 3)),
+        Layout::Nchw => Array3::zeros((3, oh, ow)),
+        Layout::Nhwc => Array3::zeros((oh, ow, 3)),
     };
-    for y in 0..th {
-        for x in 0..tw {
-            let rgb = resized.pixel(x, y);
-            for (c, &src) in order.iter().enumerate() {
-                let v = (rgb[src] - spec.mean[c]) / spec.std[c];
-                let (yu, xu) = (y as usize, x as usize);
-                match spec.layout {
-                    Layout::Nchw => out[[c, yu, xu]] = v,
-                    Layout::Nhwc => out[[yu, xu, c]] = v,
-                }
+    for (i, px) in rgb.chunks_exact(3).enumerate() {
+        let (yy, xx) = (i / ow, i % ow);
+        for (c, &src) in order.iter().enumerate() {
+            let v = (px[src] * scale - spec.mean[c]) / spec.std[c];
+            match spec.layout {
+                Layout::Nchw => out[[c, yy, xx]] = v,
+                Layout::Nhwc => out[[yy, xx, c]] = v,
             }
         }
     }
