@@ -42,8 +42,14 @@ const POOLING_OPS: &[&str] = &[
     "ReduceMax",
     "AveragePool",
 ];
-/// Elementwise activations allowed between the pooling and the final classifier.
-const ACTIVATION_OPS: &[&str] = &[
+/// Elementwise ops (activations, arithmetic with constants as in HardSwish, batch norm) allowed
+/// between the pooling and the final classifier.
+const ELEMENTWISE_OPS: &[&str] = &[
+    "Add",
+    "Sub",
+    "Div",
+    "BatchNormalization",
+    "Erf",
     "Relu",
     "Clip",
     "HardSwish",
@@ -55,6 +61,10 @@ const ACTIVATION_OPS: &[&str] = &[
     "Selu",
     "Mul",
 ];
+
+/// Most nodes looked through between a global pooling and the final classifier: a classifier
+/// head is short; a longer walk would wander into the backbone.
+const MAX_HEAD_NODES: usize = 24;
 
 /// Decodes ONNX bytes into the protobuf model and checks it has a graph with nodes, an input and an
 /// output. Shared by [`BaseModel`], [`inspect`] and the exporter.
@@ -193,11 +203,11 @@ impl<'a> GraphIndex<'a> {
     }
 
     /// The tensors from `tensor` up to a global pooling's output, when one lies above it and is
-    /// reached only through reshapes, activations and dense layers (a classifier's hidden layers).
+    /// reached only through reshapes, elementwise ops and dense layers (a classifier's hidden
+    /// layers).
     fn path_to_pooling(&self, mut tensor: &'a str) -> Option<Vec<&'a str>> {
         let mut path = vec![tensor];
-        // Bounded by the node count: every step moves to an earlier node.
-        for _ in 0..=self.graph.node.len() {
+        for _ in 0..MAX_HEAD_NODES {
             let node = self.producer(tensor)?;
             let op = node.op_type.as_str();
             if POOLING_OPS.contains(&op) {
@@ -205,7 +215,7 @@ impl<'a> GraphIndex<'a> {
             }
             tensor = if let Some(x) = self.dense_layer_input(node) {
                 x
-            } else if PASS_THROUGH_OPS.contains(&op) || ACTIVATION_OPS.contains(&op) {
+            } else if PASS_THROUGH_OPS.contains(&op) || ELEMENTWISE_OPS.contains(&op) {
                 node.input
                     .iter()
                     .map(String::as_str)
@@ -1037,6 +1047,35 @@ mod tests {
         assert_eq!(index.resolve_cut("Relu_act").as_deref(), Some("act"));
         assert_eq!(index.resolve_cut("Conv_c0:0").as_deref(), Some("c0"));
         assert_eq!(index.resolve_cut("nothing"), None);
+    }
+
+    #[test]
+    fn hardswish_written_as_arithmetic_is_walked_through() {
+        // pooled -> 1x1 conv -> x * clip(x + 3) / 6 -> flatten -> MatMul + Add classifier.
+        let graph = pb::GraphProto {
+            node: vec![
+                node("GlobalAveragePool", &["x"], "pooled"),
+                node("Conv", &["pooled", "w1"], "h"),
+                node("Add", &["h", "three"], "h3"),
+                node("Clip", &["h3"], "clipped"),
+                node("Mul", &["h", "clipped"], "hm"),
+                node("Div", &["hm", "six"], "hs"),
+                node("Flatten", &["hs"], "flat"),
+                node("MatMul", &["flat", "w2"], "mm"),
+                node("Add", &["mm", "b2"], "logits"),
+            ],
+            initializer: ["three", "six", "w2", "b2"]
+                .iter()
+                .map(|n| weight(n, &[1]))
+                .chain([weight("w1", &[4, 4, 1, 1])])
+                .collect(),
+            input: vec![value("x")],
+            output: vec![value("logits")],
+            ..Default::default()
+        };
+        let index = GraphIndex::new(&graph);
+        assert_eq!(index.auto_cut().as_deref(), Ok("flat"));
+        assert_eq!(index.candidates(), ["flat", "hs", "hm", "h", "pooled"]);
     }
 
     #[test]
