@@ -467,7 +467,7 @@ pub struct BaseModel {
     path: PathBuf,
     name: String,
     sha256: String,
-    bytes: Arc<Vec<u8>>,
+    bytes: Vec<u8>,
     cut: String,
     input_name: String,
     input_shape: Vec<usize>,
@@ -640,7 +640,7 @@ impl BaseModel {
             .ok_or_else(|| model_err(format!("tensor `{cut}` has an empty or huge shape")))?;
         Ok(BaseModel {
             sha256: sha256_hex(&bytes),
-            bytes: Arc::new(bytes),
+            bytes,
             path,
             name,
             cut,
