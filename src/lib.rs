@@ -1,10 +1,12 @@
 //! graft: transfer learning on pretrained models.
 
 pub mod atomic;
+pub mod base;
 pub mod cache;
 pub mod dataset;
 pub mod embeddings;
 pub mod error;
+pub mod export;
 pub mod head;
 pub mod input;
 pub mod knn;

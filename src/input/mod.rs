@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod image;
+
 /// Memory layout of an image tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
