@@ -16,7 +16,9 @@ use sha2::{Digest, Sha256};
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
-use crate::{Error, Result};
+use crate::embeddings::BaseRef;
+use crate::input::{ChannelOrder, ImageSpec, Layout};
+use crate::{zoo, Error, Result};
 
 /// Name of a graph output that graft takes as the embedding when no cut is given.
 pub const FEATURES_OUTPUT: &str = "features";
@@ -474,6 +476,7 @@ pub struct BaseModel {
     cut_shape: Vec<usize>,
     embedding_dim: usize,
     known_input: Vec<Option<usize>>,
+    input: Option<ImageSpec>,
     source: PlanSource,
     /// Optimised plans by batch size.
     plans: Mutex<HashMap<usize, Arc<TypedSimplePlan>>>,
@@ -638,7 +641,9 @@ impl BaseModel {
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
             .filter(|&d| d > 0)
             .ok_or_else(|| model_err(format!("tensor `{cut}` has an empty or huge shape")))?;
+        let input = guess_image_spec(&input_shape);
         Ok(BaseModel {
+            input,
             sha256: sha256_hex(&bytes),
             bytes,
             path,
@@ -769,6 +774,111 @@ impl BaseModel {
         &self.name
     }
 
+    /// Opens a base by zoo name (its manifest gives the cut and the preprocessing, and the model
+    /// file must match the manifest's sha256) or else as an ONNX file (cut as given or automatic;
+    /// images scaled by `mean`/`std`, by default to 0..1). `cut` overrides the zoo's embedding.
+    pub fn open(
+        name_or_path: &str,
+        cut: Option<&str>,
+        mean: Option<[f32; 3]>,
+        std: Option<[f32; 3]>,
+    ) -> Result<BaseModel> {
+        let path = Path::new(name_or_path);
+        let Ok(m) = zoo::manifest(name_or_path) else {
+            if !path.exists() {
+                let known: Vec<String> = zoo::list()?.into_iter().map(|m| m.name).collect();
+                return Err(Error::Invalid(format!(
+                    "'{name_or_path}' is neither a zoo model ({}) nor an existing file",
+                    known.join(", ")
+                )));
+            }
+            let options = BaseOptions {
+                cut: cut.map(str::to_string),
+                input_shape: None,
+            };
+            let mut base = Self::load_with(path, &options)?;
+            base.name = name_or_path.to_string();
+            if let Some(spec) = &mut base.input {
+                spec.mean = mean.unwrap_or(spec.mean);
+                spec.std = std.unwrap_or(spec.std);
+            }
+            return Ok(base);
+        };
+        if mean.is_some() || std.is_some() {
+            return Err(Error::Invalid(format!(
+                "zoo model '{}' has its own preprocessing; --mean/--std are for ONNX files",
+                m.name
+            )));
+        }
+        let model_path = m.model_path();
+        if !model_path.exists() {
+            return Err(Error::Zoo(format!(
+                "{} is not built yet: run `graft zoo build {}`",
+                model_path.display(),
+                m.name
+            )));
+        }
+        let options = BaseOptions {
+            cut: Some(cut.unwrap_or(&m.embedding.tensor).to_string()),
+            input_shape: Some(image_shape(&m.input)),
+        };
+        let mut base = Self::load_with(&model_path, &options)?;
+        if base.sha256 != m.model.sha256 {
+            return Err(Error::Zoo(format!(
+                "{} has sha256 {} but its manifest says {}: rebuild it with `graft zoo build {}`",
+                model_path.display(),
+                base.sha256,
+                m.model.sha256,
+                m.name
+            )));
+        }
+        base.name = m.name.clone();
+        base.input = Some(m.input.clone());
+        Ok(base)
+    }
+
+    /// Reopens the base a recognizer or index was made with, and checks it is the same file.
+    pub fn from_ref(reference: &BaseRef) -> Result<BaseModel> {
+        let mut base =
+            Self::open(&reference.name, Some(&reference.cut), None, None).or_else(|_| {
+                let options = BaseOptions {
+                    cut: Some(reference.cut.clone()),
+                    input_shape: Some(image_shape(&reference.input)),
+                };
+                Self::load_with(Path::new(&reference.name), &options)
+            })?;
+        if base.sha256 != reference.sha256 {
+            return Err(Error::Invalid(format!(
+                "base '{}' now has sha256 {}, but this was trained with sha256 {}",
+                reference.name, base.sha256, reference.sha256
+            )));
+        }
+        base.name = reference.name.clone();
+        base.input = Some(reference.input.clone());
+        Ok(base)
+    }
+
+    /// How images become this base's input; an error for a base whose input is not an image.
+    pub fn image_spec(&self) -> Result<&ImageSpec> {
+        self.input.as_ref().ok_or_else(|| {
+            Error::Invalid(format!(
+                "base {} takes {:?}, which is not an image (expected [3, H, W] or [H, W, 3])",
+                self.name, self.input_shape
+            ))
+        })
+    }
+
+    /// What identifies this base in recognizers, indexes and caches.
+    pub fn reference(&self) -> Result<BaseRef> {
+        Ok(BaseRef {
+            name: self.name.clone(),
+            sha256: self.sha256.clone(),
+            cut: self.cut.clone(),
+            embedding_dim: self.embedding_dim,
+            input: self.image_spec()?.clone(),
+        })
+    }
+
     /// The decoded ONNX model, for export.
     pub fn model_proto(&self) -> Result<pb::ModelProto> {
         parse_onnx(&self.bytes, &self.path)
@@ -776,7 +886,7 @@ impl BaseModel {
 }
 
 /// One tensor dimension as declared in an ONNX file.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub enum Dim {
     Fixed(i64),
     Named(String),
@@ -807,7 +917,7 @@ fn format_shape(shape: &Option<Vec<Dim>>) -> String {
 }
 
 /// A named tensor with its declared type.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct TensorInfo {
     pub name: String,
     /// `None` when the file does not declare it.
@@ -816,7 +926,7 @@ pub struct TensorInfo {
 }
 
 /// A tensor that makes a sensible cut.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct CutCandidate {
     pub tensor: String,
     /// Op type of the node producing it.
@@ -827,7 +937,7 @@ pub struct CutCandidate {
 }
 
 /// What `graft inspect MODEL` shows about an ONNX file.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize)]
 pub struct Inspection {
     pub path: PathBuf,
     pub sha256: String,
@@ -983,6 +1093,33 @@ impl fmt::Display for Inspection {
             Err(why) => writeln!(f, "automatic cut: none ({why}); {CUT_HINT}"),
         }
     }
+}
+
+/// The input dims after the batch that an image spec produces.
+fn image_shape(spec: &ImageSpec) -> Vec<usize> {
+    let (h, w) = (spec.height as usize, spec.width as usize);
+    match spec.layout {
+        Layout::Nchw => vec![3, h, w],
+        Layout::Nhwc => vec![h, w, 3],
+    }
+}
+
+/// An image spec for an input of dims `[3, H, W]` or `[H, W, 3]`: RGB scaled to 0..1.
+fn guess_image_spec(shape: &[usize]) -> Option<ImageSpec> {
+    let (layout, h, w) = match *shape {
+        [3, h, w] => (Layout::Nchw, h, w),
+        [h, w, 3] => (Layout::Nhwc, h, w),
+        _ => return None,
+    };
+    Some(ImageSpec {
+        width: u32::try_from(w).ok()?,
+        height: u32::try_from(h).ok()?,
+        layout,
+        channels: ChannelOrder::Rgb,
+        mean: [0.0; 3],
+        std: [255.0; 3],
+        center_crop: None,
+    })
 }
 
 #[cfg(test)]

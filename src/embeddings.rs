@@ -1,13 +1,18 @@
 //! Labelled embeddings: what the frozen base made of each example, and which base made them.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 
-use ndarray::{Array2, Axis};
+use ndarray::{Array1, Array2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{count_labels, stratified_split};
+use crate::base::BaseModel;
+use crate::cache::{sha256_hex, EmbeddingCache};
+use crate::dataset::{check_classes, count_labels, stratified_split, Dataset};
+use crate::input::image::{decode_image, preprocess};
 use crate::input::ImageSpec;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Identifies the frozen base that turns examples into embeddings: stored with recognizers, KNN
 /// indexes and caches, so that a saved head is never fed embeddings from another base.
@@ -67,4 +72,136 @@ impl Embeddings {
         let (train, val) = stratified_split(&self.labels, val_fraction, seed)?;
         Ok((self.subset(&train), self.subset(&val)))
     }
+}
+
+impl Embeddings {
+    /// Embeds every example of `data` with the frozen `base` (through the cache under `cache_root`
+    /// when given). Files that cannot be read or decoded are skipped and returned with their error;
+    /// a class left without examples is an error. `progress` is told how many files were done.
+    pub fn from_dataset(
+        base: &BaseModel,
+        data: &Dataset,
+        cache_root: Option<&Path>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(Embeddings, Vec<(PathBuf, Error)>)> {
+        let paths: Vec<PathBuf> = data.examples.iter().map(|e| e.path.clone()).collect();
+        let results = embed_files(base, &paths, cache_root, progress)?;
+        let dim = base.embedding_dim();
+        let (mut rows, mut labels, mut sources, mut skipped) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        for (example, result) in data.examples.iter().zip(results) {
+            match result {
+                Ok(v) => {
+                    rows.extend(v.iter());
+                    labels.push(example.label);
+                    sources.push(example.path.clone());
+                }
+                Err(e) => skipped.push((example.path.clone(), e)),
+            }
+        }
+        check_classes(
+            &data.classes,
+            &count_labels(labels.iter().copied(), data.classes.len()),
+        )?;
+        let vectors = Array2::from_shape_vec((labels.len(), dim), rows)
+            .map_err(|e| Error::Inference(e.to_string()))?;
+        Ok((
+            Embeddings {
+                base: base.reference()?,
+                classes: data.classes.clone(),
+                vectors,
+                labels,
+                sources,
+            },
+            skipped,
+        ))
+    }
+}
+
+/// Embeds image files with the frozen `base`, one result per file in order: an error in place
+/// for a file that cannot be read or decoded, a hard error only when the base itself fails.
+/// Work is spread over the machine's cores (tract runs fastest one image per call per thread);
+/// embeddings are read from and written to the cache under `cache_root` when given.
+pub fn embed_files(
+    base: &BaseModel,
+    paths: &[PathBuf],
+    cache_root: Option<&Path>,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<Vec<Result<Array1<f32>>>> {
+    let spec = base.image_spec()?;
+    let preprocessing = serde_json::to_string(spec).map_err(|e| Error::Invalid(e.to_string()))?;
+    let cache = cache_root.map(|root| {
+        EmbeddingCache::new(
+            root,
+            base.sha256(),
+            base.cut(),
+            &preprocessing,
+            base.embedding_dim(),
+        )
+    });
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<Result<Array1<f32>>>>> =
+        paths.iter().map(|_| Mutex::new(None)).collect();
+    let fatal: Mutex<Option<Error>> = Mutex::new(None);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(paths.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= paths.len() || lock(&fatal).is_some() {
+                    break;
+                }
+                match embed_one(base, spec, &paths[i], cache.as_ref()) {
+                    Ok(result) => *lock(&slots[i]) = Some(result),
+                    Err(e) => *lock(&fatal) = Some(e),
+                }
+                progress(1);
+            });
+        }
+    });
+    if let Some(e) = lock(&fatal).take() {
+        return Err(e);
+    }
+    Ok(slots
+        .into_iter()
+        .map(|s| {
+            s.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .unwrap_or_else(|| Err(Error::Inference("not embedded".into())))
+        })
+        .collect())
+}
+
+/// One file: `Ok(Err(..))` when the file is unusable, `Err(..)` when the base failed.
+fn embed_one(
+    base: &BaseModel,
+    spec: &ImageSpec,
+    path: &Path,
+    cache: Option<&EmbeddingCache>,
+) -> Result<Result<Array1<f32>>> {
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return Ok(Err(Error::io(path, e))),
+    };
+    let key = sha256_hex(&bytes);
+    if let Some(hit) = cache.and_then(|c| c.get(&key)) {
+        return Ok(Ok(Array1::from(hit)));
+    }
+    let tensor = match decode_image(&bytes, path).and_then(|img| preprocess(&img, spec)) {
+        Ok(t) => t,
+        Err(e) => return Ok(Err(e)),
+    };
+    let embedding = base.embed(tensor.insert_axis(Axis(0)).into_dyn().view())?;
+    let row = embedding.row(0).to_owned();
+    if let Some(c) = cache {
+        // A cache that cannot be written only costs time later.
+        let _ = c.put(&key, row.as_slice().unwrap_or(&[]));
+    }
+    Ok(Ok(row))
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }

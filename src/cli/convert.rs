@@ -24,10 +24,16 @@ pub enum ConvertCommand {
 pub fn run(command: ConvertCommand, ui: Ui) -> Result<()> {
     match command {
         ConvertCommand::Torch { input, out } => {
-            let state = graft_converters::torch::load_state_dict(&input).map_err(graft::Error::from)?;
-            let bytes = graft_converters::torch::to_safetensors(&state).map_err(graft::Error::from)?;
+            let state =
+                graft_converters::torch::load_state_dict(&input).map_err(graft::Error::from)?;
+            let bytes =
+                graft_converters::torch::to_safetensors(&state).map_err(graft::Error::from)?;
             graft::atomic::write_atomic(&out, &bytes)?;
-            ui.say(format!("wrote {} tensors to {}", state.len(), out.display()));
+            ui.say(format!(
+                "wrote {} tensors to {}",
+                state.len(),
+                out.display()
+            ));
             ui.finish(json!({ "tensors": state.len(), "out": out }));
         }
     }

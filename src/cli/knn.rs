@@ -73,7 +73,12 @@ pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
                             .filter(|(_, c)| *c > 0.0)
                             .map(|(l, c)| format!("{l} {c:.2}"))
                             .collect();
-                        ui.say(format!("{}: {}  ({})", path.display(), p.label, conf.join(", ")));
+                        ui.say(format!(
+                            "{}: {}  ({})",
+                            path.display(),
+                            p.label,
+                            conf.join(", ")
+                        ));
                         out.push(json!({ "file": path, "prediction": p }));
                     }
                     Err(e) => {
@@ -85,7 +90,10 @@ pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
             }
             ui.finish(json!({ "predictions": out }));
             if failed > 0 {
-                bail!("{failed} of {} file(s) could not be classified", files.len());
+                bail!(
+                    "{failed} of {} file(s) could not be classified",
+                    files.len()
+                );
             }
         }
     }
@@ -96,7 +104,9 @@ pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
 pub fn index_of(embeddings: &Embeddings) -> Result<Knn> {
     let mut knn = Knn::new(embeddings.base.clone());
     for (class, name) in embeddings.classes.iter().enumerate() {
-        let rows: Vec<usize> = (0..embeddings.len()).filter(|&i| embeddings.labels[i] == class).collect();
+        let rows: Vec<usize> = (0..embeddings.len())
+            .filter(|&i| embeddings.labels[i] == class)
+            .collect();
         if !rows.is_empty() {
             knn.add_many(name, embeddings.vectors.select(Axis(0), &rows).view())?;
         }

@@ -46,11 +46,18 @@ pub fn run(args: PredictArgs, ui: Ui) -> Result<()> {
     let mut out = Vec::new();
     let mut failed = 0;
     for (path, result) in args.files.iter().zip(results) {
-        match result.and_then(|v| recognizer.predict(v.view().insert_axis(ndarray::Axis(0)), args.top_k)) {
+        match result
+            .and_then(|v| recognizer.predict(v.view().insert_axis(ndarray::Axis(0)), args.top_k))
+        {
             Ok(mut p) => {
                 let p = p.remove(0);
                 let top: Vec<String> = p.top.iter().map(|(l, q)| format!("{l} {q:.3}")).collect();
-                ui.say(format!("{}: {}  ({})", path.display(), p.label, top.join(", ")));
+                ui.say(format!(
+                    "{}: {}  ({})",
+                    path.display(),
+                    p.label,
+                    top.join(", ")
+                ));
                 out.push(json!({ "file": path, "label": p.label, "probability": p.probability, "top": p.top }));
             }
             Err(e) => {
@@ -62,7 +69,10 @@ pub fn run(args: PredictArgs, ui: Ui) -> Result<()> {
     }
     ui.finish(json!({ "predictions": out }));
     if failed > 0 {
-        bail!("{failed} of {} file(s) could not be classified", args.files.len());
+        bail!(
+            "{failed} of {} file(s) could not be classified",
+            args.files.len()
+        );
     }
     Ok(())
 }
@@ -70,7 +80,11 @@ pub fn run(args: PredictArgs, ui: Ui) -> Result<()> {
 pub fn eval(args: EvalArgs, ui: Ui) -> Result<()> {
     let recognizer = Recognizer::load(&args.recognizer)?;
     let base = BaseModel::from_ref(&recognizer.base)?;
-    let cache = if args.no_cache { None } else { graft::zoo::cache_dir().ok() };
+    let cache = if args.no_cache {
+        None
+    } else {
+        graft::zoo::cache_dir().ok()
+    };
     let data = embed_folder(&base, &args.data, cache.as_deref(), ui)?;
     let metrics = recognizer.evaluate(&data)?;
     ui.say(metrics.to_string());

@@ -50,7 +50,12 @@ pub fn run(args: TrainArgs, ui: Ui) -> Result<()> {
 }
 
 /// Embeds every example of a labelled folder (cached), warning about files that cannot be used.
-pub fn embed_folder(base: &BaseModel, dir: &Path, cache: Option<&Path>, ui: Ui) -> Result<Embeddings> {
+pub fn embed_folder(
+    base: &BaseModel,
+    dir: &Path,
+    cache: Option<&Path>,
+    ui: Ui,
+) -> Result<Embeddings> {
     let dataset = Dataset::from_folder(dir)?;
     let bar = ui.bar(dataset.examples.len() as u64, "embedding");
     let start = Instant::now();
@@ -66,7 +71,7 @@ pub fn embed_folder(base: &BaseModel, dir: &Path, cache: Option<&Path>, ui: Ui) 
         "{} examples in {} classes embedded by {} ({}-d) in {:.1} s",
         embeddings.len(),
         embeddings.classes.len(),
-        base.reference().name,
+        base.name(),
         base.embedding_dim(),
         start.elapsed().as_secs_f64()
     ));

@@ -27,7 +27,11 @@ pub fn run(command: ZooCommand, ui: Ui) -> Result<()> {
         ZooCommand::List => {
             let models = graft::zoo::list()?;
             for m in &models {
-                let built = if m.model_path().exists() { "" } else { "  (not built: graft zoo build)" };
+                let built = if m.model_path().exists() {
+                    ""
+                } else {
+                    "  (not built: graft zoo build)"
+                };
                 ui.say(format!(
                     "{:<20} {:<6} {}x{} -> {} ({}-d)  from {} {}=={}{built}",
                     m.name,
@@ -52,7 +56,9 @@ pub fn run(command: ZooCommand, ui: Ui) -> Result<()> {
             let expected = graft::zoo::manifest(&name)?.model.sha256;
             ui.say(format!("wrote {} (sha256 {sha})", path.display()));
             if sha != expected {
-                ui.warn(format!("the manifest records sha256 {expected}: the converter's output changed"));
+                ui.warn(format!(
+                    "the manifest records sha256 {expected}: the converter's output changed"
+                ));
             }
             ui.finish(json!({ "model": path, "sha256": sha, "matches_manifest": sha == expected }));
         }
