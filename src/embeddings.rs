@@ -102,7 +102,18 @@ impl Embeddings {
         check_classes(
             &data.classes,
             &count_labels(labels.iter().copied(), data.classes.len()),
-        )?;
+        )
+        .map_err(|e| {
+            let listing: Vec<String> = skipped.iter().map(|(_, err)| err.to_string()).collect();
+            match listing.is_empty() {
+                true => e,
+                false => Error::Dataset(format!(
+                    "{e}; {} file(s) skipped: {}",
+                    listing.len(),
+                    listing.join("; ")
+                )),
+            }
+        })?;
         let vectors = Array2::from_shape_vec((labels.len(), dim), rows)
             .map_err(|e| Error::Inference(e.to_string()))?;
         Ok((

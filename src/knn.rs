@@ -216,11 +216,7 @@ impl Knn {
     /// Loads an index saved by [`Knn::save`], checking that every part agrees with the others.
     pub fn load(path: &Path) -> Result<Knn> {
         let file = TensorFile::read(path)?;
-        let meta: KnnMeta = serde_json::from_str(&file.metadata()?)
-            .map_err(|e| file.error(format!("bad KNN metadata: {e}")))?;
-        if meta.format != FORMAT {
-            return Err(file.error(format!("not a KNN index (format '{}')", meta.format)));
-        }
+        let meta: KnnMeta = file.document(FORMAT, "KNN index")?;
         let (shape, data) = file.f32("vectors", 2)?;
         let (lshape, labels) = file.u32("labels", 1)?;
         if shape[1] != meta.base.embedding_dim || lshape[0] != shape[0] {

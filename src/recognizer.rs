@@ -221,11 +221,7 @@ impl Recognizer {
     /// takes the base's embedding and that the last gives one logit per label.
     pub fn load(path: &Path) -> Result<Recognizer> {
         let file = TensorFile::read(path)?;
-        let meta: RecognizerMeta = serde_json::from_str(&file.metadata()?)
-            .map_err(|e| file.error(format!("bad recognizer metadata: {e}")))?;
-        if meta.format != FORMAT {
-            return Err(file.error(format!("not a graft recognizer (format '{}')", meta.format)));
-        }
+        let meta: RecognizerMeta = file.document(FORMAT, "graft recognizer")?;
         let mut layers = Vec::with_capacity(meta.hidden.len() + 1);
         for i in 0..=meta.hidden.len() {
             let (ws, w) = file.f32(&format!("layers.{i}.weight"), 2)?;

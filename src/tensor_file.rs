@@ -90,6 +90,23 @@ impl TensorFile {
             .ok_or_else(|| self.error("no graft metadata: not a file written by graft"))
     }
 
+    /// graft's JSON document as `T`, after checking that its `format` field is `format` (so a KNN
+    /// index given where a recognizer is expected says so); `what` names the expected kind of file.
+    pub fn document<T: serde::de::DeserializeOwned>(&self, format: &str, what: &str) -> Result<T> {
+        let value: serde_json::Value = serde_json::from_str(&self.metadata()?)
+            .map_err(|e| self.error(format!("metadata is not JSON: {e}")))?;
+        let found = value
+            .get("format")
+            .and_then(|f| f.as_str())
+            .unwrap_or("none");
+        if found != format {
+            return Err(self.error(format!(
+                "not a {what} (format '{found}', expected '{format}')"
+            )));
+        }
+        serde_json::from_value(value).map_err(|e| self.error(format!("bad {what} metadata: {e}")))
+    }
+
     /// The f32 tensor `name` with its shape, checked to have `expected_rank` dimensions.
     pub fn f32(&self, name: &str, expected_rank: usize) -> Result<(Vec<usize>, Vec<f32>)> {
         let view = self.view(name, Dtype::F32, expected_rank)?;

@@ -2,15 +2,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Subcommand;
 use graft::base::BaseModel;
-use graft::embeddings::{embed_files, Embeddings};
+use graft::embeddings::Embeddings;
 use graft::knn::Knn;
 use ndarray::Axis;
 use serde_json::json;
 
 use super::args::BaseArgs;
+use super::predict::for_each_file;
 use super::train::embed_folder;
 use super::Ui;
 
@@ -57,44 +58,17 @@ pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
         KnnCommand::Classify { index, files, k } => {
             let knn = Knn::load(&index)?;
             let model = BaseModel::from_ref(knn.base())?;
-            let cache = graft::zoo::cache_dir().ok();
-            let bar = ui.bar(files.len() as u64, "embedding");
-            let results = embed_files(&model, &files, cache.as_deref(), &|n| bar.inc(n))?;
-            bar.finish_and_clear();
-            let mut out = Vec::new();
-            let mut failed = 0;
-            for (path, result) in files.iter().zip(results) {
-                match result.and_then(|v| knn.classify(v.view().insert_axis(Axis(0)), k)) {
-                    Ok(mut p) => {
-                        let p = p.remove(0);
-                        let conf: Vec<String> = p
-                            .confidences
-                            .iter()
-                            .filter(|(_, c)| *c > 0.0)
-                            .map(|(l, c)| format!("{l} {c:.2}"))
-                            .collect();
-                        ui.say(format!(
-                            "{}: {}  ({})",
-                            path.display(),
-                            p.label,
-                            conf.join(", ")
-                        ));
-                        out.push(json!({ "file": path, "prediction": p }));
-                    }
-                    Err(e) => {
-                        failed += 1;
-                        eprintln!("error: {e}");
-                        out.push(json!({ "file": path, "error": e.to_string() }));
-                    }
-                }
-            }
-            ui.finish(json!({ "predictions": out }));
-            if failed > 0 {
-                bail!(
-                    "{failed} of {} file(s) could not be classified",
-                    files.len()
-                );
-            }
+            for_each_file(&model, &files, ui, |embedding| {
+                let p = knn.classify(embedding, k)?.remove(0);
+                let votes: Vec<String> = p
+                    .confidences
+                    .iter()
+                    .filter(|(_, c)| *c > 0.0)
+                    .map(|(l, c)| format!("{l} {c:.2}"))
+                    .collect();
+                let line = format!("{}  ({})", p.label, votes.join(", "));
+                Ok((line, json!({ "prediction": p })))
+            })?;
         }
     }
     Ok(())

@@ -56,6 +56,19 @@ enum Command {
     Knn(knn::KnnCommand),
 }
 
+/// A failure whose details are already in the verb's JSON result (e.g. some files could not be
+/// classified): the exit code says it, no second JSON object is printed.
+#[derive(Debug)]
+pub struct AlreadyReported(pub String);
+
+impl std::fmt::Display for AlreadyReported {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for AlreadyReported {}
+
 /// Runs the CLI; errors are printed (and, with `--json`, given as `{"error": ...}`), never panics.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
@@ -78,7 +91,7 @@ pub fn run() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
-            if ui.json {
+            if ui.json && e.downcast_ref::<AlreadyReported>().is_none() {
                 println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
             }
             ExitCode::FAILURE

@@ -2,15 +2,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Result};
+use anyhow::Result;
 use clap::Args;
 use graft::base::BaseModel;
 use graft::embeddings::embed_files;
 use graft::recognizer::Recognizer;
-use serde_json::json;
+use ndarray::{ArrayView2, Axis};
+use serde_json::{json, Value};
 
 use super::train::embed_folder;
-use super::Ui;
+use super::{AlreadyReported, Ui};
 
 #[derive(Args)]
 pub struct PredictArgs {
@@ -39,26 +40,37 @@ pub struct EvalArgs {
 pub fn run(args: PredictArgs, ui: Ui) -> Result<()> {
     let recognizer = Recognizer::load(&args.recognizer)?;
     let base = BaseModel::from_ref(&recognizer.base)?;
+    for_each_file(&base, &args.files, ui, |embedding| {
+        let p = recognizer.predict(embedding, args.top_k)?.remove(0);
+        let top: Vec<String> = p.top.iter().map(|(l, q)| format!("{l} {q:.3}")).collect();
+        let line = format!("{}  ({})", p.label, top.join(", "));
+        Ok((
+            line,
+            json!({ "label": p.label, "probability": p.probability, "top": p.top }),
+        ))
+    })
+}
+
+/// Embeds `files` with `base` and answers each with `answer` (a line for people, a JSON value);
+/// files that fail are reported in place and make the command fail after the others are done.
+pub fn for_each_file(
+    base: &BaseModel,
+    files: &[PathBuf],
+    ui: Ui,
+    answer: impl Fn(ArrayView2<f32>) -> graft::Result<(String, Value)>,
+) -> Result<()> {
     let cache = graft::zoo::cache_dir().ok();
-    let bar = ui.bar(args.files.len() as u64, "embedding");
-    let results = embed_files(&base, &args.files, cache.as_deref(), &|n| bar.inc(n))?;
+    let bar = ui.bar(files.len() as u64, "embedding");
+    let results = embed_files(base, files, cache.as_deref(), &|n| bar.inc(n))?;
     bar.finish_and_clear();
     let mut out = Vec::new();
     let mut failed = 0;
-    for (path, result) in args.files.iter().zip(results) {
-        match result
-            .and_then(|v| recognizer.predict(v.view().insert_axis(ndarray::Axis(0)), args.top_k))
-        {
-            Ok(mut p) => {
-                let p = p.remove(0);
-                let top: Vec<String> = p.top.iter().map(|(l, q)| format!("{l} {q:.3}")).collect();
-                ui.say(format!(
-                    "{}: {}  ({})",
-                    path.display(),
-                    p.label,
-                    top.join(", ")
-                ));
-                out.push(json!({ "file": path, "label": p.label, "probability": p.probability, "top": p.top }));
+    for (path, result) in files.iter().zip(results) {
+        match result.and_then(|v| answer(v.view().insert_axis(Axis(0)))) {
+            Ok((line, mut value)) => {
+                ui.say(format!("{}: {line}", path.display()));
+                value["file"] = json!(path);
+                out.push(value);
             }
             Err(e) => {
                 failed += 1;
@@ -69,10 +81,11 @@ pub fn run(args: PredictArgs, ui: Ui) -> Result<()> {
     }
     ui.finish(json!({ "predictions": out }));
     if failed > 0 {
-        bail!(
+        return Err(AlreadyReported(format!(
             "{failed} of {} file(s) could not be classified",
-            args.files.len()
-        );
+            files.len()
+        ))
+        .into());
     }
     Ok(())
 }

@@ -1,0 +1,362 @@
+//! The `graft` command line end to end on the committed EfficientNet-Lite0 and the demo image set:
+//! every verb, `--json` output, and clear errors (never a panic) on bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use graft::recognizer::Recognizer;
+use serde_json::Value;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// The `--json` result: the last line of stdout.
+    fn json(&self) -> Value {
+        let last = self.stdout.lines().last().unwrap_or_default();
+        serde_json::from_str(last).unwrap_or_else(|e| panic!("last line is not JSON ({e}): {last}"))
+    }
+
+    fn ok(self) -> Self {
+        assert_eq!(
+            self.code, 0,
+            "graft failed:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        self
+    }
+
+    /// Asserts a clean failure: exit code 1, an `error:` line containing `needle`, no panic.
+    fn fails_with(&self, needle: &str) {
+        assert_eq!(
+            self.code, 1,
+            "expected failure:\n{}\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(!self.stderr.contains("panicked"), "panic:\n{}", self.stderr);
+        assert!(
+            self.stderr.contains("error:") && self.stderr.contains(needle),
+            "stderr lacks '{needle}':\n{}",
+            self.stderr
+        );
+    }
+}
+
+fn graft(cache: &Path, args: &[&str]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(args)
+        .env("GRAFT_CACHE", cache)
+        .output()
+        .expect("graft runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn demo_data() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/tuxpaint-dev")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// A small labelled folder: `per_class` demo images from each of `classes`.
+fn subset(dir: &Path, classes: &[&str], per_class: usize) -> PathBuf {
+    let root = dir.join("subset");
+    for class in classes {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        let mut files: Vec<_> = std::fs::read_dir(demo_data().join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for f in files.iter().take(per_class) {
+            std::fs::copy(f, root.join(class).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    root
+}
+
+#[test]
+fn demo_trains_evaluates_exports_and_builds_a_knn_index() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("demo");
+    let run = graft(
+        &tmp.path().join("cache"),
+        &["demo", "--json", "--out-dir", s(&out)],
+    )
+    .ok();
+    let result = run.json();
+    let accuracy = result["validation"]["accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.7, "demo validation accuracy {accuracy}");
+    assert!(result["export_max_abs_diff"].as_f64().unwrap() < 1e-5);
+    assert!(result["knn_accuracy"].as_f64().unwrap() >= 0.5);
+    assert_eq!(result["predictions"].as_array().unwrap().len(), 7);
+    for f in [
+        "recognizer.safetensors",
+        "recognizer.onnx",
+        "knn-index.safetensors",
+    ] {
+        assert!(out.join(f).is_file(), "{f} missing");
+    }
+    // Progress bars and tables stay off stdout with --json: one line only.
+    assert_eq!(run.stdout.lines().count(), 1, "{}", run.stdout);
+}
+
+#[test]
+fn train_predict_eval_export_and_knn_verbs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let data = subset(tmp.path(), &["fish", "planet", "roadsign"], 6);
+    let rec = tmp.path().join("rec.safetensors");
+    let trained = graft(
+        &cache,
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--epochs",
+            "40",
+            "-o",
+            s(&rec),
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(
+        trained["labels"],
+        serde_json::json!(["fish", "planet", "roadsign"])
+    );
+    assert_eq!(
+        trained["training"]["train_counts"],
+        serde_json::json!([4, 4, 4])
+    );
+
+    let fish = data
+        .join("fish")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let planet = data
+        .join("planet")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let predicted = graft(
+        &cache,
+        &[
+            "predict",
+            s(&rec),
+            s(&fish),
+            s(&planet),
+            "-k",
+            "2",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    let preds = predicted["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 2);
+    for p in preds {
+        assert_eq!(p["top"].as_array().unwrap().len(), 2);
+        let prob = p["probability"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&prob));
+    }
+
+    let evaluated = graft(&cache, &["eval", s(&rec), "--data", s(&data), "--json"])
+        .ok()
+        .json();
+    let accuracy = evaluated["metrics"]["accuracy"].as_f64().unwrap();
+    assert!(
+        accuracy >= 0.8,
+        "accuracy on mostly-training data: {accuracy}"
+    );
+    assert_eq!(
+        evaluated["metrics"]["confusion"].as_array().unwrap().len(),
+        3
+    );
+
+    let onnx = tmp.path().join("model.onnx");
+    graft(&cache, &["export", s(&rec), "-o", s(&onnx)]).ok();
+    let inspected = graft(&cache, &["inspect", s(&onnx), "--json"]).ok().json();
+    let outputs: Vec<&str> = inspected["outputs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["name"].as_str().unwrap())
+        .collect();
+    assert!(outputs.contains(&"probabilities"), "{outputs:?}");
+
+    let index = tmp.path().join("index.safetensors");
+    graft(
+        &cache,
+        &[
+            "knn",
+            "build",
+            "--data",
+            s(&data),
+            "-o",
+            s(&index),
+            "--quiet",
+        ],
+    )
+    .ok();
+    let classified = graft(
+        &cache,
+        &["knn", "classify", s(&index), s(&fish), "-k", "1", "--json"],
+    )
+    .ok()
+    .json();
+    // k = 1 and the file is in the index: its own label, with full confidence.
+    assert_eq!(classified["predictions"][0]["prediction"]["label"], "fish");
+}
+
+#[test]
+fn the_same_seed_gives_bit_identical_weights() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let data = subset(tmp.path(), &["insect", "tool"], 5);
+    let train = |name: &str, seed: &str| {
+        let out = tmp.path().join(name);
+        let args = [
+            "train",
+            "--data",
+            s(&data),
+            "--epochs",
+            "15",
+            "--hidden",
+            "16",
+            "--dropout",
+            "0.2",
+        ];
+        let mut args: Vec<&str> = args.to_vec();
+        args.extend(["--seed", seed, "-o", s(&out), "--quiet"]);
+        graft(&cache, &args).ok();
+        Recognizer::load(&out).unwrap().head
+    };
+    let a = train("a.safetensors", "7");
+    let b = train("b.safetensors", "7");
+    let c = train("c.safetensors", "8");
+    assert_eq!(a, b);
+    assert_ne!(a, c);
+}
+
+#[test]
+fn bad_input_gives_clear_errors_not_panics() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let dir = tmp.path();
+
+    // One class only.
+    let one = subset(&dir.join("one"), &["fish"], 3);
+    graft(&cache, &["train", "--data", s(&one)]).fails_with("at least two classes");
+
+    // An empty class folder.
+    let empty = subset(&dir.join("empty"), &["fish", "tool"], 3);
+    std::fs::create_dir_all(empty.join("nothing")).unwrap();
+    graft(&cache, &["train", "--data", s(&empty)]).fails_with("'nothing'");
+
+    // A class whose only files are not images: skipped with a warning, then an error naming it.
+    let junk = subset(&dir.join("junk"), &["fish", "tool"], 3);
+    std::fs::create_dir_all(junk.join("notes")).unwrap();
+    std::fs::write(junk.join("notes/a.png"), b"this is not a PNG").unwrap();
+    std::fs::write(junk.join("notes/b.jpg"), b"GIF89a........").unwrap();
+    let run = graft(&cache, &["train", "--data", s(&junk)]);
+    run.fails_with("no usable example in class(es) notes");
+    assert!(
+        run.stderr.contains("2 file(s) skipped") && run.stderr.contains("b.jpg"),
+        "{}",
+        run.stderr
+    );
+
+    // A missing data folder, an unknown base, a corrupt ONNX base.
+    graft(&cache, &["train", "--data", s(&dir.join("missing"))]).fails_with("missing");
+    let fish = subset(&dir.join("ok"), &["fish", "tool"], 3);
+    graft(
+        &cache,
+        &["train", "--data", s(&fish), "--base", "no-such-model"],
+    )
+    .fails_with("no-such-model");
+    let corrupt = dir.join("corrupt.onnx");
+    std::fs::write(&corrupt, [0x08u8, 0x07, 0xff, 0xff, 0xff, 0x12, 0x99]).unwrap();
+    graft(
+        &cache,
+        &["train", "--data", s(&fish), "--base", s(&corrupt)],
+    )
+    .fails_with("corrupt.onnx");
+    graft(&cache, &["inspect", s(&corrupt)]).fails_with("corrupt.onnx");
+
+    // Out-of-range options.
+    graft(&cache, &["train", "--data", s(&fish), "--val-split", "1.5"])
+        .fails_with("validation split");
+    graft(&cache, &["train", "--data", s(&fish), "--dropout", "1"]).fails_with("dropout");
+
+    // A recognizer file that is not one, and a truncated one.
+    let rec = dir.join("rec.safetensors");
+    graft(
+        &cache,
+        &[
+            "train",
+            "--data",
+            s(&fish),
+            "--epochs",
+            "3",
+            "-o",
+            s(&rec),
+            "--quiet",
+        ],
+    )
+    .ok();
+    let image = fish
+        .join("fish")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let bytes = std::fs::read(&rec).unwrap();
+    let truncated = dir.join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    graft(&cache, &["predict", s(&truncated), s(&image)]).fails_with("truncated.safetensors");
+    graft(&cache, &["predict", s(&corrupt), s(&image)]).fails_with("corrupt.onnx");
+    // A KNN index is not a recognizer, and the other way round.
+    graft(&cache, &["knn", "classify", s(&rec), s(&image)]).fails_with("not a KNN index");
+
+    // Files that are not images: reported per file, the others still classified.
+    let text = dir.join("note.jpg");
+    std::fs::write(&text, b"plain text").unwrap();
+    let run = graft(&cache, &["predict", s(&rec), s(&image), s(&text), "--json"]);
+    run.fails_with("note.jpg");
+    let preds = run.json()["predictions"].as_array().unwrap().clone();
+    assert!(preds[0]["label"].is_string() && preds[1]["error"].is_string());
+
+    // A pickle that would run os.system is refused by name.
+    let evil =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/torch/os_system_global.pkl");
+    graft(
+        &cache,
+        &[
+            "convert",
+            "torch",
+            s(&evil),
+            "-o",
+            s(&dir.join("x.safetensors")),
+        ],
+    )
+    .fails_with("os.system");
+}
