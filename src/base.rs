@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use ndarray::{Array2, ArrayViewD};
 use prost::Message;
-use sha2::{Digest, Sha256};
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
+use crate::cache::sha256_hex;
 use crate::embeddings::BaseRef;
 use crate::input::{ChannelOrder, ImageSpec, Layout};
 use crate::{zoo, Error, Result};
@@ -99,12 +99,6 @@ pub fn parse_onnx(bytes: &[u8], path: &Path) -> Result<pb::ModelProto> {
         return Err(model_err("the ONNX graph declares no input".into()));
     }
     Ok(proto)
-}
-
-/// Hex sha256 of `bytes`.
-fn sha256_hex(bytes: &[u8]) -> String {
-    let digest = Sha256::digest(bytes);
-    digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Who produces and who consumes each tensor of an ONNX graph.

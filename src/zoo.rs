@@ -8,8 +8,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::cache::sha256_hex;
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::input::ImageSpec;
 use crate::{Error, Result};
@@ -162,14 +162,6 @@ pub fn manifest(name: &str) -> Result<Manifest> {
 fn read_manifest(path: &Path) -> Result<Manifest> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     serde_json::from_str(&text).map_err(|e| Error::Zoo(format!("manifest {}: {e}", path.display())))
-}
-
-/// Lowercase hex sha256 of `bytes`.
-fn sha256_hex(bytes: &[u8]) -> String {
-    Sha256::digest(bytes)
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
 }
 
 /// Lowercase hex sha256 of a file's content.
