@@ -5,6 +5,7 @@ pub mod cache;
 pub mod dataset;
 pub mod embeddings;
 pub mod error;
+pub mod gpu;
 pub mod head;
 pub mod input;
 pub mod knn;
