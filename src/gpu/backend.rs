@@ -390,8 +390,10 @@ impl HeadBackend for GpuBackend {
             .max()
             .unwrap_or(dim) as u64;
         let wanted = opts.batch_size.max(val.len().min(VALIDATION_ROWS));
-        // Batch rows are the rows of a matmul dispatch: at most 32 per workgroup.
-        let by_dispatch = u64::from(gpu.limits().max_compute_workgroups_per_dimension) * 32;
+        // Batch rows are the rows of a matmul dispatch (32 per workgroup), and a batch's elements
+        // those of an element-wise dispatch (256 per workgroup, two dimensions).
+        let max_groups = u64::from(gpu.limits().max_compute_workgroups_per_dimension);
+        let by_dispatch = (max_groups * 32).min(max_groups * max_groups * 256 / widest);
         let by_binding = max_binding / (widest * 4);
         let capacity =
             wanted.min(usize::try_from(by_binding.min(by_dispatch)).unwrap_or(usize::MAX));
