@@ -33,7 +33,8 @@ fn rows_per_binding(gpu: &Gpu, dim: usize) -> usize {
 }
 
 impl GpuSimilarity {
-    /// Uploads `index` `[n, dim]` (rows already scaled to unit length).
+    /// Uploads `index` `[n, dim]` (rows already scaled to unit length), in chunks that fit the
+    /// device's limits.
     pub fn new(gpu: Arc<Gpu>, index: ArrayView2<f32>) -> Result<GpuSimilarity> {
         let (len, dim) = index.dim();
         if dim == 0 {
@@ -49,8 +50,11 @@ impl GpuSimilarity {
         let mut start = 0;
         while start < len {
             let rows = per_chunk.min(len - start);
+            // Stored transposed, `[dim, rows]`: neighbouring invocations read neighbouring
+            // vectors' elements.
             let data: Vec<f32> = index
                 .slice(s![start..start + rows, ..])
+                .t()
                 .iter()
                 .copied()
                 .collect();
@@ -110,7 +114,7 @@ impl GpuSimilarity {
             let block = gpu.storage("similarities", (rows * widest * 4) as u64)?;
             for chunk in &self.chunks {
                 let mut rec = Recorder::new(gpu);
-                let shape = MatMul::transpose_b(rows, self.dim, chunk.rows);
+                let shape = MatMul::plain(rows, self.dim, chunk.rows);
                 rec.matmul(&q, &chunk.vectors, None, &block, shape, false)?;
                 rec.submit();
                 let values: Vec<f32> = gpu.read(&block, rows * chunk.rows)?;
