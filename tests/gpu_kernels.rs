@@ -64,14 +64,18 @@ fn assert_close(what: &str, got: ArrayView2<f32>, want: ArrayView2<f32>, tol: f3
     assert!(err <= tol, "{what}: error {err:e} above {tol:e}");
 }
 
-/// (rows, inputs, outputs): one row, one feature, two/three classes, one past a 32-tile and 4-block.
-const SHAPES: [(usize, usize, usize); 6] = [
+/// (rows, inputs, outputs): one row, one feature, two/three classes, one past a 32-tile and 4-block;
+/// the last three have the multiples of 4 that select the vectorised matmul kernels.
+const SHAPES: [(usize, usize, usize); 9] = [
     (1, 1, 2),
     (1, 7, 3),
     (3, 1, 3),
     (65, 33, 17),
     (33, 65, 3),
     (5, 300, 10),
+    (65, 36, 20),
+    (1, 4, 4),
+    (33, 132, 68),
 ];
 
 #[test]
@@ -260,13 +264,20 @@ fn unit_rows(x: Array2<f32>) -> Array2<f32> {
 #[test]
 fn cosine_similarity_matches_cpu_also_in_chunks() {
     let Some(gpu) = gpu() else { return };
+    // A size that is a multiple of 4 uses the vectorised kernel, 129 the general one.
+    let queries = unit_rows(random(37, 128, 1.0, 4));
+    let index = unit_rows(random(1001, 128, 1.0, 5));
+    let want = queries.dot(&index.t());
+    let got = gpu::cosine_similarity(Arc::clone(&gpu), queries.view(), index.view()).unwrap();
+    assert_close("similarity", got.view(), want.view(), 1e-5);
     let queries = unit_rows(random(37, 129, 1.0, 1));
     let index = unit_rows(random(1100, 129, 1.0, 2));
     let want = queries.dot(&index.t());
     let got = gpu::cosine_similarity(Arc::clone(&gpu), queries.view(), index.view()).unwrap();
     assert_close("similarity", got.view(), want.view(), 1e-5);
 
-    // 64 KiB bindings hold 127 index rows: the index and the output are split into chunks.
+    // 64 KiB bindings hold 124 index rows (a multiple of 4): the index and the output are split
+    // into chunks.
     let small = Gpu::open_with(AdapterPolicy::AllowSoftware, |l| {
         l.max_storage_buffer_binding_size = 64 << 10;
         l.max_compute_workgroups_per_dimension = 4;

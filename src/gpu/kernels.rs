@@ -14,13 +14,15 @@ use crate::{Error, Result};
 pub(crate) struct Kernel {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
-    /// Binding number of the parameter block; the buffers follow it.
-    first_binding: u32,
+    /// Binding numbers of the parameter block and then of each buffer, in the order given.
+    bindings: &'static [u32],
 }
 
 /// Every pipeline graft uses, compiled once per device.
 pub(crate) struct Kernels {
     matmul: Kernel,
+    matmul_nn4: Kernel,
+    matmul_tn4: Kernel,
     gather: Kernel,
     relu_dropout: Kernel,
     relu_backward: Kernel,
@@ -36,7 +38,7 @@ fn kernel(
     device: &wgpu::Device,
     module: &wgpu::ShaderModule,
     entry: &str,
-    first_binding: u32,
+    bindings: &'static [u32],
 ) -> Kernel {
     let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
         label: Some(entry),
@@ -50,7 +52,7 @@ fn kernel(
     Kernel {
         pipeline,
         layout,
-        first_binding,
+        bindings,
     }
 }
 
@@ -68,17 +70,21 @@ impl Kernels {
         let softmax = module("softmax_ce", include_str!("shaders/softmax_ce.wgsl"));
         let reduce = module("reduce", include_str!("shaders/reduce.wgsl"));
         let optim = module("optim", include_str!("shaders/optim.wgsl"));
+        // Binding numbers as declared in the shaders (entry points of one file that bind
+        // different variables use different numbers).
         Kernels {
-            matmul: kernel(device, &matmul, "main", 0),
-            gather: kernel(device, &gather, "main", 0),
-            relu_dropout: kernel(device, &activation, "relu_dropout", 0),
-            relu_backward: kernel(device, &activation, "relu_backward", 2),
-            softmax_ce: kernel(device, &softmax, "main", 0),
-            column_sums: kernel(device, &reduce, "column_sums", 0),
-            batch_stats: kernel(device, &reduce, "batch_stats", 3),
-            sgd: kernel(device, &optim, "sgd", 0),
-            adam: kernel(device, &optim, "adam", 0),
-            rmsprop: kernel(device, &optim, "rmsprop", 0),
+            matmul: kernel(device, &matmul, "main", &[0, 1, 2, 3, 4]),
+            matmul_nn4: kernel(device, &matmul, "main_nn4", &[0, 5, 6, 3, 4]),
+            matmul_tn4: kernel(device, &matmul, "main_tn4", &[0, 5, 6, 3, 4]),
+            gather: kernel(device, &gather, "main", &[0, 1, 2, 3, 4, 5]),
+            relu_dropout: kernel(device, &activation, "relu_dropout", &[0, 1]),
+            relu_backward: kernel(device, &activation, "relu_backward", &[2, 3, 4]),
+            softmax_ce: kernel(device, &softmax, "main", &[0, 1, 2, 3, 4, 5, 6]),
+            column_sums: kernel(device, &reduce, "column_sums", &[0, 1, 2]),
+            batch_stats: kernel(device, &reduce, "batch_stats", &[3, 4, 5, 6]),
+            sgd: kernel(device, &optim, "sgd", &[0, 1, 2, 3]),
+            adam: kernel(device, &optim, "adam", &[0, 1, 2, 3, 4]),
+            rmsprop: kernel(device, &optim, "rmsprop", &[0, 1, 2, 3]),
         }
     }
 }
@@ -116,6 +122,23 @@ impl MatMul {
             b_row: n,
             b_col: 1,
         }
+    }
+
+    /// Row-major `A` and `B` with `k` and `n` multiples of 4 (the `main_nn4` kernel).
+    fn is_vec4_nn(&self) -> bool {
+        let plain = MatMul::plain(self.m, self.k, self.n);
+        (self.a_row, self.a_col, self.b_row, self.b_col)
+            == (plain.a_row, plain.a_col, plain.b_row, plain.b_col)
+            && self.k % 4 == 0
+            && self.n % 4 == 0
+    }
+
+    /// `A` stored transposed and row-major `B`, `m` and `n` multiples of 4 (`main_tn4`).
+    fn is_vec4_tn(&self) -> bool {
+        let t = MatMul::transpose_a(self.k, self.m, self.n);
+        (self.a_row, self.a_col, self.b_row, self.b_col) == (t.a_row, t.a_col, t.b_row, t.b_col)
+            && self.m % 4 == 0
+            && self.n % 4 == 0
     }
 
     /// `Xᵀ · Y` for row-major `X[rows, m]`, `Y[rows, n]` (the weight gradient).
@@ -244,7 +267,14 @@ impl<'a> Recorder<'a> {
             to_u32("stride", shape.b_col)?,
         ];
         let bias = bias.unwrap_or(&self.gpu.dummy);
-        let kernel = &self.gpu.kernels.matmul;
+        let kernels = &self.gpu.kernels;
+        let kernel = if shape.is_vec4_nn() {
+            &kernels.matmul_nn4
+        } else if shape.is_vec4_tn() {
+            &kernels.matmul_tn4
+        } else {
+            &kernels.matmul
+        };
         self.dispatch(kernel, &words, vec![a, b, bias, c], (gx as u32, gy as u32));
         Ok(())
     }
@@ -477,19 +507,19 @@ impl<'a> Recorder<'a> {
                     {
                         let Some(params) = &params else { break };
                         let mut entries = vec![wgpu::BindGroupEntry {
-                            binding: kernel.first_binding,
+                            binding: kernel.bindings[0],
                             resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
                                 buffer: params,
                                 offset: *offset,
                                 size: wgpu::BufferSize::new(*params_len),
                             }),
                         }];
-                        entries.extend(buffers.iter().zip(1..).map(|(buffer, i)| {
-                            wgpu::BindGroupEntry {
-                                binding: kernel.first_binding + i,
+                        entries.extend(buffers.iter().zip(&kernel.bindings[1..]).map(
+                            |(buffer, &binding)| wgpu::BindGroupEntry {
+                                binding,
                                 resource: buffer.as_entire_binding(),
-                            }
-                        }));
+                            },
+                        ));
                         let group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                             label: None,
                             layout: &kernel.layout,

@@ -10,10 +10,13 @@ use crate::gpu::context::Gpu;
 use crate::gpu::kernels::{MatMul, Recorder};
 use crate::{Error, Result};
 
-/// Rows of one chunk of the index.
+/// Rows of one chunk of the index, stored transposed as `[dim, width]`: neighbouring
+/// invocations read neighbouring vectors. `width` is `rows` rounded up to a multiple of 4 (zero
+/// columns) so that the vectorised matmul applies.
 struct IndexChunk {
     start: usize,
     rows: usize,
+    width: usize,
     vectors: wgpu::Buffer,
 }
 
@@ -25,11 +28,12 @@ pub struct GpuSimilarity {
     chunks: Vec<IndexChunk>,
 }
 
-/// The most rows of `dim` floats that one binding holds and one dispatch dimension covers.
+/// The most rows of `dim` floats that one binding holds and one dispatch dimension covers, a
+/// multiple of 4.
 fn rows_per_binding(gpu: &Gpu, dim: usize) -> usize {
     let by_binding = gpu.max_binding() / (dim as u64 * 4);
     let by_dispatch = u64::from(gpu.limits().max_compute_workgroups_per_dimension) * 32;
-    usize::try_from(by_binding.min(by_dispatch)).unwrap_or(usize::MAX)
+    usize::try_from(by_binding.min(by_dispatch) & !3).unwrap_or(usize::MAX)
 }
 
 impl GpuSimilarity {
@@ -43,24 +47,23 @@ impl GpuSimilarity {
         let per_chunk = rows_per_binding(&gpu, dim);
         if per_chunk == 0 {
             return Err(Error::Gpu(format!(
-                "one vector of size {dim} is larger than this GPU binds at once"
+                "four vectors of size {dim} are larger than this GPU binds at once"
             )));
         }
         let mut chunks = Vec::new();
         let mut start = 0;
         while start < len {
             let rows = per_chunk.min(len - start);
-            // Stored transposed, `[dim, rows]`: neighbouring invocations read neighbouring
-            // vectors' elements.
-            let data: Vec<f32> = index
-                .slice(s![start..start + rows, ..])
-                .t()
-                .iter()
-                .copied()
-                .collect();
+            let width = rows.next_multiple_of(4);
+            let mut transposed = Array2::zeros((dim, width));
+            transposed
+                .slice_mut(s![.., ..rows])
+                .assign(&index.slice(s![start..start + rows, ..]).t());
+            let data: Vec<f32> = transposed.iter().copied().collect();
             chunks.push(IndexChunk {
                 start,
                 rows,
+                width,
                 vectors: gpu.upload("index vectors", &data)?,
             });
             start += rows;
@@ -96,7 +99,7 @@ impl GpuSimilarity {
         let gpu = &*self.gpu;
         let m = queries.nrows();
         let mut out = Array2::zeros((m, self.len));
-        let widest = self.chunks.iter().map(|c| c.rows).max().unwrap_or(0);
+        let widest = self.chunks.iter().map(|c| c.width).max().unwrap_or(0);
         if m == 0 || widest == 0 {
             return Ok(out);
         }
@@ -114,14 +117,14 @@ impl GpuSimilarity {
             let block = gpu.storage("similarities", (rows * widest * 4) as u64)?;
             for chunk in &self.chunks {
                 let mut rec = Recorder::new(gpu);
-                let shape = MatMul::plain(rows, self.dim, chunk.rows);
+                let shape = MatMul::plain(rows, self.dim, chunk.width);
                 rec.matmul(&q, &chunk.vectors, None, &block, shape, false)?;
                 rec.submit();
-                let values: Vec<f32> = gpu.read(&block, rows * chunk.rows)?;
-                let values = Array2::from_shape_vec((rows, chunk.rows), values)
+                let values: Vec<f32> = gpu.read(&block, rows * chunk.width)?;
+                let values = Array2::from_shape_vec((rows, chunk.width), values)
                     .map_err(|e| Error::Gpu(e.to_string()))?;
                 out.slice_mut(s![q0..q0 + rows, chunk.start..chunk.start + chunk.rows])
-                    .assign(&values);
+                    .assign(&values.slice(s![.., ..chunk.rows]));
             }
             q0 += rows;
         }
