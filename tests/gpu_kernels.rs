@@ -4,6 +4,7 @@
 //! Without a GPU adapter these tests print that they were skipped, unless `GRAFT_REQUIRE_GPU=1`,
 //! which makes them fail (CI sets it, with Mesa's lavapipe installed).
 
+use std::io::Write;
 use std::sync::{Arc, OnceLock};
 
 use graft::gpu::{self, ops, AdapterPolicy, DeviceChoice, Gpu, GpuSimilarity};
@@ -27,7 +28,11 @@ fn gpu() -> Option<Arc<Gpu>> {
             std::env::var("GRAFT_REQUIRE_GPU").as_deref() != Ok("1"),
             "GRAFT_REQUIRE_GPU=1 but no GPU adapter was found"
         );
-        eprintln!("skipped: no GPU adapter (set GRAFT_REQUIRE_GPU=1 to make this a failure)");
+        // Written past the test harness's capture, so that the skip shows in a normal run.
+        let _ = writeln!(
+            std::io::stderr(),
+            "skipped: no GPU adapter (set GRAFT_REQUIRE_GPU=1 to make this a failure)"
+        );
     }
     found.clone()
 }
@@ -303,6 +308,15 @@ fn device_choice_parses_and_selects() {
         DeviceChoice::resolve(Some(DeviceChoice::Cpu)).unwrap(),
         DeviceChoice::Cpu
     );
+    let resolve = DeviceChoice::resolve_from;
+    assert_eq!(resolve(None, Some("gpu")).unwrap(), DeviceChoice::Gpu);
+    assert_eq!(
+        resolve(Some(DeviceChoice::Cpu), Some("gpu")).unwrap(),
+        DeviceChoice::Cpu
+    );
+    assert_eq!(resolve(None, Some(" ")).unwrap(), DeviceChoice::Auto);
+    assert_eq!(resolve(None, None).unwrap(), DeviceChoice::Auto);
+    assert!(resolve(None, Some("tpu")).is_err());
     assert_eq!(
         gpu::head_backend(DeviceChoice::Cpu).unwrap().name(),
         "cpu (ndarray)"
@@ -317,9 +331,15 @@ fn device_choice_parses_and_selects() {
         // A software adapter (lavapipe) is never picked automatically.
         None => assert_eq!(auto, "cpu (ndarray)"),
     }
-    if let Some(gpu) = gpu() {
-        let explicit = gpu::head_backend(DeviceChoice::Gpu).unwrap().name();
-        assert!(explicit.starts_with("gpu: "), "{explicit}");
-        assert_eq!(explicit, gpu.name());
+    match gpu() {
+        Some(gpu) => {
+            let explicit = gpu::head_backend(DeviceChoice::Gpu).unwrap().name();
+            assert!(explicit.starts_with("gpu: "), "{explicit}");
+            assert_eq!(explicit, gpu.name());
+        }
+        None => assert!(matches!(
+            gpu::head_backend(DeviceChoice::Gpu),
+            Err(graft::Error::Gpu(_))
+        )),
     }
 }

@@ -249,7 +249,10 @@ impl<'a> Recorder<'a> {
         let max = u64::from(self.gpu.limits().max_compute_workgroups_per_dimension);
         let gx = (shape.n as u64).div_ceil(MATMUL_TILE);
         let gy = (shape.m as u64).div_ceil(MATMUL_TILE);
-        if gx > max || gy > max || shape.k == 0 {
+        if shape.k == 0 {
+            return Err(Error::Invalid("a matrix product with inner size 0".into()));
+        }
+        if gx > max || gy > max {
             return Err(Error::Gpu(format!(
                 "a {}x{}x{} product exceeds this GPU's dispatch limits",
                 shape.m, shape.k, shape.n

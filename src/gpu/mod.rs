@@ -61,11 +61,14 @@ impl DeviceChoice {
     /// `explicit` (the `--device` option) when given, else [`DEVICE_ENV`] when set and not
     /// empty, else [`DeviceChoice::Auto`]. A bad value in either is an error.
     pub fn resolve(explicit: Option<DeviceChoice>) -> Result<DeviceChoice> {
-        if let Some(choice) = explicit {
-            return Ok(choice);
-        }
-        match std::env::var(DEVICE_ENV) {
-            Ok(value) if !value.trim().is_empty() => value
+        DeviceChoice::resolve_from(explicit, std::env::var(DEVICE_ENV).ok().as_deref())
+    }
+
+    /// [`DeviceChoice::resolve`] with the environment variable's value given.
+    pub fn resolve_from(explicit: Option<DeviceChoice>, env: Option<&str>) -> Result<DeviceChoice> {
+        match (explicit, env) {
+            (Some(choice), _) => Ok(choice),
+            (None, Some(value)) if !value.trim().is_empty() => value
                 .parse()
                 .map_err(|e| Error::Invalid(format!("{DEVICE_ENV}: {e}"))),
             _ => Ok(DeviceChoice::Auto),
