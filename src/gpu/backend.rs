@@ -61,6 +61,16 @@ struct Work {
     stats: wgpu::Buffer,
 }
 
+/// Where a training sub-batch sits in its mini-batch.
+#[derive(Clone, Copy)]
+struct BatchPart<'d> {
+    dropout: &'d DropoutStep,
+    /// Batch row of the part's first row (for the dropout hash).
+    row_offset: usize,
+    /// `1 / rows of the whole mini-batch` (the loss is the batch mean).
+    inv_batch: f32,
+}
+
 struct Session {
     layers: Vec<LayerBuffers>,
     dim: usize,
@@ -207,13 +217,13 @@ impl Work {
 
 impl Session {
     /// Gathers `rows` examples listed in the index buffer from `chunks` and runs the forward pass
-    /// and the loss (with its gradient when `dropout` is `Some`, i.e. in training).
+    /// and the loss: in training (`training` given) with dropout and the loss gradient.
     fn forward<'a>(
         &'a self,
         rec: &mut Recorder<'a>,
         chunks: &'a [DataChunk],
         rows: usize,
-        training: Option<(&DropoutStep, usize, f32)>,
+        training: Option<BatchPart>,
     ) -> Result<()> {
         let w = &self.work;
         for chunk in chunks {
@@ -235,19 +245,17 @@ impl Session {
                 false,
             )?;
             if l < last {
-                let dropout = training.map(|(d, _, _)| d);
-                let offset = training.map_or(0, |(_, offset, _)| offset);
                 rec.relu_dropout(
                     &w.outputs[l],
                     rows,
                     layer.outputs,
-                    dropout,
+                    training.map(|t| t.dropout),
                     l as u32,
-                    offset,
+                    training.map_or(0, |t| t.row_offset),
                 )?;
             }
         }
-        let inv_batch = training.map_or(1.0, |(_, _, inv)| inv);
+        let inv_batch = training.map_or(1.0, |t| t.inv_batch);
         rec.softmax_ce(
             &w.outputs[last],
             &w.y,
@@ -453,13 +461,12 @@ impl HeadBackend for GpuBackend {
             for (part, rows) in batch.chunks(s.work.capacity).enumerate() {
                 s.write_index(&gpu, rows);
                 let mut rec = Recorder::new(&gpu);
-                let offset = part * s.work.capacity;
-                s.forward(
-                    &mut rec,
-                    &s.train,
-                    rows.len(),
-                    Some((&dropout, offset, inv_batch)),
-                )?;
+                let training = BatchPart {
+                    dropout: &dropout,
+                    row_offset: part * s.work.capacity,
+                    inv_batch,
+                };
+                s.forward(&mut rec, &s.train, rows.len(), Some(training))?;
                 s.backward(&mut rec, rows.len(), part > 0)?;
                 if part + 1 == parts {
                     s.update(&mut rec)?;

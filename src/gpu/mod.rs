@@ -1,10 +1,18 @@
-//! Training and KNN on a GPU through wgpu (Vulkan, Metal, DirectX 12 or OpenGL).
+//! Training and KNN on a GPU through wgpu (the backends graft's build enables: Vulkan and OpenGL).
 //!
 //! - [`Gpu`]: an open device with graft's kernels (`shaders/*.wgsl`), chosen by [`AdapterPolicy`].
 //! - [`GpuBackend`]: a [`HeadBackend`] reproducing [`crate::head::cpu`]'s maths on the device.
 //! - [`GpuSimilarity`] / [`cosine_similarity`]: the KNN similarity matrix for large indexes.
 //! - [`DeviceChoice`] and [`head_backend`]: what `--device auto|cpu|gpu` (or the environment
 //!   variable `GRAFT_DEVICE`, read when the option is absent) selects.
+//!
+//! Kernels, one WGSL file per family: `matmul` (`C = A·B (+ bias) (+ C)` with strided operands
+//! for `X·W`, `Xᵀ·dY`, `dY·Wᵀ` and `Q·Iᵀ`; 8x8 invocations of 4x4 register blocks = 32x32 tiles,
+//! plus vec4 variants when sizes are multiples of 4), `gather` (batch rows from the stored data
+//! by index), `activation` (ReLU with the seeded dropout hash, and its gradient), `softmax_ce`
+//! (stable smoothed, weighted cross-entropy, correctness and gradient per row), `reduce` (column
+//! sums, per-batch loss/correct totals) and `optim` (SGD with momentum, Adam, RMSprop, weight
+//! decay). Everything larger than the device's binding or dispatch limits is processed in chunks.
 //!
 //! `auto` uses a hardware GPU when there is one and the CPU otherwise; a software adapter (such
 //! as Mesa's lavapipe, "llvmpipe") is slower than the CPU backend and is only used when `gpu` is
@@ -84,8 +92,8 @@ impl DeviceChoice {
             DeviceChoice::Gpu => match Gpu::open(AdapterPolicy::AllowSoftware)? {
                 Some(gpu) => Ok(Some(gpu)),
                 None => Err(Error::Gpu(
-                    "no GPU adapter found (install a Vulkan, Metal, DirectX 12 or OpenGL driver, \
-                     e.g. mesa-vulkan-drivers for the software lavapipe, or use --device cpu)"
+                    "no GPU adapter found (install a Vulkan or OpenGL driver, e.g. \
+                     mesa-vulkan-drivers for the software lavapipe, or use --device cpu)"
                         .into(),
                 )),
             },
