@@ -12,7 +12,8 @@ use crate::{Error, Result};
 pub enum AdapterPolicy {
     /// Only hardware adapters (discrete, integrated or virtual GPUs).
     HardwareOnly,
-    /// Hardware preferred, else a software rasteriser such as lavapipe ("llvmpipe").
+    /// Hardware preferred, else a software rasteriser such as lavapipe ("llvmpipe"), else an
+    /// adapter of unknown type.
     AllowSoftware,
 }
 
@@ -42,6 +43,7 @@ fn adapter_rank(info: &wgpu::AdapterInfo, policy: AdapterPolicy) -> Option<(u8, 
         wgpu::DeviceType::IntegratedGpu => 1,
         wgpu::DeviceType::VirtualGpu => 2,
         wgpu::DeviceType::Cpu if policy == AdapterPolicy::AllowSoftware => 3,
+        wgpu::DeviceType::Other if policy == AdapterPolicy::AllowSoftware => 4,
         _ => return None,
     };
     // Same device through several APIs: prefer the native compute APIs to OpenGL.
