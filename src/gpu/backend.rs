@@ -57,7 +57,8 @@ struct Work {
     grads: Vec<wgpu::Buffer>,
     row_loss: wgpu::Buffer,
     row_correct: wgpu::Buffer,
-    /// `[loss sum (f32 bits), correct count]` of the running epoch or validation.
+    /// `[loss sum (f32 bits), its compensation (f32 bits), correct count]` of the running epoch
+    /// or validation.
     stats: wgpu::Buffer,
 }
 
@@ -210,7 +211,7 @@ impl Work {
             grads: per_layer("layer gradient")?,
             row_loss: gpu.storage("row losses", rows * 4)?,
             row_correct: gpu.storage("row correct", rows * 4)?,
-            stats: gpu.storage("statistics", 8)?,
+            stats: gpu.storage("statistics", 12)?,
         })
     }
 }
@@ -317,16 +318,17 @@ impl Session {
 
     fn reset_stats(&self, gpu: &Gpu) {
         gpu.queue
-            .write_buffer(&self.work.stats, 0, bytemuck::cast_slice(&[0u32; 2]));
+            .write_buffer(&self.work.stats, 0, bytemuck::cast_slice(&[0u32; 3]));
     }
 
     /// Reads the running statistics as the mean over `n` examples.
     fn read_stats(&self, gpu: &Gpu, n: usize) -> Result<EpochStats> {
-        let stats: Vec<u32> = gpu.read(&self.work.stats, 2)?;
+        let stats: Vec<u32> = gpu.read(&self.work.stats, 3)?;
+        let (sum, compensation) = (f32::from_bits(stats[0]), f32::from_bits(stats[1]));
         let n = n.max(1) as f64;
         Ok(EpochStats {
-            loss: (f64::from(f32::from_bits(stats[0])) / n) as f32,
-            accuracy: (f64::from(stats[1]) / n) as f32,
+            loss: ((f64::from(sum) - f64::from(compensation)) / n) as f32,
+            accuracy: (f64::from(stats[2]) / n) as f32,
         })
     }
 

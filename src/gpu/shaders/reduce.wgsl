@@ -20,7 +20,7 @@ struct StatsParams {
 @group(0) @binding(3) var<uniform> sp: StatsParams;
 @group(0) @binding(4) var<storage, read> row_loss: array<f32>;
 @group(0) @binding(5) var<storage, read> row_correct: array<u32>;
-// [loss sum as f32 bits, correct count].
+// [loss sum (f32 bits), its Kahan compensation (f32 bits), correct count].
 @group(0) @binding(6) var<storage, read_write> stats: array<u32>;
 
 @compute @workgroup_size(64)
@@ -67,7 +67,12 @@ fn batch_stats(@builtin(local_invocation_index) local: u32) {
         workgroupBarrier();
     }
     if (local == 0u) {
-        stats[0] = bitcast<u32>(bitcast<f32>(stats[0]) + partial_loss[0]);
-        stats[1] = stats[1] + partial_correct[0];
+        // Compensated (Kahan) addition: an epoch adds up many batch totals in f32.
+        let sum = bitcast<f32>(stats[0]);
+        let y = partial_loss[0] - bitcast<f32>(stats[1]);
+        let t = sum + y;
+        stats[1] = bitcast<u32>((t - sum) - y);
+        stats[0] = bitcast<u32>(t);
+        stats[2] = stats[2] + partial_correct[0];
     }
 }
