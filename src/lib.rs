@@ -7,6 +7,7 @@ pub mod dataset;
 pub mod embeddings;
 pub mod error;
 pub mod export;
+pub mod gpu;
 pub mod head;
 pub mod input;
 pub mod knn;
@@ -15,6 +16,7 @@ pub mod recognizer;
 pub mod tensor_file;
 pub mod train;
 pub mod zoo;
+
 
 pub use error::{Error, Result};
 pub use head::{Dense, Head};
