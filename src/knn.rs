@@ -5,11 +5,13 @@
 //! saved and loaded (safetensors), and remembers which base model produced its embeddings.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::embeddings::BaseRef;
+use crate::gpu::{cosine_similarity, Gpu};
 use crate::tensor_file::{self, Entry, TensorFile};
 use crate::{Error, Result};
 
@@ -139,6 +141,17 @@ impl Knn {
     /// Classifies each row of `queries` `[m, dim]` by its `k` most similar stored examples
     /// (`k` is capped at the number stored).
     pub fn classify(&self, queries: ArrayView2<f32>, k: usize) -> Result<Vec<KnnPrediction>> {
+        self.classify_with(queries, k, None)
+    }
+
+    /// Like [`Knn::classify`], with the similarity matrix computed on `gpu` when given (worth it for
+    /// large indexes on a hardware GPU).
+    pub fn classify_with(
+        &self,
+        queries: ArrayView2<f32>,
+        k: usize,
+        gpu: Option<Arc<Gpu>>,
+    ) -> Result<Vec<KnnPrediction>> {
         if self.is_empty() {
             return Err(Error::Invalid(
                 "the KNN index is empty: add examples first".into(),
@@ -148,7 +161,11 @@ impl Knn {
             return Err(Error::Invalid("k must be at least 1".into()));
         }
         self.check_dim(queries.ncols())?;
-        let similarities = unit_rows(queries).dot(&self.vectors.t());
+        let queries = unit_rows(queries);
+        let similarities = match gpu {
+            Some(gpu) => cosine_similarity(gpu, queries.view(), self.vectors.view())?,
+            None => queries.dot(&self.vectors.t()),
+        };
         Ok(similarities
             .axis_iter(Axis(0))
             .map(|row| self.vote(row, k.min(self.len())))

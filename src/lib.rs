@@ -17,6 +17,5 @@ pub mod tensor_file;
 pub mod train;
 pub mod zoo;
 
-
 pub use error::{Error, Result};
 pub use head::{Dense, Head};

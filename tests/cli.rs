@@ -360,3 +360,42 @@ fn bad_input_gives_clear_errors_not_panics() {
     )
     .fails_with("os.system");
 }
+
+#[test]
+fn training_on_the_gpu_is_recorded_in_the_recognizer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let data = subset(tmp.path(), &["fish", "tool"], 4);
+    let rec = tmp.path().join("rec.safetensors");
+    let run = graft(
+        &cache,
+        &[
+            "train",
+            "--data",
+            s(&data),
+            "--epochs",
+            "5",
+            "--device",
+            "gpu",
+            "-o",
+            s(&rec),
+            "--json",
+        ],
+    );
+    if run.code != 0
+        && run.stderr.contains("no GPU adapter")
+        && std::env::var("GRAFT_REQUIRE_GPU").as_deref() != Ok("1")
+    {
+        eprintln!("skipped: no GPU adapter (set GRAFT_REQUIRE_GPU=1 to make this a failure)");
+        return;
+    }
+    let backend = run.ok().json()["training"]["report"]["backend"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(backend.starts_with("gpu: "), "{backend}");
+    let loaded = Recognizer::load(&rec).unwrap();
+    assert_eq!(loaded.training.unwrap().report.backend, backend);
+    // An unknown device is a clear error.
+    graft(&cache, &["train", "--data", s(&data), "--device", "tpu"]).fails_with("tpu");
+}

@@ -343,3 +343,39 @@ fn device_choice_parses_and_selects() {
         )),
     }
 }
+
+#[test]
+fn knn_votes_the_same_with_gpu_similarities() {
+    let Some(gpu) = gpu() else { return };
+    use graft::embeddings::BaseRef;
+    use graft::input::{ChannelOrder, ImageSpec, Layout};
+    let mut knn = graft::knn::Knn::new(BaseRef {
+        name: "synthetic".into(),
+        sha256: String::new(),
+        cut: "x".into(),
+        embedding_dim: 37,
+        input: ImageSpec {
+            width: 1,
+            height: 1,
+            layout: Layout::Nchw,
+            channels: ChannelOrder::Rgb,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            center_crop: None,
+        },
+    });
+    for class in 0..4 {
+        knn.add_many(&format!("c{class}"), random(50, 37, 1.0, class).view())
+            .unwrap();
+    }
+    let queries = random(30, 37, 1.0, 99);
+    let on_cpu = knn.classify(queries.view(), 5).unwrap();
+    let on_gpu = knn.classify_with(queries.view(), 5, Some(gpu)).unwrap();
+    for (c, g) in on_cpu.iter().zip(&on_gpu) {
+        assert_eq!(c.label, g.label);
+        assert_eq!(c.confidences, g.confidences);
+        let neighbours =
+            |p: &graft::knn::KnnPrediction| p.neighbours.iter().map(|n| n.0).collect::<Vec<_>>();
+        assert_eq!(neighbours(c), neighbours(g));
+    }
+}

@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use graft::base::BaseModel;
+use graft::gpu::DeviceChoice;
 use graft::head::Optimizer;
 use graft::train::TrainOptions;
 
@@ -105,6 +106,25 @@ pub struct HeadArgs {
     /// Seed for the split, the initial weights, shuffling and dropout.
     #[arg(long, default_value_t = TrainOptions::default().seed)]
     pub seed: u64,
+    #[command(flatten)]
+    pub device: DeviceArgs,
+}
+
+/// Where the maths runs.
+#[derive(Args, Clone, Debug)]
+pub struct DeviceArgs {
+    /// auto (a hardware GPU if there is one, else the CPU), cpu, or gpu (any GPU, software ones
+    /// included). Default: $GRAFT_DEVICE, else auto.
+    #[arg(long)]
+    pub device: Option<String>,
+}
+
+impl DeviceArgs {
+    /// The device asked for by the flag or the environment.
+    pub fn choice(&self) -> Result<DeviceChoice> {
+        let explicit = self.device.as_deref().map(str::parse).transpose()?;
+        Ok(DeviceChoice::resolve(explicit)?)
+    }
 }
 
 impl HeadArgs {

@@ -15,6 +15,7 @@ use graft::train::TrainOptions;
 use ndarray::Axis;
 use serde_json::json;
 
+use super::args::DeviceArgs;
 use super::knn::index_of;
 use super::train::{embed_folder, train_and_report};
 use super::Ui;
@@ -30,6 +31,8 @@ pub struct DemoArgs {
     /// Do not read or write the embedding cache (embed every image again).
     #[arg(long)]
     pub no_cache: bool,
+    #[command(flatten)]
+    pub device: DeviceArgs,
 }
 
 /// The image set shipped in the repository.
@@ -53,7 +56,7 @@ pub fn run(args: DemoArgs, ui: Ui) -> Result<()> {
     let data = embed_folder(&base, &demo_data(), cache.as_deref(), ui)?;
 
     let opts = TrainOptions::default();
-    let recognizer = train_and_report(&data, DEFAULT_VAL_SPLIT, &opts, ui)?;
+    let recognizer = train_and_report(&data, DEFAULT_VAL_SPLIT, &opts, args.device.choice()?, ui)?;
     let rec_path = args.out_dir.join("recognizer.safetensors");
     recognizer.save(&rec_path)?;
     let reloaded = Recognizer::load(&rec_path)?;

@@ -10,7 +10,9 @@ use graft::knn::Knn;
 use ndarray::Axis;
 use serde_json::json;
 
-use super::args::BaseArgs;
+use std::sync::Arc;
+
+use super::args::{BaseArgs, DeviceArgs};
 use super::predict::for_each_file;
 use super::train::embed_folder;
 use super::Ui;
@@ -38,6 +40,8 @@ pub enum KnnCommand {
         /// Number of neighbours that vote.
         #[arg(short, long, default_value_t = 3)]
         k: usize,
+        #[command(flatten)]
+        device: DeviceArgs,
     },
 }
 
@@ -55,11 +59,17 @@ pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
             ui.say(format!("saved {} ({} examples)", out.display(), knn.len()));
             ui.finish(json!({ "index": out, "classes": counts }));
         }
-        KnnCommand::Classify { index, files, k } => {
+        KnnCommand::Classify {
+            index,
+            files,
+            k,
+            device,
+        } => {
             let knn = Knn::load(&index)?;
+            let gpu = device.choice()?.open_gpu()?.map(Arc::new);
             let model = BaseModel::from_ref(knn.base())?;
             for_each_file(&model, &files, ui, |embedding| {
-                let p = knn.classify(embedding, k)?.remove(0);
+                let p = knn.classify_with(embedding, k, gpu.clone())?.remove(0);
                 let votes: Vec<String> = p
                     .confidences
                     .iter()

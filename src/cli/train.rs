@@ -8,7 +8,7 @@ use clap::Args;
 use graft::base::BaseModel;
 use graft::dataset::{Dataset, DEFAULT_VAL_SPLIT};
 use graft::embeddings::Embeddings;
-use graft::head::CpuBackend;
+use graft::gpu::DeviceChoice;
 use graft::recognizer::Recognizer;
 use graft::train::TrainOptions;
 use serde_json::json;
@@ -37,7 +37,8 @@ pub fn run(args: TrainArgs, ui: Ui) -> Result<()> {
     let base = args.base.open()?;
     let data = embed_folder(&base, &args.data, args.base.cache()?.as_deref(), ui)?;
     let opts = args.head.options();
-    let recognizer = train_and_report(&data, args.val_split, &opts, ui)?;
+    let device = args.head.device.choice()?;
+    let recognizer = train_and_report(&data, args.val_split, &opts, device, ui)?;
     recognizer.save(&args.out)?;
     ui.say(format!("saved {}", args.out.display()));
     ui.finish(json!({
@@ -83,6 +84,7 @@ pub fn train_and_report(
     data: &Embeddings,
     val_split: f32,
     opts: &TrainOptions,
+    device: DeviceChoice,
     ui: Ui,
 ) -> Result<Recognizer> {
     let (train_set, val_set) = data.split(val_split, opts.seed)?;
@@ -92,8 +94,9 @@ pub fn train_and_report(
         ui.say(format!("{name:<16} {t:>6} {v:>6}"));
     }
     let bar = ui.bar(opts.epochs as u64, "training");
-    let mut backend = CpuBackend::new();
-    let recognizer = Recognizer::train(&train_set, &val_set, opts, &mut backend, &mut |r| {
+    let mut backend = graft::gpu::head_backend(device)?;
+    ui.say(format!("training on {}", backend.name()));
+    let recognizer = Recognizer::train(&train_set, &val_set, opts, backend.as_mut(), &mut |r| {
         bar.inc(1);
         let val = r
             .val_acc
