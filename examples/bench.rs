@@ -1,8 +1,10 @@
 //! graft's benchmark: EfficientNet-Lite0 embedding time per image (batch 1, 8, 32, and the threaded
-//! folder pipeline), CPU head training time on 1,000 x 1280 embeddings (10 classes, 50 epochs), and
-//! KNN queries per second. Prints a table; the README quotes it.
+//! folder pipeline), head training time on 1,000 x 1280 embeddings (10 classes, 50 epochs) and
+//! throughput for N = 1,000 / 10,000 / 100,000 on the CPU and on the GPU, and KNN queries per second
+//! for a 10,000 x 1280 index. Prints its figures; the README quotes them.
 //!
-//! `cargo run --release --example bench`
+//! `cargo run --release --example bench [-- --quick]` (`--quick` skips N = 100,000). The GPU rows use
+//! a hardware adapter if there is one, else a software one (named in the output), else are skipped.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -10,7 +12,10 @@ use std::time::Instant;
 use graft::base::BaseModel;
 use graft::dataset::Dataset;
 use graft::embeddings::{embed_files, BaseRef};
-use graft::head::{CpuBackend, Examples};
+use std::sync::Arc;
+
+use graft::gpu::{AdapterPolicy, Gpu, GpuBackend};
+use graft::head::{CpuBackend, Examples, HeadBackend};
 use graft::input::image::{load_image, stack_batch};
 use graft::knn::Knn;
 use graft::train::{train, TrainOptions};
@@ -61,31 +66,57 @@ fn main() -> graft::Result<()> {
         secs * 1e3 / n_ok.max(1) as f64
     );
 
-    println!("\nHead training on the CPU (ndarray): 1,000 x 1280 embeddings, 10 classes, 50 epochs, batch 32, Adam:");
-    let (x, y) = blobs(1000, 1280, 10, 1);
+    let gpu = Gpu::open(AdapterPolicy::AllowSoftware)?.map(Arc::new);
+    match &gpu {
+        Some(g) => println!("\nGPU adapter: {}", g.name()),
+        None => println!("\nGPU adapter: none (GPU rows skipped)"),
+    }
+    let quick = std::env::args().any(|a| a == "--quick");
+    println!("\nHead training, D = 1280, 10 classes, batch 32, Adam; samples x epochs per second:");
+    println!(
+        "  {:>7} {:>6} {:>6} {:>12} {:>12} {:>9}",
+        "N", "hidden", "epochs", "cpu", "gpu", "val acc"
+    );
     let (vx, vy) = blobs(200, 1280, 10, 2);
-    for hidden in [vec![], vec![256]] {
-        let opts = TrainOptions {
-            epochs: 50,
-            patience: None,
-            hidden: hidden.clone(),
-            ..TrainOptions::default()
-        };
-        let (_, report) = train(
-            10,
-            Examples::new(x.view(), &y),
-            Examples::new(vx.view(), &vy),
-            &opts,
-            &mut CpuBackend::new(),
-            &mut |_| {},
-        )?;
-        let acc = report.history.last().and_then(|r| r.val_acc).unwrap_or(0.0);
-        println!(
-            "  hidden {:>3}: {:6.2} s ({:.0} samples x epochs / s), validation accuracy {acc:.3}",
-            hidden.first().copied().unwrap_or(0),
-            report.seconds,
-            50_000.0 / report.seconds
-        );
+    for n in [1_000usize, 10_000, 100_000] {
+        if quick && n > 10_000 {
+            continue;
+        }
+        let (x, y) = blobs(n, 1280, 10, 1);
+        let epochs = (50_000 / n).clamp(1, 50);
+        for hidden in [vec![], vec![256]] {
+            let opts = TrainOptions {
+                epochs,
+                patience: None,
+                hidden: hidden.clone(),
+                ..TrainOptions::default()
+            };
+            let run = |backend: &mut dyn HeadBackend| -> graft::Result<(f64, f32)> {
+                let (_, report) = train(
+                    10,
+                    Examples::new(x.view(), &y),
+                    Examples::new(vx.view(), &vy),
+                    &opts,
+                    backend,
+                    &mut |_| {},
+                )?;
+                let acc = report.history.last().and_then(|r| r.val_acc).unwrap_or(0.0);
+                Ok(((n * epochs) as f64 / report.seconds, acc))
+            };
+            let (cpu_rate, acc) = run(&mut CpuBackend::new())?;
+            let gpu_rate = match &gpu {
+                Some(g) => format!("{:12.0}", run(&mut GpuBackend::new(g.clone()))?.0),
+                None => format!("{:>12}", "-"),
+            };
+            let h = hidden.first().copied().unwrap_or(0);
+            println!("  {n:>7} {h:>6} {epochs:>6} {cpu_rate:12.0} {gpu_rate} {acc:9.3}");
+            if n == 1_000 {
+                println!(
+                    "          (1,000 x 50 epochs on the CPU: {:.2} s)",
+                    (n * epochs) as f64 / cpu_rate
+                );
+            }
+        }
     }
 
     println!("\nKNN (cosine, k = 3): 10,000 x 1280 index, 1,000 queries:");
@@ -108,11 +139,16 @@ fn main() -> graft::Result<()> {
     let start = Instant::now();
     knn.classify(queries.view(), 3)?;
     let secs = start.elapsed().as_secs_f64();
-    println!(
-        "  {:.0} queries / s ({:.2} ms per query)",
-        1000.0 / secs,
-        secs
-    );
+    println!("  cpu: {:.0} queries / s", 1000.0 / secs);
+    if let Some(g) = &gpu {
+        let start = Instant::now();
+        knn.classify_with(queries.view(), 3, Some(g.clone()))?;
+        let secs = start.elapsed().as_secs_f64();
+        println!(
+            "  gpu: {:.0} queries / s (index upload included)",
+            1000.0 / secs
+        );
+    }
     Ok(())
 }
 
