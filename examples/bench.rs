@@ -126,7 +126,7 @@ fn main() -> graft::Result<()> {
         sha256: String::new(),
         cut: "features".into(),
         embedding_dim: 1280,
-        input: spec,
+        input: base.input_spec()?.clone(),
     });
     for class in 0..10 {
         let rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();

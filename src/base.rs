@@ -17,7 +17,7 @@ use tract_onnx::prelude::*;
 
 use crate::cache::sha256_hex;
 use crate::embeddings::BaseRef;
-use crate::input::{ChannelOrder, ImageSpec, Layout};
+use crate::input::{ChannelOrder, ImageSpec, InputSpec, Layout};
 use crate::{zoo, Error, Result};
 
 /// Name of a graph output that graft takes as the embedding when no cut is given.
@@ -470,7 +470,7 @@ pub struct BaseModel {
     cut_shape: Vec<usize>,
     embedding_dim: usize,
     known_input: Vec<Option<usize>>,
-    input: Option<ImageSpec>,
+    input: Option<InputSpec>,
     source: PlanSource,
     /// Optimised plans by batch size.
     plans: Mutex<HashMap<usize, Arc<TypedSimplePlan>>>,
@@ -635,7 +635,7 @@ impl BaseModel {
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
             .filter(|&d| d > 0)
             .ok_or_else(|| model_err(format!("tensor `{cut}` has an empty or huge shape")))?;
-        let input = guess_image_spec(&input_shape);
+        let input = guess_image_spec(&input_shape).map(InputSpec::Image);
         Ok(BaseModel {
             input,
             sha256: sha256_hex(&bytes),
@@ -792,7 +792,7 @@ impl BaseModel {
             };
             let mut base = Self::load_with(path, &options)?;
             base.name = name_or_path.to_string();
-            if let Some(spec) = &mut base.input {
+            if let Some(InputSpec::Image(spec)) = &mut base.input {
                 spec.mean = mean.unwrap_or(spec.mean);
                 spec.std = std.unwrap_or(spec.std);
             }
@@ -814,7 +814,7 @@ impl BaseModel {
         }
         let options = BaseOptions {
             cut: Some(cut.unwrap_or(&m.embedding.tensor).to_string()),
-            input_shape: Some(image_shape(&m.input)),
+            input_shape: Some(m.input.shape()),
         };
         let mut base = Self::load_with(&model_path, &options)?;
         if base.sha256 != m.model.sha256 {
@@ -837,7 +837,7 @@ impl BaseModel {
             Self::open(&reference.name, Some(&reference.cut), None, None).or_else(|_| {
                 let options = BaseOptions {
                     cut: Some(reference.cut.clone()),
-                    input_shape: Some(image_shape(&reference.input)),
+                    input_shape: Some(reference.input.shape()),
                 };
                 Self::load_with(Path::new(&reference.name), &options)
             })?;
@@ -852,14 +852,23 @@ impl BaseModel {
         Ok(base)
     }
 
-    /// How images become this base's input; an error for a base whose input is not an image.
-    pub fn image_spec(&self) -> Result<&ImageSpec> {
+    /// How an example becomes this base's input: from the zoo manifest, or for an ONNX file whose
+    /// input is `[3, H, W]` or `[H, W, 3]`, RGB images scaled by the given mean and std.
+    pub fn input_spec(&self) -> Result<&InputSpec> {
         self.input.as_ref().ok_or_else(|| {
             Error::Invalid(format!(
-                "base {} takes {:?}, which is not an image (expected [3, H, W] or [H, W, 3])",
+                "base {} takes {:?}, which graft cannot prepare examples for (expected an image \
+                 [3, H, W] or [H, W, 3], or a zoo model)",
                 self.name, self.input_shape
             ))
         })
+    }
+
+    /// The image preprocessing; an error for a base that does not take images.
+    pub fn image_spec(&self) -> Result<&ImageSpec> {
+        self.input_spec()?
+            .image()
+            .ok_or_else(|| Error::Invalid(format!("base {} does not take images", self.name)))
     }
 
     /// What identifies this base in recognizers, indexes and caches.
@@ -869,7 +878,7 @@ impl BaseModel {
             sha256: self.sha256.clone(),
             cut: self.cut.clone(),
             embedding_dim: self.embedding_dim,
-            input: self.image_spec()?.clone(),
+            input: self.input_spec()?.clone(),
         })
     }
 
@@ -1086,15 +1095,6 @@ impl fmt::Display for Inspection {
             Ok(cut) => writeln!(f, "automatic cut: {cut}"),
             Err(why) => writeln!(f, "automatic cut: none ({why}); {CUT_HINT}"),
         }
-    }
-}
-
-/// The input dims after the batch that an image spec produces.
-fn image_shape(spec: &ImageSpec) -> Vec<usize> {
-    let (h, w) = (spec.height as usize, spec.width as usize);
-    match spec.layout {
-        Layout::Nchw => vec![3, h, w],
-        Layout::Nhwc => vec![h, w, 3],
     }
 }
 

@@ -4,14 +4,14 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
-use ndarray::{Array1, Array2, Axis};
+use ndarray::{Array1, Array2, ArrayD, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::base::BaseModel;
 use crate::cache::{sha256_hex, EmbeddingCache};
 use crate::dataset::{check_classes, count_labels, stratified_split, Dataset};
 use crate::input::image::{decode_image, preprocess};
-use crate::input::ImageSpec;
+use crate::input::InputSpec;
 use crate::{Error, Result};
 
 /// Identifies the frozen base that turns examples into embeddings: stored with recognizers, KNN
@@ -27,7 +27,7 @@ pub struct BaseRef {
     /// Size of the embedding at the cut.
     pub embedding_dim: usize,
     /// How an example becomes the base's input.
-    pub input: ImageSpec,
+    pub input: InputSpec,
 }
 
 /// Embeddings `[n, dim]` with their labels, class names and source files.
@@ -139,7 +139,7 @@ pub fn embed_files(
     cache_root: Option<&Path>,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<Result<Array1<f32>>>> {
-    let spec = base.image_spec()?;
+    let spec = base.input_spec()?;
     let preprocessing = serde_json::to_string(spec).map_err(|e| Error::Invalid(e.to_string()))?;
     let cache = cache_root.map(|root| {
         EmbeddingCache::new(
@@ -188,7 +188,7 @@ pub fn embed_files(
 /// One file: `Ok(Err(..))` when the file is unusable, `Err(..)` when the base failed.
 fn embed_one(
     base: &BaseModel,
-    spec: &ImageSpec,
+    spec: &InputSpec,
     path: &Path,
     cache: Option<&EmbeddingCache>,
 ) -> Result<Result<Array1<f32>>> {
@@ -200,17 +200,28 @@ fn embed_one(
     if let Some(hit) = cache.and_then(|c| c.get(&key)) {
         return Ok(Ok(Array1::from(hit)));
     }
-    let tensor = match decode_image(&bytes, path).and_then(|img| preprocess(&img, spec)) {
+    let tensor = match prepare(&bytes, path, spec) {
         Ok(t) => t,
         Err(e) => return Ok(Err(e)),
     };
-    let embedding = base.embed(tensor.insert_axis(Axis(0)).into_dyn().view())?;
+    let embedding = base.embed(tensor.insert_axis(Axis(0)).view())?;
     let row = embedding.row(0).to_owned();
     if let Some(c) = cache {
         // A cache that cannot be written only costs time later.
         let _ = c.put(&key, row.as_slice().unwrap_or(&[]));
     }
     Ok(Ok(row))
+}
+
+/// One example's tensor (without the batch dim) from its file's bytes.
+pub fn prepare(bytes: &[u8], path: &Path, spec: &InputSpec) -> Result<ArrayD<f32>> {
+    match spec {
+        InputSpec::Image(s) => Ok(preprocess(&decode_image(bytes, path)?, s)?.into_dyn()),
+        InputSpec::Audio(_) => Err(Error::Input {
+            path: path.to_path_buf(),
+            msg: "audio examples are not supported yet".into(),
+        }),
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

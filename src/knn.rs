@@ -284,7 +284,7 @@ fn unit_rows(x: ArrayView2<f32>) -> Array2<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::{ChannelOrder, ImageSpec, Layout};
+    use crate::input::{ChannelOrder, ImageSpec, InputSpec, Layout};
     use ndarray::array;
 
     fn base(dim: usize) -> BaseRef {
@@ -293,7 +293,7 @@ mod tests {
             sha256: "00".into(),
             cut: "features".into(),
             embedding_dim: dim,
-            input: ImageSpec {
+            input: InputSpec::Image(ImageSpec {
                 width: 8,
                 height: 8,
                 layout: Layout::Nchw,
@@ -301,7 +301,7 @@ mod tests {
                 mean: [0.0; 3],
                 std: [1.0; 3],
                 center_crop: None,
-            },
+            }),
         }
     }
 

@@ -258,7 +258,7 @@ fn short(sha: &str) -> &str {
 mod tests {
     use super::*;
     use crate::head::CpuBackend;
-    use crate::input::{ChannelOrder, ImageSpec, Layout};
+    use crate::input::{ChannelOrder, ImageSpec, InputSpec, Layout};
     use rand::{Rng, SeedableRng};
 
     fn base_ref(dim: usize) -> BaseRef {
@@ -267,7 +267,7 @@ mod tests {
             sha256: "ab".repeat(32),
             cut: "features".into(),
             embedding_dim: dim,
-            input: ImageSpec {
+            input: InputSpec::Image(ImageSpec {
                 width: 4,
                 height: 4,
                 layout: Layout::Nhwc,
@@ -275,7 +275,7 @@ mod tests {
                 mean: [0.0; 3],
                 std: [255.0; 3],
                 center_crop: None,
-            },
+            }),
         }
     }
 

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use crate::cache::sha256_hex;
 use serde::{Deserialize, Serialize};
 
-use crate::input::ImageSpec;
+use crate::input::InputSpec;
 use crate::{Error, Result};
 
 /// A base model's manifest (`zoo/<name>.json`).
@@ -28,7 +28,7 @@ pub struct Manifest {
     /// The converted model, in the zoo folder.
     pub model: ModelFile,
     /// How an image becomes the model's input tensor.
-    pub input: ImageSpec,
+    pub input: InputSpec,
     /// Where to cut the model for embeddings.
     pub embedding: Embedding,
 }
@@ -312,10 +312,11 @@ mod tests {
         let m = efficientnet();
         assert!(list().unwrap().iter().any(|x| x.name == m.name));
         assert_eq!(m.source.file_name(), "efficientnet-lite0-57934424.pth");
-        assert_eq!((m.input.width, m.input.height), (224, 224));
-        assert_eq!(m.input.mean, [127.0; 3]);
-        assert_eq!(m.input.std, [128.0; 3]);
-        assert_eq!(m.input.center_crop, None);
+        let input = m.input.image().expect("an image model");
+        assert_eq!((input.width, input.height), (224, 224));
+        assert_eq!(input.mean, [127.0; 3]);
+        assert_eq!(input.std, [128.0; 3]);
+        assert_eq!(input.center_crop, None);
         assert_eq!(
             (m.embedding.tensor.as_str(), m.embedding.size),
             ("features", 1280)

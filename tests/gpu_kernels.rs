@@ -348,13 +348,13 @@ fn device_choice_parses_and_selects() {
 fn knn_votes_the_same_with_gpu_similarities() {
     let Some(gpu) = gpu() else { return };
     use graft::embeddings::BaseRef;
-    use graft::input::{ChannelOrder, ImageSpec, Layout};
+    use graft::input::{ChannelOrder, ImageSpec, InputSpec, Layout};
     let mut knn = graft::knn::Knn::new(BaseRef {
         name: "synthetic".into(),
         sha256: String::new(),
         cut: "x".into(),
         embedding_dim: 37,
-        input: ImageSpec {
+        input: InputSpec::Image(ImageSpec {
             width: 1,
             height: 1,
             layout: Layout::Nchw,
@@ -362,7 +362,7 @@ fn knn_votes_the_same_with_gpu_similarities() {
             mean: [0.0; 3],
             std: [1.0; 3],
             center_crop: None,
-        },
+        }),
     });
     for class in 0..4 {
         knn.add_many(&format!("c{class}"), random(50, 37, 1.0, class).view())

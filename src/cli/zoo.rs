@@ -32,12 +32,17 @@ pub fn run(command: ZooCommand, ui: Ui) -> Result<()> {
                 } else {
                     "  (not built: graft zoo build)"
                 };
+                let input = m
+                    .input
+                    .shape()
+                    .iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join("x");
                 ui.say(format!(
-                    "{:<20} {:<6} {}x{} -> {} ({}-d)  from {} {}=={}{built}",
+                    "{:<20} {:<6} {input} -> {} ({}-d)  from {} {}=={}{built}",
                     m.name,
                     m.task,
-                    m.input.width,
-                    m.input.height,
                     m.embedding.tensor,
                     m.embedding.size,
                     format!("{:?}", m.source.registry).to_lowercase(),

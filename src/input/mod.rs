@@ -39,3 +39,46 @@ pub struct ImageSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub center_crop: Option<f32>,
 }
+
+/// How a recording becomes the base model's input tensor `[clip_samples]`: mixed down to mono,
+/// resampled to `sample_rate`, cut or zero-padded to `clip_samples`, and samples in -1..1
+/// multiplied by `scale` (e.g. 32768 for models that take int16-valued floats).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct AudioSpec {
+    pub sample_rate: u32,
+    pub clip_samples: usize,
+    pub scale: f32,
+}
+
+/// What kind of example a base model takes, and how to prepare it. Serialised as the inner spec
+/// itself (an image spec has `width`/`height`, an audio spec `sample_rate`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum InputSpec {
+    Image(ImageSpec),
+    Audio(AudioSpec),
+}
+
+impl InputSpec {
+    /// The dims of one example's tensor, after the batch.
+    pub fn shape(&self) -> Vec<usize> {
+        match self {
+            InputSpec::Image(s) => {
+                let (h, w) = (s.height as usize, s.width as usize);
+                match s.layout {
+                    Layout::Nchw => vec![3, h, w],
+                    Layout::Nhwc => vec![h, w, 3],
+                }
+            }
+            InputSpec::Audio(s) => vec![s.clip_samples],
+        }
+    }
+
+    /// The image spec, if this is one.
+    pub fn image(&self) -> Option<&ImageSpec> {
+        match self {
+            InputSpec::Image(s) => Some(s),
+            InputSpec::Audio(_) => None,
+        }
+    }
+}
