@@ -5,6 +5,7 @@
 //! model's folder, sizes checked exactly, quantised and float16 weights decoded) and detects the
 //! kind of model.
 
+pub mod base64;
 pub mod graph;
 pub mod layers;
 pub mod net;
