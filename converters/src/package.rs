@@ -22,7 +22,11 @@ pub fn read_zip_entry(archive: &[u8], entry: &str, limit: u64) -> Result<Vec<u8>
 
 /// The bytes of each of `entries` (paths relative to the package root, i.e. without the tarball's
 /// top folder) in the npm tarball `archive`, in the order asked, each read up to `limit` bytes.
-pub fn read_npm_entries(archive: &[u8], entries: &[&str], limit: u64) -> Result<Vec<Vec<u8>>, Error> {
+pub fn read_npm_entries(
+    archive: &[u8],
+    entries: &[&str],
+    limit: u64,
+) -> Result<Vec<Vec<u8>>, Error> {
     let tar_err = |e: std::io::Error| Error::Format(format!("npm tarball: {e}"));
     let mut found: Vec<Option<Vec<u8>>> = vec![None; entries.len()];
     let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
@@ -53,7 +57,10 @@ mod tests {
     fn tarball() -> Vec<u8> {
         let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         let mut tar = tar::Builder::new(gz);
-        for (path, data) in [("package/a/model.json", &b"{}"[..]), ("package/b.bin", &[9u8; 50][..])] {
+        for (path, data) in [
+            ("package/a/model.json", &b"{}"[..]),
+            ("package/b.bin", &[9u8; 50][..]),
+        ] {
             let mut h = tar::Header::new_gnu();
             h.set_size(data.len() as u64);
             h.set_mode(0o644);
@@ -67,7 +74,10 @@ mod tests {
     fn reads_npm_entries_in_the_order_asked() {
         let got = read_npm_entries(&tarball(), &["b.bin", "a/model.json"], 1000).unwrap();
         assert_eq!(got, vec![vec![9u8; 50], b"{}".to_vec()]);
-        assert_eq!(read_npm_entries(&tarball(), &["b.bin"], 10).unwrap()[0].len(), 10);
+        assert_eq!(
+            read_npm_entries(&tarball(), &["b.bin"], 10).unwrap()[0].len(),
+            10
+        );
         let err = read_npm_entries(&tarball(), &["c.bin"], 10).unwrap_err();
         assert!(err.to_string().contains("c.bin"), "{err}");
         assert!(read_npm_entries(b"not gzip", &["x"], 10).is_err());

@@ -136,7 +136,11 @@ impl<'a> Node<'a> {
     }
 
     fn string(&self, key: &str) -> Result<Option<String>, Error> {
-        match self.attr(key).and_then(|a| a.get("s")).and_then(Json::as_str) {
+        match self
+            .attr(key)
+            .and_then(|a| a.get("s"))
+            .and_then(Json::as_str)
+        {
             None => Ok(None),
             Some(s) => Ok(Some(decode_str(s)?)),
         }
@@ -343,7 +347,13 @@ impl<'w> Converter<'_, 'w> {
 
     /// A constant as an initializer; `nchw` broadcasts it against NCHW tensors (its shape padded
     /// to rank 4 and permuted); `int64` converts integers for shape and index inputs.
-    fn materialize(&mut self, key: &str, t: &Tensor, nchw: bool, int64: bool) -> Result<String, Error> {
+    fn materialize(
+        &mut self,
+        key: &str,
+        t: &Tensor,
+        nchw: bool,
+        int64: bool,
+    ) -> Result<String, Error> {
         let cache = (key.to_string(), nchw, int64);
         if let Some(n) = self.materialized.get(&cache) {
             return Ok(n.clone());
@@ -459,7 +469,8 @@ impl<'w> Converter<'_, 'w> {
 
     fn node(&mut self, node: &Node) -> Result<(), Error> {
         let name = node.name;
-        let g1 = |net: &mut Net, op: &str, inputs: &[&str], attrs| net.g.node(op, inputs, name, attrs);
+        let g1 =
+            |net: &mut Net, op: &str, inputs: &[&str], attrs| net.g.node(op, inputs, name, attrs);
         if node.op == "Cast" && self.values.contains_key(name) {
             return Ok(()); // a cast of a float-typed image input: already that input
         }
@@ -481,7 +492,8 @@ impl<'w> Converter<'_, 'w> {
             "_FusedConv2D" | "Conv2D" | "DepthwiseConv2dNative" | "FusedDepthwiseConv2dNative" => {
                 self.conv(node)?
             }
-            "BiasAdd" | "Add" | "AddV2" | "Sub" | "Mul" | "RealDiv" | "Div" | "Maximum" | "Minimum" => {
+            "BiasAdd" | "Add" | "AddV2" | "Sub" | "Mul" | "RealDiv" | "Div" | "Maximum"
+            | "Minimum" => {
                 let (ins, nchw) = self.elementwise(node)?;
                 let op = match node.op {
                     "Sub" => "Sub",
@@ -500,7 +512,10 @@ impl<'w> Converter<'_, 'w> {
                 let [a, b] = &ins[..] else {
                     return Err(bad(format!("node {name}: takes two inputs")));
                 };
-                let d = self.net.g.node("Sub", &[a, b], &format!("{name}#diff"), vec![]);
+                let d = self
+                    .net
+                    .g
+                    .node("Sub", &[a, b], &format!("{name}#diff"), vec![]);
                 let y = g1(&mut self.net, "Mul", &[&d, &d], vec![]);
                 self.set(node, y, nchw);
             }
@@ -510,18 +525,29 @@ impl<'w> Converter<'_, 'w> {
                     return Err(bad(format!("node {name}: takes two inputs")));
                 };
                 let y = if node.dtype("T") == Some("DT_FLOAT") {
-                    let q = self.net.g.node("Div", &[a, b], &format!("{name}#div"), vec![]);
+                    let q = self
+                        .net
+                        .g
+                        .node("Div", &[a, b], &format!("{name}#div"), vec![]);
                     g1(&mut self.net, "Floor", &[&q], vec![])
                 } else {
                     // Exact for integers: (a - (a mod b)) / b, mod taking the divisor's sign.
-                    let m = self.net.g.node("Mod", &[a, b], &format!("{name}#mod"), vec![attr_int("fmod", 0)]);
-                    let d = self.net.g.node("Sub", &[a, &m], &format!("{name}#sub"), vec![]);
+                    let m = self.net.g.node(
+                        "Mod",
+                        &[a, b],
+                        &format!("{name}#mod"),
+                        vec![attr_int("fmod", 0)],
+                    );
+                    let d = self
+                        .net
+                        .g
+                        .node("Sub", &[a, &m], &format!("{name}#sub"), vec![]);
                     g1(&mut self.net, "Div", &[&d, b], vec![])
                 };
                 self.set(node, y, nchw);
             }
-            "Relu" | "Relu6" | "Elu" | "Selu" | "Sigmoid" | "Tanh" | "Sqrt" | "Rsqrt" | "Exp" | "Log"
-            | "Neg" | "Abs" | "Floor" | "Square" | "Cast" => self.unary(node)?,
+            "Relu" | "Relu6" | "Elu" | "Selu" | "Sigmoid" | "Tanh" | "Sqrt" | "Rsqrt" | "Exp"
+            | "Log" | "Neg" | "Abs" | "Floor" | "Square" | "Cast" => self.unary(node)?,
             "Softmax" => {
                 let x = self.plain(node, 0)?;
                 let y = g1(&mut self.net, "Softmax", &[&x], vec![attr_int("axis", -1)]);
@@ -536,17 +562,26 @@ impl<'w> Converter<'_, 'w> {
             "ExpandDims" => {
                 let x = self.plain(node, 0)?;
                 let axis = self.const_scalar(node, 1, "axis")?;
-                let a = self.net.g.initializer_i64(&format!("{name}#axes"), &[1], &[axis]);
+                let a = self
+                    .net
+                    .g
+                    .initializer_i64(&format!("{name}#axes"), &[1], &[axis]);
                 let y = g1(&mut self.net, "Unsqueeze", &[&x, &a], vec![]);
                 self.set(node, y, false);
             }
             "Squeeze" => {
                 let x = self.plain(node, 0)?;
-                let dims = node.ints("squeeze_dims")?.or(node.ints("axis")?).unwrap_or_default();
+                let dims = node
+                    .ints("squeeze_dims")?
+                    .or(node.ints("axis")?)
+                    .unwrap_or_default();
                 let y = if dims.is_empty() {
                     g1(&mut self.net, "Squeeze", &[&x], vec![])
                 } else {
-                    let a = self.net.g.initializer_i64(&format!("{name}#axes"), &[dims.len()], &dims);
+                    let a =
+                        self.net
+                            .g
+                            .initializer_i64(&format!("{name}#axes"), &[dims.len()], &dims);
                     g1(&mut self.net, "Squeeze", &[&x, &a], vec![])
                 };
                 self.set(node, y, false);
@@ -557,7 +592,9 @@ impl<'w> Converter<'_, 'w> {
                     return Err(bad(format!("node {name}: ConcatV2 without inputs")));
                 }
                 let axis = self.const_scalar(node, n - 1, "axis")?;
-                let ins: Vec<Input> = (0..n - 1).map(|i| self.input(node, i)).collect::<Result<_, _>>()?;
+                let ins: Vec<Input> = (0..n - 1)
+                    .map(|i| self.input(node, i))
+                    .collect::<Result<_, _>>()?;
                 let nchw = ins.iter().all(|i| matches!(i, Input::Value(v) if v.nchw));
                 let (axis, nchw) = match (nchw, nchw_axis(axis)) {
                     (true, Some(a)) => (a, true),
@@ -576,11 +613,19 @@ impl<'w> Converter<'_, 'w> {
             }
             "Pack" => {
                 let axis = node.int("axis").unwrap_or(0);
-                let a = self.net.g.initializer_i64(&format!("{name}#axes"), &[1], &[axis]);
+                let a = self
+                    .net
+                    .g
+                    .initializer_i64(&format!("{name}#axes"), &[1], &[axis]);
                 let mut parts = Vec::new();
                 for i in 0..node.inputs.len() {
                     let x = self.plain(node, i)?;
-                    parts.push(self.net.g.node("Unsqueeze", &[&x, &a], &format!("{name}#{i}"), vec![]));
+                    parts.push(self.net.g.node(
+                        "Unsqueeze",
+                        &[&x, &a],
+                        &format!("{name}#{i}"),
+                        vec![],
+                    ));
                 }
                 if parts.is_empty() {
                     return Err(bad(format!("node {name}: Pack of nothing")));
@@ -599,10 +644,20 @@ impl<'w> Converter<'_, 'w> {
                     .ok_or_else(|| bad(format!("node {name}: Unpack needs num")))?;
                 let parts: Vec<String> = (0..num).map(|k| format!("{name}#part{k}")).collect();
                 let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-                let parts = self.net.g.node_multi("Split", &[&x], &refs, vec![attr_int("axis", axis)]);
-                let a = self.net.g.initializer_i64(&format!("{name}#axes"), &[1], &[axis]);
+                let parts =
+                    self.net
+                        .g
+                        .node_multi("Split", &[&x], &refs, vec![attr_int("axis", axis)]);
+                let a = self
+                    .net
+                    .g
+                    .initializer_i64(&format!("{name}#axes"), &[1], &[axis]);
                 for (k, p) in parts.iter().enumerate() {
-                    let key = if k == 0 { name.to_string() } else { format!("{name}:{k}") };
+                    let key = if k == 0 {
+                        name.to_string()
+                    } else {
+                        format!("{name}:{k}")
+                    };
                     let y = self.net.g.node("Squeeze", &[p, &a], &key, vec![]);
                     self.values.insert(key, Value::plain(y, None));
                 }
@@ -618,17 +673,28 @@ impl<'w> Converter<'_, 'w> {
                 let axis = self.const_scalar(node, 1, "dimension")?;
                 let out_type = node.dtype("output_type").unwrap_or("DT_INT64");
                 let y = if out_type == "DT_INT64" {
-                    g1(&mut self.net, "ArgMax", &[&x], vec![attr_int("axis", axis), attr_int("keepdims", 0)])
+                    g1(
+                        &mut self.net,
+                        "ArgMax",
+                        &[&x],
+                        vec![attr_int("axis", axis), attr_int("keepdims", 0)],
+                    )
                 } else {
-                    let to = onnx_type(out_type)
-                        .ok_or_else(|| Error::Unsupported(format!("node {name}: ArgMax to {out_type}")))?;
+                    let to = onnx_type(out_type).ok_or_else(|| {
+                        Error::Unsupported(format!("node {name}: ArgMax to {out_type}"))
+                    })?;
                     let i = self.net.g.node(
                         "ArgMax",
                         &[&x],
                         &format!("{name}#int64"),
                         vec![attr_int("axis", axis), attr_int("keepdims", 0)],
                     );
-                    g1(&mut self.net, "Cast", &[&i], vec![attr_int("to", to as i64)])
+                    g1(
+                        &mut self.net,
+                        "Cast",
+                        &[&i],
+                        vec![attr_int("to", to as i64)],
+                    )
                 };
                 self.set(node, y, false);
             }
@@ -649,14 +715,19 @@ impl<'w> Converter<'_, 'w> {
             "Relu6" => self.net.clip(x, 0.0, 6.0, name),
             "Square" => self.net.g.node("Mul", &[x, x], name, vec![]),
             "Rsqrt" => {
-                let s = self.net.g.node("Sqrt", &[x], &format!("{name}#sqrt"), vec![]);
+                let s = self
+                    .net
+                    .g
+                    .node("Sqrt", &[x], &format!("{name}#sqrt"), vec![]);
                 self.net.g.node("Reciprocal", &[&s], name, vec![])
             }
             "Cast" => {
                 let dst = node.dtype("DstT").unwrap_or("(none)");
                 let to = onnx_type(dst)
                     .ok_or_else(|| Error::Unsupported(format!("node {name}: Cast to {dst}")))?;
-                self.net.g.node("Cast", &[x], name, vec![attr_int("to", to as i64)])
+                self.net
+                    .g
+                    .node("Cast", &[x], name, vec![attr_int("to", to as i64)])
             }
             op => {
                 let onnx = match op {
@@ -686,7 +757,8 @@ impl<'w> Converter<'_, 'w> {
             .iter()
             .filter(|n| n.inputs.iter().any(|r| producer(r) == name))
             .peekable();
-        users.peek().is_some() && users.all(|n| n.op == "Cast" && n.dtype("DstT") == Some("DT_FLOAT"))
+        users.peek().is_some()
+            && users.all(|n| n.op == "Cast" && n.dtype("DstT") == Some("DT_FLOAT"))
     }
 
     fn placeholder(&mut self, node: &Node) -> Result<(), Error> {
@@ -712,16 +784,25 @@ impl<'w> Converter<'_, 'w> {
         let elem = if as_float {
             DataType::Float
         } else {
-            onnx_type(dtype).ok_or_else(|| Error::Unsupported(format!("input {name}: dtype {dtype}")))?
+            onnx_type(dtype)
+                .ok_or_else(|| Error::Unsupported(format!("input {name}: dtype {dtype}")))?
         };
         let x = self.net.g.input(name, elem, &dims);
         if as_float {
             // The casts to float become the input itself.
-            for n in self.nodes.iter().filter(|n| n.inputs.iter().any(|r| producer(r) == name)) {
-                self.values.insert(n.name.to_string(), Value::plain(x.clone(), Some(dims.len())));
+            for n in self
+                .nodes
+                .iter()
+                .filter(|n| n.inputs.iter().any(|r| producer(r) == name))
+            {
+                self.values.insert(
+                    n.name.to_string(),
+                    Value::plain(x.clone(), Some(dims.len())),
+                );
             }
         }
-        self.values.insert(name.to_string(), Value::plain(x, Some(dims.len())));
+        self.values
+            .insert(name.to_string(), Value::plain(x, Some(dims.len())));
         Ok(())
     }
 
@@ -734,11 +815,18 @@ impl<'w> Converter<'_, 'w> {
         }
         let x = match self.input(node, 0)? {
             Input::Value(v) => self.net.nchw(&v, name)?,
-            Input::Const(_) => return Err(Error::Unsupported(format!("node {name}: convolution of a constant"))),
+            Input::Const(_) => {
+                return Err(Error::Unsupported(format!(
+                    "node {name}: convolution of a constant"
+                )))
+            }
         };
         let filter = self.konst(node, 1, "filter")?;
         let [kh, kw, cin, m] = filter.shape[..] else {
-            return Err(bad(format!("node {name}: filter has shape {:?}", filter.shape)));
+            return Err(bad(format!(
+                "node {name}: filter has shape {:?}",
+                filter.shape
+            )));
         };
         let hw = |v: Option<Vec<i64>>, what: &str| -> Result<[usize; 2], Error> {
             match v.as_deref() {
@@ -766,7 +854,9 @@ impl<'w> Converter<'_, 'w> {
             ["BiasAdd"] => (Some(2), None),
             ["BiasAdd", act] => (Some(2), Some(act.to_string())),
             ref other => {
-                return Err(Error::Unsupported(format!("node {name}: fused ops {other:?}")))
+                return Err(Error::Unsupported(format!(
+                    "node {name}: fused ops {other:?}"
+                )))
             }
         };
         let bias = match bias {
@@ -776,7 +866,11 @@ impl<'w> Converter<'_, 'w> {
         let kernel = filter.to_f32();
         let depthwise = node.op.contains("Depthwise");
         let conv = Conv {
-            kernel_shape: if depthwise { [kh, kw, 1, cin * m] } else { [kh, kw, cin, m] },
+            kernel_shape: if depthwise {
+                [kh, kw, 1, cin * m]
+            } else {
+                [kh, kw, cin, m]
+            },
             kernel: &kernel,
             bias: bias.as_deref(),
             strides,
@@ -784,7 +878,11 @@ impl<'w> Converter<'_, 'w> {
             group: if depthwise { cin } else { 1 },
             padding,
         };
-        let out = if act.is_some() { format!("{name}#linear") } else { name.to_string() };
+        let out = if act.is_some() {
+            format!("{name}#linear")
+        } else {
+            name.to_string()
+        };
         let y = self.net.conv(&x, &conv, &out)?;
         let y = match act.as_deref() {
             None => y,
@@ -795,10 +893,14 @@ impl<'w> Converter<'_, 'w> {
             Some("Tanh") => self.net.g.node("Tanh", &[&y], name, vec![]),
             Some("LeakyRelu") => {
                 let alpha = node.float("leakyrelu_alpha").unwrap_or(0.2) as f32;
-                self.net.g.node("LeakyRelu", &[&y], name, vec![attr_float("alpha", alpha)])
+                self.net
+                    .g
+                    .node("LeakyRelu", &[&y], name, vec![attr_float("alpha", alpha)])
             }
             Some(other) => {
-                return Err(Error::Unsupported(format!("node {name}: fused activation {other}")))
+                return Err(Error::Unsupported(format!(
+                    "node {name}: fused activation {other}"
+                )))
             }
         };
         self.set(node, y, true);
@@ -809,7 +911,11 @@ impl<'w> Converter<'_, 'w> {
         let name = node.name;
         let x = match self.input(node, 0)? {
             Input::Value(v) => self.net.nchw(&v, name)?,
-            Input::Const(_) => return Err(Error::Unsupported(format!("node {name}: resize of a constant"))),
+            Input::Const(_) => {
+                return Err(Error::Unsupported(format!(
+                    "node {name}: resize of a constant"
+                )))
+            }
         };
         let size = self.const_ints(node, 1, "size")?;
         if size.len() != 2 || size.iter().any(|&s| s <= 0) {
@@ -820,16 +926,40 @@ impl<'w> Converter<'_, 'w> {
             (true, false) => "align_corners",
             (false, true) => "half_pixel",
             (true, true) => {
-                return Err(bad(format!("node {name}: align_corners and half_pixel_centers both set")))
+                return Err(bad(format!(
+                    "node {name}: align_corners and half_pixel_centers both set"
+                )))
             }
         };
         // sizes = [N, C] of the input, then the requested [H, W].
-        let shape = self.net.g.node("Shape", &[&x], &format!("{name}#shape"), vec![]);
-        let zero = self.net.g.initializer_i64(&format!("{name}#start"), &[1], &[0]);
-        let two = self.net.g.initializer_i64(&format!("{name}#end"), &[1], &[2]);
-        let nc = self.net.g.node("Slice", &[&shape, &zero, &two], &format!("{name}#nc"), vec![]);
-        let hw = self.net.g.initializer_i64(&format!("{name}#hw"), &[2], &size);
-        let sizes = self.net.g.node("Concat", &[&nc, &hw], &format!("{name}#sizes"), vec![attr_int("axis", 0)]);
+        let shape = self
+            .net
+            .g
+            .node("Shape", &[&x], &format!("{name}#shape"), vec![]);
+        let zero = self
+            .net
+            .g
+            .initializer_i64(&format!("{name}#start"), &[1], &[0]);
+        let two = self
+            .net
+            .g
+            .initializer_i64(&format!("{name}#end"), &[1], &[2]);
+        let nc = self.net.g.node(
+            "Slice",
+            &[&shape, &zero, &two],
+            &format!("{name}#nc"),
+            vec![],
+        );
+        let hw = self
+            .net
+            .g
+            .initializer_i64(&format!("{name}#hw"), &[2], &size);
+        let sizes = self.net.g.node(
+            "Concat",
+            &[&nc, &hw],
+            &format!("{name}#sizes"),
+            vec![attr_int("axis", 0)],
+        );
         let y = self.net.g.node(
             "Resize",
             &[&x, "", "", &sizes],

@@ -14,7 +14,7 @@ use tract_onnx::pb;
 
 use super::net::{nchw_axis, Conv, Net, Padding, Value, ACTIVATIONS};
 use super::weights::{Tensor, Weights};
-use crate::onnx_builder::{attr_int, attr_ints, Dim, DataType};
+use crate::onnx_builder::{attr_int, attr_ints, DataType, Dim};
 use crate::Error;
 
 /// Layer classes the converter handles.
@@ -103,7 +103,12 @@ fn pair_value(v: &Json, what: &str) -> Result<[usize; 2], Error> {
 }
 
 /// A Keras pair setting, `default` when absent or null.
-fn pair(cfg: &Json, key: &str, default: Option<[usize; 2]>, what: &str) -> Result<[usize; 2], Error> {
+fn pair(
+    cfg: &Json,
+    key: &str,
+    default: Option<[usize; 2]>,
+    what: &str,
+) -> Result<[usize; 2], Error> {
     let what = format!("{what}: {key}");
     match cfg.get(key) {
         None | Some(Json::Null) => default.ok_or_else(|| bad(format!("{what} is missing"))),
@@ -231,10 +236,11 @@ struct Converter<'a> {
 type OutKey = (String, usize, usize);
 
 fn out_key(r: &Json, what: &str) -> Result<OutKey, Error> {
-    let a = r
-        .as_array()
-        .filter(|a| a.len() >= 3)
-        .ok_or_else(|| bad(format!("{what}: a tensor reference is not [layer, node, tensor, ...]")))?;
+    let a = r.as_array().filter(|a| a.len() >= 3).ok_or_else(|| {
+        bad(format!(
+            "{what}: a tensor reference is not [layer, node, tensor, ...]"
+        ))
+    })?;
     let name = a[0]
         .as_str()
         .ok_or_else(|| bad(format!("{what}: layer reference is not a name")))?;
@@ -269,7 +275,12 @@ impl Converter<'_> {
         }
     }
 
-    fn weight_f32(&self, layer: &str, param: &str, shape: Option<&[usize]>) -> Result<Vec<f32>, Error> {
+    fn weight_f32(
+        &self,
+        layer: &str,
+        param: &str,
+        shape: Option<&[usize]>,
+    ) -> Result<Vec<f32>, Error> {
         let t = self.weight(layer, param)?;
         if let Some(s) = shape {
             if t.shape != s {
@@ -467,15 +478,22 @@ impl Converter<'_> {
 
     fn single(&mut self, class: &str, cfg: &Json, name: &str, x: Value) -> Result<Value, Error> {
         // Weights are stored under the layer's own name, also for a shared layer's later calls.
-        let wname = cfg.get("name").and_then(Json::as_str).unwrap_or(name).to_string();
-        let g = |net: &mut Net, op: &str, inputs: &[&str], attrs| net.g.node(op, inputs, name, attrs);
+        let wname = cfg
+            .get("name")
+            .and_then(Json::as_str)
+            .unwrap_or(name)
+            .to_string();
+        let g =
+            |net: &mut Net, op: &str, inputs: &[&str], attrs| net.g.node(op, inputs, name, attrs);
         Ok(match class {
             "InputLayer" => x,
             c if IDENTITY_LAYERS.contains(&c) => {
                 let out = g(&mut self.net, "Identity", &[&x.name], vec![]);
                 Value { name: out, ..x }
             }
-            "Conv2D" | "DepthwiseConv2D" | "SeparableConv2D" => self.conv(class, cfg, name, &wname, &x)?,
+            "Conv2D" | "DepthwiseConv2D" | "SeparableConv2D" => {
+                self.conv(class, cfg, name, &wname, &x)?
+            }
             "BatchNormalization" => self.batch_norm(cfg, name, &wname, &x)?,
             "Activation" => {
                 let act = string(cfg, "activation", name)?;
@@ -528,7 +546,10 @@ impl Converter<'_> {
                     .iter()
                     .map(|&v| v as i64)
                     .collect();
-                let pads = self.net.g.initializer_i64(&format!("{name}#pads"), &[8], &pads);
+                let pads = self
+                    .net
+                    .g
+                    .initializer_i64(&format!("{name}#pads"), &[8], &pads);
                 Value::nchw(g(&mut self.net, "Pad", &[&xin, &pads], vec![]))
             }
             "GlobalAveragePooling2D" | "GlobalMaxPooling2D" => {
@@ -542,8 +563,19 @@ impl Converter<'_> {
                 if cfg.get("keepdims").and_then(Json::as_bool) == Some(true) {
                     Value::nchw(g(&mut self.net, op, &[&xin], vec![]))
                 } else {
-                    let pooled = self.net.g.node(op, &[&xin], &format!("{name}#pool"), vec![]);
-                    Value::plain(g(&mut self.net, "Flatten", &[&pooled], vec![attr_int("axis", 1)]), Some(2))
+                    let pooled = self
+                        .net
+                        .g
+                        .node(op, &[&xin], &format!("{name}#pool"), vec![]);
+                    Value::plain(
+                        g(
+                            &mut self.net,
+                            "Flatten",
+                            &[&pooled],
+                            vec![attr_int("axis", 1)],
+                        ),
+                        Some(2),
+                    )
                 }
             }
             "AveragePooling2D" | "MaxPooling2D" => {
@@ -558,16 +590,24 @@ impl Converter<'_> {
                     ("MaxPool", vec![])
                 };
                 attrs.push(attr_ints("kernel_shape", &[size[0] as i64, size[1] as i64]));
-                attrs.push(attr_ints("strides", &[strides[0] as i64, strides[1] as i64]));
+                attrs.push(attr_ints(
+                    "strides",
+                    &[strides[0] as i64, strides[1] as i64],
+                ));
                 attrs.extend(match pad {
-                    Padding::Same => vec![crate::onnx_builder::attr_string("auto_pad", "SAME_UPPER")],
+                    Padding::Same => {
+                        vec![crate::onnx_builder::attr_string("auto_pad", "SAME_UPPER")]
+                    }
                     _ => vec![attr_ints("pads", &[0, 0, 0, 0])],
                 });
                 Value::nchw(g(&mut self.net, op, &[&xin], attrs))
             }
             "Flatten" => {
                 let xin = self.net.plain(&x);
-                Value::plain(g(&mut self.net, "Flatten", &[&xin], vec![attr_int("axis", 1)]), Some(2))
+                Value::plain(
+                    g(&mut self.net, "Flatten", &[&xin], vec![attr_int("axis", 1)]),
+                    Some(2),
+                )
             }
             "Reshape" => {
                 let target = array(cfg, "target_shape", name)?;
@@ -579,23 +619,51 @@ impl Converter<'_> {
                     });
                 }
                 let xin = self.net.plain(&x);
-                let s = self.net.g.initializer_i64(&format!("{name}#shape"), &[shape.len()], &shape);
-                Value::plain(g(&mut self.net, "Reshape", &[&xin, &s], vec![]), Some(shape.len()))
+                let s =
+                    self.net
+                        .g
+                        .initializer_i64(&format!("{name}#shape"), &[shape.len()], &shape);
+                Value::plain(
+                    g(&mut self.net, "Reshape", &[&xin, &s], vec![]),
+                    Some(shape.len()),
+                )
             }
             "Dense" => {
                 let xin = self.net.plain(&x);
                 let kernel = self.weight(&wname, "kernel")?;
                 let [inp, units] = kernel.shape[..] else {
-                    return Err(bad(format!("layer {name}: kernel has shape {:?}", kernel.shape)));
+                    return Err(bad(format!(
+                        "layer {name}: kernel has shape {:?}",
+                        kernel.shape
+                    )));
                 };
-                let w = self.net.g.initializer_f32(&format!("{name}#kernel"), &[inp, units], &kernel.to_f32());
-                let act = cfg.get("activation").and_then(Json::as_str).unwrap_or("linear");
+                let w = self.net.g.initializer_f32(
+                    &format!("{name}#kernel"),
+                    &[inp, units],
+                    &kernel.to_f32(),
+                );
+                let act = cfg
+                    .get("activation")
+                    .and_then(Json::as_str)
+                    .unwrap_or("linear");
                 let use_bias = cfg.get("use_bias").and_then(Json::as_bool).unwrap_or(true);
-                let pre = |last: bool| if act == "linear" && last { name.to_string() } else { format!("{name}#{}", if last { "linear" } else { "matmul" }) };
-                let mut y = self.net.g.node("MatMul", &[&xin, &w], &pre(!use_bias), vec![]);
+                let pre = |last: bool| {
+                    if act == "linear" && last {
+                        name.to_string()
+                    } else {
+                        format!("{name}#{}", if last { "linear" } else { "matmul" })
+                    }
+                };
+                let mut y = self
+                    .net
+                    .g
+                    .node("MatMul", &[&xin, &w], &pre(!use_bias), vec![]);
                 if use_bias {
                     let b = self.weight_f32(&wname, "bias", Some(&[units]))?;
-                    let b = self.net.g.initializer_f32(&format!("{name}#bias"), &[units], &b);
+                    let b = self
+                        .net
+                        .g
+                        .initializer_f32(&format!("{name}#bias"), &[units], &b);
                     y = self.net.g.node("Add", &[&y, &b], &pre(true), vec![]);
                 }
                 let y = Value::plain(y, x.rank);
@@ -617,7 +685,10 @@ impl Converter<'_> {
             .net
             .activation(&x.name, act, name)
             .ok_or_else(|| Error::Unsupported(format!("layer {name}: activation {act:?}")))?;
-        Ok(Value { name: out, ..x.clone() })
+        Ok(Value {
+            name: out,
+            ..x.clone()
+        })
     }
 
     fn softmax(&mut self, x: &Value, axis: i64, name: &str) -> Result<Value, Error> {
@@ -625,24 +696,56 @@ impl Converter<'_> {
             (true, Some(a)) => (x.name.clone(), a),
             _ => (self.net.plain(x), axis),
         };
-        let out = self.net.g.node("Softmax", &[&xin], name, vec![attr_int("axis", axis)]);
-        Ok(Value { name: out, nchw: x.nchw && xin == x.name, rank: x.rank })
+        let out = self
+            .net
+            .g
+            .node("Softmax", &[&xin], name, vec![attr_int("axis", axis)]);
+        Ok(Value {
+            name: out,
+            nchw: x.nchw && xin == x.name,
+            rank: x.rank,
+        })
     }
 
-    fn conv(&mut self, class: &str, cfg: &Json, name: &str, wname: &str, x: &Value) -> Result<Value, Error> {
+    fn conv(
+        &mut self,
+        class: &str,
+        cfg: &Json,
+        name: &str,
+        wname: &str,
+        x: &Value,
+    ) -> Result<Value, Error> {
         channels_last(cfg, name)?;
         let strides = positive(pair(cfg, "strides", Some([1, 1]), name)?, name)?;
         let dilations = positive(pair(cfg, "dilation_rate", Some([1, 1]), name)?, name)?;
         let pad = padding(cfg, name)?;
         let use_bias = cfg.get("use_bias").and_then(Json::as_bool).unwrap_or(true);
-        let act = cfg.get("activation").and_then(Json::as_str).unwrap_or("linear");
+        let act = cfg
+            .get("activation")
+            .and_then(Json::as_str)
+            .unwrap_or("linear");
         let xin = self.net.nchw(x, name)?;
-        let last = if act == "linear" { name.to_string() } else { format!("{name}#linear") };
-        let bias = if use_bias { Some(self.weight(wname, "bias")?.to_f32()) } else { None };
-        let kernel_param = if class == "Conv2D" { "kernel" } else { "depthwise_kernel" };
+        let last = if act == "linear" {
+            name.to_string()
+        } else {
+            format!("{name}#linear")
+        };
+        let bias = if use_bias {
+            Some(self.weight(wname, "bias")?.to_f32())
+        } else {
+            None
+        };
+        let kernel_param = if class == "Conv2D" {
+            "kernel"
+        } else {
+            "depthwise_kernel"
+        };
         let k = self.weight(wname, kernel_param)?;
         let [kh, kw, cin, m] = k.shape[..] else {
-            return Err(bad(format!("layer {name}: {kernel_param} has shape {:?}", k.shape)));
+            return Err(bad(format!(
+                "layer {name}: {kernel_param} has shape {:?}",
+                k.shape
+            )));
         };
         let kernel = k.to_f32();
         let y = if class == "Conv2D" {
@@ -659,7 +762,11 @@ impl Converter<'_> {
             self.net.conv(&xin, &conv, &last)?
         } else {
             let separable = class == "SeparableConv2D";
-            let dw_name = if separable { format!("{name}#depthwise") } else { last.clone() };
+            let dw_name = if separable {
+                format!("{name}#depthwise")
+            } else {
+                last.clone()
+            };
             let conv = Conv {
                 kernel_shape: [kh, kw, 1, cin * m],
                 kernel: &kernel,
@@ -673,7 +780,10 @@ impl Converter<'_> {
             if separable {
                 let pk = self.weight(wname, "pointwise_kernel")?;
                 let [1, 1, pin, pout] = pk.shape[..] else {
-                    return Err(bad(format!("layer {name}: pointwise_kernel has shape {:?}", pk.shape)));
+                    return Err(bad(format!(
+                        "layer {name}: pointwise_kernel has shape {:?}",
+                        pk.shape
+                    )));
                 };
                 let pkv = pk.to_f32();
                 let conv = Conv {
@@ -700,7 +810,13 @@ impl Converter<'_> {
 
     /// Inference BatchNormalization over the last axis: `x * scale + shift` with
     /// `scale = gamma / sqrt(var + eps)`, `shift = beta - mean * scale`, computed in f64.
-    fn batch_norm(&mut self, cfg: &Json, name: &str, wname: &str, x: &Value) -> Result<Value, Error> {
+    fn batch_norm(
+        &mut self,
+        cfg: &Json,
+        name: &str,
+        wname: &str,
+        x: &Value,
+    ) -> Result<Value, Error> {
         let axis = match cfg.get("axis") {
             Some(Json::Array(a)) if a.len() == 1 => a[0].as_i64(),
             Some(v) => v.as_i64(),
@@ -721,8 +837,16 @@ impl Converter<'_> {
         let var = self.weight_f32(wname, "moving_variance", Some(&[c]))?;
         let center = cfg.get("center").and_then(Json::as_bool).unwrap_or(true);
         let scale = cfg.get("scale").and_then(Json::as_bool).unwrap_or(true);
-        let gamma = if scale { self.weight_f32(wname, "gamma", Some(&[c]))? } else { vec![1.0; c] };
-        let beta = if center { self.weight_f32(wname, "beta", Some(&[c]))? } else { vec![0.0; c] };
+        let gamma = if scale {
+            self.weight_f32(wname, "gamma", Some(&[c]))?
+        } else {
+            vec![1.0; c]
+        };
+        let beta = if center {
+            self.weight_f32(wname, "beta", Some(&[c]))?
+        } else {
+            vec![0.0; c]
+        };
         let eps = cfg.get("epsilon").and_then(Json::as_f64).unwrap_or(1e-3);
         let mut mul = Vec::with_capacity(c);
         let mut add = Vec::with_capacity(c);
@@ -732,11 +856,23 @@ impl Converter<'_> {
             add.push((f64::from(beta[i]) - f64::from(mean[i]) * s) as f32);
         }
         let dims: Vec<usize> = if x.nchw { vec![c, 1, 1] } else { vec![c] };
-        let m = self.net.g.initializer_f32(&format!("{name}#mul"), &dims, &mul);
-        let a = self.net.g.initializer_f32(&format!("{name}#add"), &dims, &add);
-        let y = self.net.g.node("Mul", &[&x.name, &m], &format!("{name}#scale"), vec![]);
+        let m = self
+            .net
+            .g
+            .initializer_f32(&format!("{name}#mul"), &dims, &mul);
+        let a = self
+            .net
+            .g
+            .initializer_f32(&format!("{name}#add"), &dims, &add);
+        let y = self
+            .net
+            .g
+            .node("Mul", &[&x.name, &m], &format!("{name}#scale"), vec![]);
         let y = self.net.g.node("Add", &[&y, &a], name, vec![]);
-        Ok(Value { name: y, ..x.clone() })
+        Ok(Value {
+            name: y,
+            ..x.clone()
+        })
     }
 
     /// Inputs all NCHW stay NCHW; otherwise all are taken channels-last.
@@ -744,14 +880,23 @@ impl Converter<'_> {
         let nchw = inputs.iter().all(|v| v.nchw);
         let names = inputs
             .iter()
-            .map(|v| if nchw { v.name.clone() } else { self.net.plain(v) })
+            .map(|v| {
+                if nchw {
+                    v.name.clone()
+                } else {
+                    self.net.plain(v)
+                }
+            })
             .collect();
         (names, nchw)
     }
 
     fn merge(&mut self, class: &str, name: &str, inputs: Vec<Value>) -> Result<Value, Error> {
         if inputs.len() < 2 || (class == "Subtract" && inputs.len() != 2) {
-            return Err(bad(format!("layer {name}: {class} of {} inputs", inputs.len())));
+            return Err(bad(format!(
+                "layer {name}: {class} of {} inputs",
+                inputs.len()
+            )));
         }
         let rank = inputs[0].rank;
         let (names, nchw) = self.same_layout(&inputs);
@@ -768,13 +913,21 @@ impl Converter<'_> {
                 };
                 let mut acc = refs[0].to_string();
                 for (i, r) in refs.iter().enumerate().skip(1) {
-                    let out = if i + 1 == refs.len() { name.to_string() } else { format!("{name}#{i}") };
+                    let out = if i + 1 == refs.len() {
+                        name.to_string()
+                    } else {
+                        format!("{name}#{i}")
+                    };
                     acc = self.net.g.node(op, &[&acc, r], &out, vec![]);
                 }
                 acc
             }
         };
-        Ok(Value { name: out, nchw, rank })
+        Ok(Value {
+            name: out,
+            nchw,
+            rank,
+        })
     }
 
     fn concatenate(&mut self, cfg: &Json, name: &str, inputs: Vec<Value>) -> Result<Value, Error> {
@@ -785,12 +938,20 @@ impl Converter<'_> {
         let rank = inputs[0].rank;
         let (names, nchw) = self.same_layout(&inputs);
         let axis = if nchw {
-            nchw_axis(axis).ok_or_else(|| bad(format!("layer {name}: axis {axis} of a 4-d tensor")))?
+            nchw_axis(axis)
+                .ok_or_else(|| bad(format!("layer {name}: axis {axis} of a 4-d tensor")))?
         } else {
             axis
         };
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let out = self.net.g.node("Concat", &refs, name, vec![attr_int("axis", axis)]);
-        Ok(Value { name: out, nchw, rank })
+        let out = self
+            .net
+            .g
+            .node("Concat", &refs, name, vec![attr_int("axis", axis)]);
+        Ok(Value {
+            name: out,
+            nchw,
+            rank,
+        })
     }
 }

@@ -191,7 +191,9 @@ impl Net {
             "relu6" => self.clip(x, 0.0, 6.0, out),
             "sigmoid" => self.g.node("Sigmoid", &[x], out, vec![]),
             "tanh" => self.g.node("Tanh", &[x], out, vec![]),
-            "elu" => self.g.node("Elu", &[x], out, vec![attr_float("alpha", 1.0)]),
+            "elu" => self
+                .g
+                .node("Elu", &[x], out, vec![attr_float("alpha", 1.0)]),
             "selu" => self.g.node("Selu", &[x], out, vec![]),
             "softplus" => self.g.node("Softplus", &[x], out, vec![]),
             "softsign" => self.g.node("Softsign", &[x], out, vec![]),
@@ -202,7 +204,9 @@ impl Net {
                 vec![attr_float("alpha", 0.2), attr_float("beta", 0.5)],
             ),
             "swish" | "silu" => {
-                let s = self.g.node("Sigmoid", &[x], &format!("{out}#sigmoid"), vec![]);
+                let s = self
+                    .g
+                    .node("Sigmoid", &[x], &format!("{out}#sigmoid"), vec![]);
                 self.g.node("Mul", &[x, &s], out, vec![])
             }
             _ => return None,

@@ -35,7 +35,7 @@ pub struct Entry {
     pub quantization: Option<Quantization>,
 }
 
-/// How a quantised weight is stored: `uint8`/`uint16` codes `q` meaning `min + q * scale`, or
+/// How a quantised weight is stored: `uint8`/`uint16` codes `q` meaning `q * scale + min`, or
 /// `float16` halves.
 #[derive(Clone, Debug, Deserialize)]
 pub struct Quantization {
@@ -111,9 +111,17 @@ pub struct Weights {
 enum Storage {
     F32,
     I32,
-    /// `min + q * scale`, rounded to int32 when `int` (an int32 weight stored quantised).
-    U8 { min: f64, scale: f64, int: bool },
-    U16 { min: f64, scale: f64, int: bool },
+    /// `q * scale + min`, rounded to int32 when `int` (an int32 weight stored quantised).
+    U8 {
+        min: f64,
+        scale: f64,
+        int: bool,
+    },
+    U16 {
+        min: f64,
+        scale: f64,
+        int: bool,
+    },
     F16,
 }
 
@@ -134,7 +142,9 @@ impl Storage {
         };
         let affine = || -> Result<(f64, f64), Error> {
             match (q.min, q.scale) {
-                (Some(min), Some(scale)) if min.is_finite() && scale.is_finite() => Ok((min, scale)),
+                (Some(min), Some(scale)) if min.is_finite() && scale.is_finite() => {
+                    Ok((min, scale))
+                }
                 _ => Err(Error::Format(format!(
                     "weight {}: {} quantization needs finite min and scale",
                     e.name, q.dtype
@@ -161,12 +171,16 @@ impl Storage {
     }
 
     fn decode(self, bytes: &[u8]) -> Data {
-        let affine = |codes: Vec<f64>, min: f64, scale: f64, int: bool| {
-            let values = codes.into_iter().map(|q| min + q * scale);
+        // `q * scale + min` in float32 arithmetic, as TensorFlow-side tools dequantise (the
+        // reference outputs agree to 4e-6 this way); TF.js computes it in doubles, which differs
+        // by at most one float32 ulp per weight.
+        let affine = |codes: Vec<f32>, min: f64, scale: f64, int: bool| {
+            let (min, scale) = (min as f32, scale as f32);
+            let values = codes.into_iter().map(|q| q * scale + min);
             if int {
                 Data::I32(values.map(|v| v.round() as i32).collect())
             } else {
-                Data::F32(values.map(|v| v as f32).collect())
+                Data::F32(values.collect())
             }
         };
         let words = |b: &[u8]| {
@@ -182,11 +196,14 @@ impl Storage {
         match self {
             Storage::F32 => Data::F32(words(bytes).into_iter().map(f32::from_le_bytes).collect()),
             Storage::I32 => Data::I32(words(bytes).into_iter().map(i32::from_le_bytes).collect()),
-            Storage::U8 { min, scale, int } => {
-                affine(bytes.iter().map(|&q| f64::from(q)).collect(), min, scale, int)
-            }
+            Storage::U8 { min, scale, int } => affine(
+                bytes.iter().map(|&q| f32::from(q)).collect(),
+                min,
+                scale,
+                int,
+            ),
             Storage::U16 { min, scale, int } => affine(
-                halves(bytes).into_iter().map(f64::from).collect(),
+                halves(bytes).into_iter().map(f32::from).collect(),
                 min,
                 scale,
                 int,
@@ -223,9 +240,7 @@ pub fn element_count(shape: &[u64], what: &str) -> Result<usize, Error> {
             .ok()
             .and_then(|d| n.checked_mul(d))
             .filter(|&n| n <= MAX_ELEMENTS)
-            .ok_or_else(|| {
-                Error::Format(format!("{what}: shape {shape:?} is too large"))
-            })?;
+            .ok_or_else(|| Error::Format(format!("{what}: shape {shape:?} is too large")))?;
     }
     Ok(n)
 }
@@ -242,9 +257,7 @@ pub fn shard_path(dir: &Path, rel: &str) -> Result<PathBuf, Error> {
         match c {
             Component::Normal(_) | Component::CurDir => {}
             Component::ParentDir => return Err(unsafe_path("leaves the model's folder (..)")),
-            Component::RootDir | Component::Prefix(_) => {
-                return Err(unsafe_path("is absolute"))
-            }
+            Component::RootDir | Component::Prefix(_) => return Err(unsafe_path("is absolute")),
         }
     }
     let io = |p: &Path, e: std::io::Error| Error::Format(format!("{}: {e}", p.display()));
