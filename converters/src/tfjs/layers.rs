@@ -148,6 +148,30 @@ fn layers_of<'a>(cfg: &'a Json, what: &str) -> Result<&'a [Json], Error> {
     }
 }
 
+/// The config declaring the input shape of a model's first layer: the layer's own, or (for a
+/// nested model) that of the nested model's first layer or input layer.
+fn input_config(layer: &Json) -> Option<&Json> {
+    let mut layer = layer;
+    for _ in 0..64 {
+        let cfg = layer.get("config")?;
+        if cfg.get("batch_input_shape").is_some() || cfg.get("batch_shape").is_some() {
+            return Some(cfg);
+        }
+        let layers = match cfg {
+            Json::Array(a) => a,
+            _ => cfg.get("layers")?.as_array()?,
+        };
+        layer = match layer.get("class_name")?.as_str()? {
+            "Sequential" => layers.first()?,
+            "Model" | "Functional" => layers
+                .iter()
+                .find(|l| l.get("class_name").and_then(Json::as_str) == Some("InputLayer"))?,
+            _ => return None,
+        };
+    }
+    None
+}
+
 /// Counts unsupported layer classes (and activations) anywhere in the model, nested ones too.
 fn unsupported(model: &Json, found: &mut BTreeMap<String, usize>) {
     let Some(cfg) = model.get("config") else {
@@ -336,7 +360,11 @@ impl Converter<'_> {
             let current = match x.take() {
                 Some(v) => v,
                 None if class == "InputLayer" => self.graph_input(lcfg, &name)?,
-                None => self.graph_input(lcfg, &format!("{name}_input"))?,
+                None => {
+                    let cfg = input_config(layer)
+                        .ok_or_else(|| bad(format!("layer {name}: no batch_input_shape")))?;
+                    self.graph_input(cfg, &format!("{name}_input"))?
+                }
             };
             if class == "InputLayer" {
                 x = Some(current);
