@@ -145,7 +145,11 @@ fn channels_last_order_survives_convolutions() {
     );
     // Depthwise multiplier 2: output channel c*2+m = x[c] * k[c][m].
     let k = vec![1.0, 10.0, 100.0, 1000.0];
-    let (_dir, path) = write_model(None, topology, &[("dw/depthwise_kernel", vec![1, 1, 2, 2], k.clone())]);
+    let (_dir, path) = write_model(
+        None,
+        topology,
+        &[("dw/depthwise_kernel", vec![1, 1, 2, 2], k.clone())],
+    );
     let onnx = convert(&path).unwrap();
     let x = values(12, 4);
     let out = run(&onnx, &["flat", "resh"], &[1, 2, 3, 2], x.clone());
@@ -199,7 +203,12 @@ fn padding_pooling_and_batch_norm() {
         &["in"],
         &["flat"],
     );
-    let bn = [("gamma", 2.0), ("beta", 0.5), ("moving_mean", 1.0), ("moving_variance", 3.999)];
+    let bn = [
+        ("gamma", 2.0),
+        ("beta", 0.5),
+        ("moving_mean", 1.0),
+        ("moving_variance", 3.999),
+    ];
     let names: Vec<String> = bn.iter().map(|(p, _)| format!("bn/{p}")).collect();
     let weights: Vec<Weight> = names
         .iter()
@@ -212,7 +221,13 @@ fn padding_pooling_and_batch_norm() {
     let out = run(&onnx, &["max", "flat"], &[1, 4, 4, 1], x.clone());
     // Padded 5x5: one zero row on top, one zero column on the right; max over 2x2 blocks of the
     // top-left 4x4 of that.
-    let padded = |r: usize, c: usize| if r == 0 || c == 4 { 0.0 } else { x[(r - 1) * 4 + c] };
+    let padded = |r: usize, c: usize| {
+        if r == 0 || c == 4 {
+            0.0
+        } else {
+            x[(r - 1) * 4 + c]
+        }
+    };
     let max: Vec<f32> = (0..2)
         .flat_map(|i| (0..2).map(move |j| (i, j)))
         .map(|(i, j)| {
@@ -224,7 +239,10 @@ fn padding_pooling_and_batch_norm() {
         .collect();
     assert_eq!(out[0].0, [1, 1, 2, 2], "internal 4-d tensors are NCHW");
     assert_close(&out[0].1, &max, 0.0, "max");
-    let normed: Vec<f32> = max.iter().map(|v| (v - 1.0) / 4.0f32.sqrt() * 2.0 + 0.5).collect();
+    let normed: Vec<f32> = max
+        .iter()
+        .map(|v| (v - 1.0) / 4.0f32.sqrt() * 2.0 + 0.5)
+        .collect();
     // "same" 3x3 stride-2 average over a 2x2 map: one window covering all four (padding excluded).
     let avg = normed.iter().sum::<f32>() / 4.0;
     assert_eq!(out[1].0, [1, 1]);
@@ -235,11 +253,21 @@ fn padding_pooling_and_batch_norm() {
 fn every_unsupported_layer_is_listed_once_with_its_count() {
     let topology = functional(
         vec![
-            layer("InputLayer", "in", json!({"batch_input_shape": [null, 4]}), &[]),
+            layer(
+                "InputLayer",
+                "in",
+                json!({"batch_input_shape": [null, 4]}),
+                &[],
+            ),
             layer("Lambda", "l1", json!({}), &["in"]),
             layer("Lambda", "l2", json!({}), &["l1"]),
             layer("Conv3D", "c3", json!({}), &["l2"]),
-            layer("Dense", "d", json!({"units": 2, "activation": "gelu"}), &["c3"]),
+            layer(
+                "Dense",
+                "d",
+                json!({"units": 2, "activation": "gelu"}),
+                &["c3"],
+            ),
         ],
         &["in"],
         &["d"],
@@ -259,13 +287,27 @@ fn every_unsupported_layer_is_listed_once_with_its_count() {
 fn weights_under_a_scope_prefix_are_found() {
     let topology = functional(
         vec![
-            layer("InputLayer", "in", json!({"batch_input_shape": [null, 2]}), &[]),
-            layer("Dense", "d", json!({"units": 1, "use_bias": false, "activation": "sigmoid"}), &["in"]),
+            layer(
+                "InputLayer",
+                "in",
+                json!({"batch_input_shape": [null, 2]}),
+                &[],
+            ),
+            layer(
+                "Dense",
+                "d",
+                json!({"units": 1, "use_bias": false, "activation": "sigmoid"}),
+                &["in"],
+            ),
         ],
         &["in"],
         &["d"],
     );
-    let (_dir, path) = write_model(None, topology, &[("model_1/d/kernel", vec![2, 1], vec![1.0, -2.0])]);
+    let (_dir, path) = write_model(
+        None,
+        topology,
+        &[("model_1/d/kernel", vec![2, 1], vec![1.0, -2.0])],
+    );
     let onnx = convert(&path).unwrap();
     let out = run(&onnx, &["d"], &[1, 2], vec![3.0, 1.0]);
     assert_close(&out[0].1, &[1.0 / (1.0 + (-1.0f32).exp())], 1e-6, "d");
