@@ -656,53 +656,55 @@ impl Converter<'_> {
                     Some(shape.len()),
                 )
             }
-            "Dense" => {
-                let xin = self.net.plain(&x);
-                let kernel = self.weight(&wname, "kernel")?;
-                let [inp, units] = kernel.shape[..] else {
-                    return Err(bad(format!(
-                        "layer {name}: kernel has shape {:?}",
-                        kernel.shape
-                    )));
-                };
-                let w = self.net.g.initializer_f32(
-                    &format!("{name}#kernel"),
-                    &[inp, units],
-                    &kernel.to_f32(),
-                );
-                let act = cfg
-                    .get("activation")
-                    .and_then(Json::as_str)
-                    .unwrap_or("linear");
-                let use_bias = cfg.get("use_bias").and_then(Json::as_bool).unwrap_or(true);
-                let pre = |last: bool| {
-                    if act == "linear" && last {
-                        name.to_string()
-                    } else {
-                        format!("{name}#{}", if last { "linear" } else { "matmul" })
-                    }
-                };
-                let mut y = self
-                    .net
-                    .g
-                    .node("MatMul", &[&xin, &w], &pre(!use_bias), vec![]);
-                if use_bias {
-                    let b = self.weight_f32(&wname, "bias", Some(&[units]))?;
-                    let b = self
-                        .net
-                        .g
-                        .initializer_f32(&format!("{name}#bias"), &[units], &b);
-                    y = self.net.g.node("Add", &[&y, &b], &pre(true), vec![]);
-                }
-                let y = Value::plain(y, x.rank);
-                if act == "linear" {
-                    y
-                } else {
-                    self.activate(&y, act, name)?
-                }
-            }
+            "Dense" => self.dense(cfg, name, &wname, &x)?,
             other => return Err(Error::Unsupported(format!("layer class {other}"))),
         })
+    }
+
+    /// Dense on the last axis: `MatMul`, `Add` of the bias, then the activation.
+    fn dense(&mut self, cfg: &Json, name: &str, wname: &str, x: &Value) -> Result<Value, Error> {
+        let xin = self.net.plain(x);
+        let kernel = self.weight(wname, "kernel")?;
+        let [inp, units] = kernel.shape[..] else {
+            return Err(bad(format!(
+                "layer {name}: kernel has shape {:?}",
+                kernel.shape
+            )));
+        };
+        let w =
+            self.net
+                .g
+                .initializer_f32(&format!("{name}#kernel"), &[inp, units], &kernel.to_f32());
+        let act = cfg
+            .get("activation")
+            .and_then(Json::as_str)
+            .unwrap_or("linear");
+        let use_bias = cfg.get("use_bias").and_then(Json::as_bool).unwrap_or(true);
+        let linear = if act == "linear" {
+            name.to_string()
+        } else {
+            format!("{name}#linear")
+        };
+        let y = if use_bias {
+            let b = self.weight_f32(wname, "bias", Some(&[units]))?;
+            let b = self
+                .net
+                .g
+                .initializer_f32(&format!("{name}#bias"), &[units], &b);
+            let m = self
+                .net
+                .g
+                .node("MatMul", &[&xin, &w], &format!("{name}#matmul"), vec![]);
+            self.net.g.node("Add", &[&m, &b], &linear, vec![])
+        } else {
+            self.net.g.node("MatMul", &[&xin, &w], &linear, vec![])
+        };
+        let y = Value::plain(y, x.rank);
+        if act == "linear" {
+            Ok(y)
+        } else {
+            self.activate(&y, act, name)
+        }
     }
 
     fn activate(&mut self, x: &Value, act: &str, name: &str) -> Result<Value, Error> {
