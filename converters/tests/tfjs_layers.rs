@@ -312,3 +312,51 @@ fn weights_under_a_scope_prefix_are_found() {
     let out = run(&onnx, &["d"], &[1, 2], vec![3.0, 1.0]);
     assert_close(&out[0].1, &[1.0 / (1.0 + (-1.0f32).exp())], 1e-6, "d");
 }
+
+/// float16 and uint16-quantised weights in one shard, decoded as TF.js does.
+#[test]
+fn float16_and_uint16_weights_are_decoded() {
+    let topology = functional(
+        vec![
+            layer(
+                "InputLayer",
+                "in",
+                json!({"batch_input_shape": [null, 2]}),
+                &[],
+            ),
+            layer(
+                "Dense",
+                "d",
+                json!({"units": 2, "activation": "linear"}),
+                &["in"],
+            ),
+        ],
+        &["in"],
+        &["d"],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    // Kernel [[1, -2], [0.5, 65504]] as float16; bias codes [0, 1000] with min -1, scale 0.002.
+    let halves: [u16; 4] = [0x3c00, 0xc000, 0x3800, 0x7bff];
+    let mut shard: Vec<u8> = halves.iter().flat_map(|h| h.to_le_bytes()).collect();
+    shard.extend([0u16, 1000].iter().flat_map(|q| q.to_le_bytes()));
+    std::fs::write(dir.path().join("w.bin"), shard).unwrap();
+    let model = json!({
+        "modelTopology": topology,
+        "weightsManifest": [{"paths": ["w.bin"], "weights": [
+            {"name": "d/kernel", "shape": [2, 2], "dtype": "float32",
+             "quantization": {"dtype": "float16", "original_dtype": "float32"}},
+            {"name": "d/bias", "shape": [2], "dtype": "float32",
+             "quantization": {"dtype": "uint16", "min": -1.0, "scale": 0.002}}
+        ]}]
+    });
+    let path = dir.path().join("model.json");
+    std::fs::write(&path, serde_json::to_vec(&model).unwrap()).unwrap();
+    let onnx = convert(&path).unwrap();
+    let out = run(&onnx, &["d"], &[1, 2], vec![2.0, 1.0]);
+    assert_close(
+        &out[0].1,
+        &[2.0 + 0.5 - 1.0, -4.0 + 65504.0 + 1.0],
+        1e-3,
+        "d",
+    );
+}
