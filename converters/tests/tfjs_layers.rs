@@ -313,7 +313,7 @@ fn weights_under_a_scope_prefix_are_found() {
     assert_close(&out[0].1, &[1.0 / (1.0 + (-1.0f32).exp())], 1e-6, "d");
 }
 
-/// float16 and uint16-quantised weights in one shard, decoded as TF.js does.
+/// float16 weights (decoded exactly) and uint16-quantised ones (`q * scale + min`) in one shard.
 #[test]
 fn float16_and_uint16_weights_are_decoded() {
     let topology = functional(
