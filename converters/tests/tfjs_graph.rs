@@ -216,3 +216,80 @@ fn broken_graphs_are_errors() {
         assert!(err.contains(want), "{want}: {err}");
     }
 }
+
+/// A classifier tail: max pool, "same" average pool, spatial mean, fused matmul with bias and
+/// ReLU, padding.
+#[test]
+fn pooling_mean_matmul_and_pad() {
+    let pool = |op: &str, name: &str, input: &str, k: &str, s: &str, pad: &str| {
+        node(
+            name,
+            op,
+            &[input],
+            json!({
+                "ksize": {"list": {"i": ["1", k, k, "1"]}},
+                "strides": {"list": {"i": ["1", s, s, "1"]}},
+                "padding": {"s": pad}, "data_format": {"s": "TkhXQw=="}
+            }),
+        )
+    };
+    let nodes = vec![
+        placeholder("x", &[1, 4, 4, 2], "DT_FLOAT"),
+        pool("MaxPool", "mp", "x", "2", "2", "VkFMSUQ="),
+        pool("AvgPool", "ap", "mp", "3", "1", "U0FNRQ=="),
+        node(
+            "mean",
+            "Mean",
+            &["ap", "axes"],
+            json!({"keep_dims": {"b": false}}),
+        ),
+        node(
+            "fc",
+            "_FusedMatMul",
+            &["mean", "w", "b"],
+            json!({"fused_ops": {"list": {"s": ["Qmlhc0FkZA==", "UmVsdQ=="]}}, "transpose_b": {"b": false}}),
+        ),
+        node("padded", "Pad", &["fc", "paddings"], json!({})),
+    ];
+    let (_dir, path) = write_graph(
+        nodes,
+        &[
+            Konst::I32("axes", vec![2], vec![1, 2]),
+            Konst::F32("w", vec![2, 3], vec![1.0, 0.0, -1.0, 0.0, 1.0, -1.0]),
+            Konst::F32("b", vec![3], vec![0.0, 0.5, 0.0]),
+            Konst::I32("paddings", vec![2, 2], vec![0, 0, 1, 2]),
+        ],
+    );
+    let onnx = convert(&path).unwrap();
+    let x: Vec<f32> = (0..32).map(|i| ((i * 7) % 11) as f32).collect();
+    let out = run(&onnx, &["mp", "mean", "padded"], &[1, 4, 4, 2], x.clone());
+    // Max over each 2x2 block, per channel (x is NHWC: index (r * 4 + c) * 2 + ch).
+    let mut mp = vec![0f32; 8];
+    for (i, m) in mp.iter_mut().enumerate() {
+        let (br, bc, ch) = (i / 4, (i / 2) % 2, i % 2);
+        *m = (0..4)
+            .map(|k| x[((2 * br + k / 2) * 4 + 2 * bc + k % 2) * 2 + ch])
+            .fold(f32::MIN, f32::max);
+    }
+    assert_eq!(out[0].0, [1, 2, 2, 2], "held NCHW inside");
+    let nchw: Vec<f32> = (0..8).map(|i| mp[(i % 4) * 2 + i / 4]).collect();
+    assert_eq!(out[0].1, nchw);
+    // A 3x3 "same" average over a 2x2 map covers all four cells (padding not counted) everywhere,
+    // so the mean is the per-channel average.
+    let mean: Vec<f32> = (0..2)
+        .map(|ch| (0..4).map(|p| mp[p * 2 + ch]).sum::<f32>() / 4.0)
+        .collect();
+    assert_close(&out[1].1, &mean, 1e-5, "mean");
+    let fc = [
+        (mean[0]).max(0.0),
+        (mean[1] + 0.5).max(0.0),
+        (-mean[0] - mean[1]).max(0.0),
+    ];
+    assert_eq!(out[2].0, [1, 6]);
+    assert_close(
+        &out[2].1,
+        &[0.0, fc[0], fc[1], fc[2], 0.0, 0.0],
+        1e-5,
+        "padded",
+    );
+}

@@ -16,7 +16,7 @@ use super::base64;
 use super::net::{nchw_axis, Conv, Net, Padding, Value};
 use super::weights::{Data, Tensor, Weights};
 use super::ModelJson;
-use crate::onnx_builder::{attr_float, attr_int, attr_string, DataType, Dim};
+use crate::onnx_builder::{attr_float, attr_int, attr_ints, attr_string, DataType, Dim};
 use crate::Error;
 
 /// TF ops the converter handles.
@@ -66,6 +66,13 @@ const SUPPORTED: &[&str] = &[
     "GatherNd",
     "ArgMax",
     "ResizeBilinear",
+    "MaxPool",
+    "AvgPool",
+    "Mean",
+    "MatMul",
+    "_FusedMatMul",
+    "Pad",
+    "PadV2",
 ];
 
 fn bad(msg: impl Into<String>) -> Error {
@@ -211,6 +218,50 @@ fn producer(r: &str) -> &str {
     match r.rsplit_once(':') {
         Some((n, k)) if k.bytes().all(|b| b.is_ascii_digit()) => n,
         _ => r,
+    }
+}
+
+/// A `[1, h, w, 1]` list attribute (strides, dilations, ksize) as `[h, w]`; absent: `[1, 1]`.
+fn hw_list(node: &Node, key: &str) -> Result<[usize; 2], Error> {
+    match node.ints(key)?.as_deref() {
+        None | Some([]) => Ok([1, 1]),
+        Some(&[1, h, w, 1]) if h > 0 && w > 0 && h < 1 << 16 && w < 1 << 16 => {
+            Ok([h as usize, w as usize])
+        }
+        Some(other) => Err(Error::Unsupported(format!(
+            "node {}: {key} {other:?}",
+            node.name
+        ))),
+    }
+}
+
+/// The padding of a convolution or pooling.
+fn padding(node: &Node) -> Result<Padding, Error> {
+    let name = node.name;
+    match node.string("padding")?.as_deref() {
+        Some("SAME") => Ok(Padding::Same),
+        Some("VALID") => Ok(Padding::Valid),
+        Some("EXPLICIT") => match node.ints("explicit_paddings")?.as_deref() {
+            Some(&[0, 0, t, b, l, r, 0, 0]) if [t, b, l, r].iter().all(|&p| p >= 0) => {
+                Ok(Padding::Explicit([t, l, b, r]))
+            }
+            other => Err(bad(format!("node {name}: explicit_paddings {other:?}"))),
+        },
+        other => Err(bad(format!("node {name}: padding {other:?}"))),
+    }
+}
+
+/// A fused op's extras: the input index of its bias (if `BiasAdd` is fused) and its activation.
+fn fused_ops(node: &Node) -> Result<(Option<usize>, Option<String>), Error> {
+    let fused = node.strings("fused_ops")?;
+    match fused.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+        [] => Ok((None, None)),
+        ["BiasAdd"] => Ok((Some(2), None)),
+        ["BiasAdd", act] => Ok((Some(2), Some(act.to_string()))),
+        ref other => Err(Error::Unsupported(format!(
+            "node {}: fused ops {other:?}",
+            node.name
+        ))),
     }
 }
 
@@ -699,6 +750,10 @@ impl<'w> Converter<'_, 'w> {
                 self.set(node, y, false);
             }
             "ResizeBilinear" => self.resize(node)?,
+            "MaxPool" | "AvgPool" => self.pool(node)?,
+            "Mean" => self.mean(node)?,
+            "MatMul" | "_FusedMatMul" => self.matmul(node)?,
+            "Pad" | "PadV2" => self.pad(node)?,
             other => return Err(Error::Unsupported(format!("node {name}: op {other}"))),
         }
         Ok(())
@@ -806,21 +861,26 @@ impl<'w> Converter<'_, 'w> {
         Ok(())
     }
 
-    fn conv(&mut self, node: &Node) -> Result<(), Error> {
+    /// Input 0 of a spatial op (convolution, pooling, resize) as NCHW; data_format must be NHWC.
+    fn spatial_input(&mut self, node: &Node) -> Result<String, Error> {
         let name = node.name;
         if let Some(f) = node.string("data_format")? {
             if f != "NHWC" {
                 return Err(Error::Unsupported(format!("node {name}: data_format {f}")));
             }
         }
-        let x = match self.input(node, 0)? {
-            Input::Value(v) => self.net.nchw(&v, name)?,
-            Input::Const(_) => {
-                return Err(Error::Unsupported(format!(
-                    "node {name}: convolution of a constant"
-                )))
-            }
-        };
+        match self.input(node, 0)? {
+            Input::Value(v) => self.net.nchw(&v, name),
+            Input::Const(_) => Err(Error::Unsupported(format!(
+                "node {name}: {} of a constant",
+                node.op
+            ))),
+        }
+    }
+
+    fn conv(&mut self, node: &Node) -> Result<(), Error> {
+        let name = node.name;
+        let x = self.spatial_input(node)?;
         let filter = self.konst(node, 1, "filter")?;
         let [kh, kw, cin, m] = filter.shape[..] else {
             return Err(bad(format!(
@@ -828,37 +888,10 @@ impl<'w> Converter<'_, 'w> {
                 filter.shape
             )));
         };
-        let hw = |v: Option<Vec<i64>>, what: &str| -> Result<[usize; 2], Error> {
-            match v.as_deref() {
-                None | Some([]) => Ok([1, 1]),
-                Some(&[1, h, w, 1]) if h > 0 && w > 0 => Ok([h as usize, w as usize]),
-                Some(other) => Err(Error::Unsupported(format!("node {name}: {what} {other:?}"))),
-            }
-        };
-        let strides = hw(node.ints("strides")?, "strides")?;
-        let dilations = hw(node.ints("dilations")?, "dilations")?;
-        let padding = match node.string("padding")?.as_deref() {
-            Some("SAME") => Padding::Same,
-            Some("VALID") => Padding::Valid,
-            Some("EXPLICIT") => match node.ints("explicit_paddings")?.as_deref() {
-                Some(&[0, 0, t, b, l, r, 0, 0]) if [t, b, l, r].iter().all(|&p| p >= 0) => {
-                    Padding::Explicit([t, l, b, r])
-                }
-                other => return Err(bad(format!("node {name}: explicit_paddings {other:?}"))),
-            },
-            other => return Err(bad(format!("node {name}: padding {other:?}"))),
-        };
-        let fused = node.strings("fused_ops")?;
-        let (bias, act) = match fused.iter().map(String::as_str).collect::<Vec<_>>()[..] {
-            [] => (None, None),
-            ["BiasAdd"] => (Some(2), None),
-            ["BiasAdd", act] => (Some(2), Some(act.to_string())),
-            ref other => {
-                return Err(Error::Unsupported(format!(
-                    "node {name}: fused ops {other:?}"
-                )))
-            }
-        };
+        let strides = hw_list(node, "strides")?;
+        let dilations = hw_list(node, "dilations")?;
+        let padding = padding(node)?;
+        let (bias, act) = fused_ops(node)?;
         let bias = match bias {
             Some(i) => Some(self.konst(node, i, "bias")?.to_f32()),
             None => None,
@@ -884,26 +917,166 @@ impl<'w> Converter<'_, 'w> {
             name.to_string()
         };
         let y = self.net.conv(&x, &conv, &out)?;
-        let y = match act.as_deref() {
-            None => y,
-            Some("Relu") => self.net.g.node("Relu", &[&y], name, vec![]),
-            Some("Relu6") => self.net.clip(&y, 0.0, 6.0, name),
-            Some("Elu") => self.net.g.node("Elu", &[&y], name, vec![]),
-            Some("Sigmoid") => self.net.g.node("Sigmoid", &[&y], name, vec![]),
-            Some("Tanh") => self.net.g.node("Tanh", &[&y], name, vec![]),
+        let y = self.fused_activation(node, &y, act.as_deref())?;
+        self.set(node, y, true);
+        Ok(())
+    }
+
+    /// The activation of a fused op applied to `y`, named after the node.
+    fn fused_activation(
+        &mut self,
+        node: &Node,
+        y: &str,
+        act: Option<&str>,
+    ) -> Result<String, Error> {
+        let name = node.name;
+        Ok(match act {
+            None => y.to_string(),
+            Some("Relu") => self.net.g.node("Relu", &[y], name, vec![]),
+            Some("Relu6") => self.net.clip(y, 0.0, 6.0, name),
+            Some("Elu") => self.net.g.node("Elu", &[y], name, vec![]),
+            Some("Sigmoid") => self.net.g.node("Sigmoid", &[y], name, vec![]),
+            Some("Tanh") => self.net.g.node("Tanh", &[y], name, vec![]),
             Some("LeakyRelu") => {
                 let alpha = node.float("leakyrelu_alpha").unwrap_or(0.2) as f32;
                 self.net
                     .g
-                    .node("LeakyRelu", &[&y], name, vec![attr_float("alpha", alpha)])
+                    .node("LeakyRelu", &[y], name, vec![attr_float("alpha", alpha)])
             }
             Some(other) => {
                 return Err(Error::Unsupported(format!(
                     "node {name}: fused activation {other}"
                 )))
             }
+        })
+    }
+
+    /// MaxPool / AvgPool (TF's average excludes the padding, as `count_include_pad = 0`).
+    fn pool(&mut self, node: &Node) -> Result<(), Error> {
+        let x = self.spatial_input(node)?;
+        let ksize = hw_list(node, "ksize")?;
+        let strides = hw_list(node, "strides")?;
+        let (op, mut attrs) = if node.op == "MaxPool" {
+            ("MaxPool", vec![])
+        } else {
+            ("AveragePool", vec![attr_int("count_include_pad", 0)])
         };
+        attrs.push(attr_ints(
+            "kernel_shape",
+            &[ksize[0] as i64, ksize[1] as i64],
+        ));
+        attrs.push(attr_ints(
+            "strides",
+            &[strides[0] as i64, strides[1] as i64],
+        ));
+        attrs.push(match padding(node)? {
+            Padding::Same => attr_string("auto_pad", "SAME_UPPER"),
+            _ => attr_ints("pads", &[0, 0, 0, 0]),
+        });
+        let y = self.net.g.node(op, &[&x], node.name, attrs);
         self.set(node, y, true);
+        Ok(())
+    }
+
+    /// Mean over constant axes; a channels-last 4-d input held NCHW stays so when dims are kept,
+    /// and a spatial mean without kept dims gives `[N, C]` either way.
+    fn mean(&mut self, node: &Node) -> Result<(), Error> {
+        let name = node.name;
+        let mut axes = self.const_ints(node, 1, "axes")?;
+        let keep = node.bool("keep_dims");
+        let x = match self.input(node, 0)? {
+            Input::Value(v) => v,
+            Input::Const(_) => Value::plain(self.plain(node, 0)?, None),
+        };
+        axes.iter_mut().for_each(|a| {
+            if *a < 0 {
+                *a += 4;
+            }
+        });
+        axes.sort_unstable();
+        let spatial = axes == [1, 2];
+        let stay_nchw = x.nchw && (keep || spatial);
+        let (input, axes) = if stay_nchw {
+            let mapped: Option<Vec<i64>> = axes.iter().map(|&a| nchw_axis(a)).collect();
+            match mapped {
+                Some(m) => (x.name.clone(), m),
+                None => return Err(bad(format!("node {name}: axes {axes:?}"))),
+            }
+        } else {
+            (self.net.plain(&x), self.const_ints(node, 1, "axes")?)
+        };
+        let y = self.net.g.node(
+            "ReduceMean",
+            &[&input],
+            name,
+            vec![
+                attr_ints("axes", &axes),
+                attr_int("keepdims", i64::from(keep)),
+            ],
+        );
+        self.set(node, y, stay_nchw && keep);
+        Ok(())
+    }
+
+    /// MatMul / _FusedMatMul (2-d) as Gemm, with a fused bias and activation.
+    fn matmul(&mut self, node: &Node) -> Result<(), Error> {
+        let name = node.name;
+        let a = self.plain(node, 0)?;
+        let b = self.plain(node, 1)?;
+        let (bias, act) = if node.op == "_FusedMatMul" {
+            fused_ops(node)?
+        } else {
+            (None, None)
+        };
+        let mut inputs = vec![a, b];
+        if let Some(i) = bias {
+            inputs.push(self.plain(node, i)?);
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let out = if act.is_some() {
+            format!("{name}#linear")
+        } else {
+            name.to_string()
+        };
+        let y = self.net.g.node(
+            "Gemm",
+            &refs,
+            &out,
+            vec![
+                attr_int("transA", i64::from(node.bool("transpose_a"))),
+                attr_int("transB", i64::from(node.bool("transpose_b"))),
+            ],
+        );
+        let y = self.fused_activation(node, &y, act.as_deref())?;
+        self.set(node, y, false);
+        Ok(())
+    }
+
+    /// Pad / PadV2 with constant paddings `[rank, 2]` (and a constant value for PadV2).
+    fn pad(&mut self, node: &Node) -> Result<(), Error> {
+        let name = node.name;
+        let x = self.plain(node, 0)?;
+        let p = self.const_ints(node, 1, "paddings")?;
+        if p.len() % 2 != 0 || p.iter().any(|&v| v < 0) {
+            return Err(bad(format!("node {name}: paddings {p:?}")));
+        }
+        let pads: Vec<i64> = p
+            .iter()
+            .step_by(2)
+            .chain(p.iter().skip(1).step_by(2))
+            .copied()
+            .collect();
+        let pads = self
+            .net
+            .g
+            .initializer_i64(&format!("{name}#pads"), &[pads.len()], &pads);
+        let mut inputs = vec![x, pads];
+        if node.op == "PadV2" {
+            inputs.push(self.plain(node, 2)?);
+        }
+        let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+        let y = self.net.g.node("Pad", &refs, name, vec![]);
+        self.set(node, y, false);
         Ok(())
     }
 
