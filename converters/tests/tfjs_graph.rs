@@ -293,3 +293,40 @@ fn pooling_mean_matmul_and_pad() {
         "padded",
     );
 }
+
+/// Batch norm after a convolution (so on an NCHW-held tensor), then an explicit transpose.
+#[test]
+fn fused_batch_norm_and_transpose() {
+    let nodes = vec![
+        placeholder("x", &[1, 1, 2, 2], "DT_FLOAT"),
+        node(
+            "conv",
+            "Conv2D",
+            &["x", "k"],
+            json!({"padding": {"s": "VkFMSUQ="}, "strides": {"list": {"i": ["1", "1", "1", "1"]}}}),
+        ),
+        node(
+            "bn",
+            "FusedBatchNormV3",
+            &["conv", "gamma", "beta", "mean", "var"],
+            json!({"epsilon": {"f": 0.0}, "is_training": {"b": false}}),
+        ),
+        node("t", "Transpose", &["bn", "perm"], json!({})),
+    ];
+    let (_dir, path) = write_graph(
+        nodes,
+        &[
+            Konst::F32("k", vec![1, 1, 2, 2], vec![1.0, 0.0, 0.0, 1.0]),
+            Konst::F32("gamma", vec![2], vec![2.0, 1.0]),
+            Konst::F32("beta", vec![2], vec![0.0, 10.0]),
+            Konst::F32("mean", vec![2], vec![1.0, 0.0]),
+            Konst::F32("var", vec![2], vec![4.0, 1.0]),
+            Konst::I32("perm", vec![4], vec![0, 3, 1, 2]),
+        ],
+    );
+    let onnx = convert(&path).unwrap();
+    let out = run(&onnx, &["t"], &[1, 1, 2, 2], vec![3.0, 4.0, 5.0, 6.0]);
+    // Channel 0: (x - 1) / 2 * 2; channel 1: x + 10; then NCHW order by the explicit transpose.
+    assert_eq!(out[0].0, [1, 2, 1, 2]);
+    assert_close(&out[0].1, &[2.0, 4.0, 14.0, 16.0], 1e-6, "t");
+}

@@ -73,6 +73,9 @@ const SUPPORTED: &[&str] = &[
     "_FusedMatMul",
     "Pad",
     "PadV2",
+    "FusedBatchNorm",
+    "FusedBatchNormV3",
+    "Transpose",
 ];
 
 fn bad(msg: impl Into<String>) -> Error {
@@ -754,6 +757,18 @@ impl<'w> Converter<'_, 'w> {
             "Mean" => self.mean(node)?,
             "MatMul" | "_FusedMatMul" => self.matmul(node)?,
             "Pad" | "PadV2" => self.pad(node)?,
+            "FusedBatchNorm" | "FusedBatchNormV3" => self.batch_norm(node)?,
+            "Transpose" => {
+                let x = self.plain(node, 0)?;
+                let perm = self.const_ints(node, 1, "perm")?;
+                let y = g1(
+                    &mut self.net,
+                    "Transpose",
+                    &[&x],
+                    vec![attr_ints("perm", &perm)],
+                );
+                self.set(node, y, false);
+            }
             other => return Err(Error::Unsupported(format!("node {name}: op {other}"))),
         }
         Ok(())
@@ -1049,6 +1064,62 @@ impl<'w> Converter<'_, 'w> {
         );
         let y = self.fused_activation(node, &y, act.as_deref())?;
         self.set(node, y, false);
+        Ok(())
+    }
+
+    /// Inference batch norm over the channels (last) axis with constant scale, offset, mean and
+    /// variance, as a per-channel multiply and add computed in f64.
+    fn batch_norm(&mut self, node: &Node) -> Result<(), Error> {
+        let name = node.name;
+        if node.bool("is_training") {
+            return Err(Error::Unsupported(format!(
+                "node {name}: batch norm in training mode"
+            )));
+        }
+        if let Some(f) = node.string("data_format")? {
+            if f != "NHWC" {
+                return Err(Error::Unsupported(format!("node {name}: data_format {f}")));
+            }
+        }
+        let params = (1..5)
+            .map(|i| {
+                self.konst(node, i, "batch norm parameter")
+                    .map(Tensor::to_f32)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let c = params[0].len();
+        if params.iter().any(|p| p.len() != c) {
+            return Err(bad(format!(
+                "node {name}: batch norm parameters differ in length"
+            )));
+        }
+        let eps = node.float("epsilon").unwrap_or(1e-4); // TF's default
+        let (mut mul, mut add) = (Vec::with_capacity(c), Vec::with_capacity(c));
+        let (gamma, beta, mean, var) = (&params[0], &params[1], &params[2], &params[3]);
+        for (((&g, &b), &m), &v) in gamma.iter().zip(beta).zip(mean).zip(var) {
+            let k = f64::from(g) / (f64::from(v) + eps).sqrt();
+            mul.push(k as f32);
+            add.push((f64::from(b) - f64::from(m) * k) as f32);
+        }
+        let x = match self.input(node, 0)? {
+            Input::Value(v) => v,
+            Input::Const(_) => Value::plain(self.plain(node, 0)?, None),
+        };
+        let dims = if x.nchw { vec![c, 1, 1] } else { vec![c] };
+        let m = self
+            .net
+            .g
+            .initializer_f32(&format!("{name}#mul"), &dims, &mul);
+        let a = self
+            .net
+            .g
+            .initializer_f32(&format!("{name}#add"), &dims, &add);
+        let y = self
+            .net
+            .g
+            .node("Mul", &[&x.name, &m], &format!("{name}#scale"), vec![]);
+        let y = self.net.g.node("Add", &[&y, &a], name, vec![]);
+        self.set(node, y, x.nchw);
         Ok(())
     }
 
