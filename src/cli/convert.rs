@@ -1,6 +1,6 @@
 //! `graft convert`: other frameworks' files to safetensors / ONNX.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Result;
 use clap::Subcommand;
@@ -16,6 +16,14 @@ pub enum ConvertCommand {
         /// The checkpoint (.pth / .pt / .bin).
         input: PathBuf,
         /// The safetensors file to write.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
+    /// A TF.js model (layers or graph model: `model.json` with its weight shards beside it) to ONNX.
+    Tfjs {
+        /// The model.json file.
+        input: PathBuf,
+        /// The ONNX file to write.
         #[arg(short, long)]
         out: PathBuf,
     },
@@ -36,6 +44,29 @@ pub fn run(command: ConvertCommand, ui: Ui) -> Result<()> {
             ));
             ui.finish(json!({ "tensors": state.len(), "out": out }));
         }
+        ConvertCommand::Tfjs { input, out } => {
+            let onnx = graft_converters::tfjs::convert(&input).map_err(graft::Error::from)?;
+            write_onnx(&out, &onnx, ui)?;
+        }
     }
+    Ok(())
+}
+
+/// Writes a converted model and says what it holds (`graft inspect` shows more).
+fn write_onnx(out: &Path, onnx: &[u8], ui: Ui) -> Result<()> {
+    graft::atomic::write_atomic(out, onnx)?;
+    let info = graft::base::inspect(out)?;
+    let names =
+        |ts: &[graft::base::TensorInfo]| ts.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
+    ui.say(format!(
+        "wrote {} ({} bytes): inputs {:?}, outputs {:?}; `graft inspect` lists cut points",
+        out.display(),
+        onnx.len(),
+        names(&info.inputs),
+        names(&info.outputs)
+    ));
+    ui.finish(
+        json!({ "out": out, "inputs": names(&info.inputs), "outputs": names(&info.outputs) }),
+    );
     Ok(())
 }
