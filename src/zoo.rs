@@ -101,6 +101,8 @@ pub struct Embedding {
 
 /// Converter id of EfficientNet-Lite from a PyTorch state dict.
 pub const TORCH_EFFICIENTNET_LITE: &str = "torch-efficientnet-lite";
+/// Converter id of TFLite flatbuffers ([`graft_converters::tflite`]).
+pub const TFLITE: &str = graft_converters::tflite::CONVERTER_ID;
 
 /// Originals larger than this are refused when read out of a package.
 const MAX_ORIGINAL_BYTES: u64 = 2 << 30;
@@ -281,6 +283,7 @@ pub fn convert(m: &Manifest, original: &Path) -> Result<Vec<u8>> {
             let sd = graft_converters::torch::load_state_dict(original)?;
             Ok(graft_converters::efficientnet_lite::to_onnx(&sd)?)
         }
+        TFLITE => Ok(graft_converters::tflite::convert(original)?),
         other => Err(Error::Zoo(format!(
             "{}: unknown converter {other:?}",
             m.name

@@ -3,6 +3,7 @@
 pub mod efficientnet_lite;
 pub mod onnx_builder;
 pub mod package;
+pub mod tflite;
 pub mod torch;
 
 /// A converter refused its input.
@@ -14,4 +15,7 @@ pub enum Error {
     /// A pickle named a global outside the allow-list; nothing was executed.
     #[error("refusing global {0}: a checkpoint may only build tensors, storages and dicts")]
     UnsafeGlobal(String),
+    /// The model uses operators (or features) the converter does not handle.
+    #[error("{0}")]
+    Unsupported(String),
 }

@@ -74,6 +74,45 @@ impl GraphBuilder {
         name
     }
 
+    /// Adds an int64 constant; returns its (unique) name.
+    pub fn initializer_i64(&mut self, name: &str, dims: &[usize], values: &[i64]) -> String {
+        let name = self.fresh(name);
+        let raw_data = values.iter().flat_map(|v| v.to_le_bytes()).collect();
+        self.graph.initializer.push(pb::TensorProto {
+            name: name.clone(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: pb::tensor_proto::DataType::Int64 as i32,
+            raw_data,
+            ..Default::default()
+        });
+        name
+    }
+
+    /// Reserves `name` so that no later node or initializer is given it (see
+    /// [`GraphBuilder::node_reserved`]); false if it is already in use.
+    pub fn reserve(&mut self, name: &str) -> bool {
+        self.used_names.insert(name.to_string())
+    }
+
+    /// Adds a node whose output is exactly `output`, a name taken with [`GraphBuilder::reserve`]
+    /// (e.g. a graph output that must keep its name).
+    pub fn node_reserved(
+        &mut self,
+        op_type: &str,
+        inputs: &[&str],
+        output: &str,
+        attributes: Vec<pb::AttributeProto>,
+    ) {
+        self.graph.node.push(pb::NodeProto {
+            name: output.to_string(),
+            op_type: op_type.to_string(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.to_string()],
+            attribute: attributes,
+            ..Default::default()
+        });
+    }
+
     /// Adds a node with one output named after `output` (made unique); returns the output name.
     pub fn node(
         &mut self,
