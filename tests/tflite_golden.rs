@@ -154,3 +154,62 @@ fn committed_zoo_model_matches_manifest_and_runs_batches() {
         assert!(diff <= 2e-3, "batch of 2: landmarks differ by {diff}");
     }
 }
+
+/// The original TFLite file, through the zoo (mirror or cache).
+fn original() -> Vec<u8> {
+    let m = zoo::manifest("blazepose-lite").unwrap();
+    std::fs::read(zoo::fetch_original(&m, None).unwrap()).unwrap()
+}
+
+/// Reads (and when `convert`, converts) `bytes`; `Err` says which input panicked.
+fn read_without_panic(bytes: &[u8], convert: bool, what: &str) -> Result<bool, String> {
+    use graft_converters::tflite::{schema, to_onnx};
+    std::panic::catch_unwind(|| {
+        if convert {
+            to_onnx(bytes).is_ok()
+        } else {
+            schema::read(bytes).is_ok()
+        }
+    })
+    .map_err(|_| format!("reading {what} panicked"))
+}
+
+/// Truncated files are refused with an error, wherever they are cut.
+#[test]
+fn truncated_tflite_files_are_errors() {
+    let file = original();
+    let step = file.len() / 150;
+    let cuts = (0..file.len())
+        .step_by(step)
+        .chain(file.len() - 64..file.len());
+    for (k, len) in cuts.enumerate() {
+        let what = format!("the first {len} bytes");
+        let read = read_without_panic(&file[..len], k % 10 == 0, &what).unwrap();
+        assert!(!read, "{what} read without error");
+    }
+}
+
+/// Flipped bits in the flatbuffer's structure (the first 1472 bytes and everything after the
+/// last weight buffer, where tables, vtables, shapes and names live) never panic: every such file
+/// is read, and one in 40 is also converted (a conversion costs about 0.1 s in debug builds).
+#[test]
+fn corrupt_tflite_structure_never_panics() {
+    let mut file = original();
+    let tail = 2_734_048;
+    assert!(file.len() > tail);
+    let positions = (0..1472).step_by(7).chain((tail..file.len()).step_by(331));
+    let (mut refused, mut total) = (0, 0);
+    for pos in positions {
+        for mask in [0x01u8, 0x80, 0xff] {
+            file[pos] ^= mask;
+            let what = format!("the file with byte {pos} xor {mask:#x}");
+            if !read_without_panic(&file, total % 40 == 0, &what).unwrap() {
+                refused += 1;
+            }
+            file[pos] ^= mask;
+            total += 1;
+        }
+    }
+    eprintln!("{refused} of {total} corrupted files refused");
+    assert!(refused > total / 10, "only {refused} of {total} refused");
+}
