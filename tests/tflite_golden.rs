@@ -213,3 +213,41 @@ fn corrupt_tflite_structure_never_panics() {
     eprintln!("{refused} of {total} corrupted files refused");
     assert!(refused > total / 10, "only {refused} of {total} refused");
 }
+
+/// BlazePose full (the larger landmark model, in the mirror beside the lite one; skipped when the
+/// original came from elsewhere) converts, and on the same crop puts the landmarks close to
+/// where lite puts them (for the keypoints lite sees clearly: visibility logit above 8; the legs
+/// are outside this crop and the two models guess them differently). There is no reference
+/// output for full, so this only shows that it runs and is sane.
+#[test]
+fn full_model_agrees_with_lite_landmarks() {
+    let m = zoo::manifest("blazepose-lite").unwrap();
+    let lite = zoo::fetch_original(&m, None).unwrap();
+    let full = lite.with_file_name("pose_landmark_full.tflite");
+    if !full.is_file() {
+        eprintln!("skipped: no {} beside the lite original", full.display());
+        return;
+    }
+    let model = graft_converters::tflite::convert(&full).unwrap();
+    let outputs = run(&model, 1);
+    let (name, shape, landmarks) = &outputs[0];
+    assert_eq!(
+        (name.as_str(), shape.as_slice()),
+        ("Identity", &[1, 195][..])
+    );
+    let golden = read_f32("astronaut_out0.f32");
+    // x, y of the clearly visible body keypoints (pixels of the 256x256 crop).
+    let visible: Vec<usize> = (0..33).filter(|k| golden[k * 5 + 3] > 8.0).collect();
+    assert!(visible.len() >= 10, "lite sees {} keypoints", visible.len());
+    let mut worst = 0f32;
+    for &k in &visible {
+        for axis in 0..2 {
+            worst = worst.max((landmarks[k * 5 + axis] - golden[k * 5 + axis]).abs());
+        }
+    }
+    eprintln!(
+        "full vs lite: {} visible keypoints differ by at most {worst:.1} px",
+        visible.len()
+    );
+    assert!(worst < 16.0, "full and lite disagree by {worst} px");
+}
