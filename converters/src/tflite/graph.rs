@@ -79,6 +79,7 @@ pub fn build(model: &Model) -> Result<pb::ModelProto, Error> {
             .map(constant)
             .collect::<Result<_, _>>()?,
         initializers: HashMap::new(),
+        filters: HashMap::new(),
         scalars: HashMap::new(),
     };
     for &i in &model.inputs {
@@ -260,6 +261,8 @@ struct Converter<'m, 'a> {
     values: Vec<Value>,
     /// Initializers made for float constants, by tensor and layout.
     initializers: HashMap<(usize, Layout), String>,
+    /// Conv weights in ONNX layout, by filter tensor and whether it is depthwise.
+    filters: HashMap<(usize, bool), String>,
     /// Scalar float initializers (Clip bounds), by bit pattern.
     scalars: HashMap<u32, String>,
 }
@@ -502,39 +505,29 @@ impl Converter<'_, '_> {
         let [_, ih, iw, ic] = self.shape4(x)?;
         let [ws0, kh, kw, ws3] = self.shape4(w)?;
         let [_, oh, ow, oc] = self.shape4(y)?;
-        let weights = self.floats(w)?;
-        // ONNX weight [out, in/group, kh, kw] from TFLite [out, kh, kw, in/group] (conv) or
-        // [1, kh, kw, out] (depthwise, out = in * multiplier).
-        let (group, per_group, out_ch) = if depthwise {
+        // TFLite filters: [out, kh, kw, in/group] (conv) or [1, kh, kw, out] (depthwise,
+        // out = in * multiplier).
+        let (group, out_ch) = if depthwise {
             if ws0 != 1 || ic == 0 || ws3 % ic != 0 {
                 return Err(bad(format!(
                     "depthwise filter {:?} does not fit {ic} input channels",
                     self.shape(w)
                 )));
             }
-            (ic, 1, ws3)
+            (ic, ws3)
         } else {
-            if ws3 == 0 || ic % ws3 != 0 || ws0 % (ic / ws3) != 0 {
+            if ws3 == 0 || ic == 0 || ic % ws3 != 0 || ws0 % (ic / ws3) != 0 {
                 return Err(bad(format!(
                     "filter {:?} does not fit {ic} input channels",
                     self.shape(w)
                 )));
             }
-            (ic / ws3, ws3, ws0)
+            (ic / ws3, ws0)
         };
         if out_ch != oc {
             return Err(bad(format!(
                 "filter gives {out_ch} channels, output has {oc}"
             )));
-        }
-        let mut onnx_w = vec![0f32; weights.len()];
-        for (k, &v) in weights.iter().enumerate() {
-            let (a, rest) = (k % ws3, k / ws3);
-            let (col, rest) = (rest % kw, rest / kw);
-            let (row, b) = (rest % kh, rest / kh);
-            // (b, row, col, a): conv: b = out, a = in; depthwise: b = 0, a = out.
-            let (out, inp) = if depthwise { (a, 0) } else { (b, a) };
-            onnx_w[((out * per_group + inp) * kh + row) * kw + col] = v;
         }
         let (oh2, top, bottom) = window_axis(ih, kh, win.stride.0, win.dilation.0, win.padding)?;
         let (ow2, left, right) = window_axis(iw, kw, win.stride.1, win.dilation.1, win.padding)?;
@@ -543,32 +536,52 @@ impl Converter<'_, '_> {
                 "computed output {oh2}x{ow2}, the file says {oh}x{ow}"
             )));
         }
-        let name = self.name(w).to_string();
-        let w_init = self
-            .g
-            .initializer_f32(&name, &[out_ch, per_group, kh, kw], &onnx_w);
-        let mut inputs = vec![self.graph(x, Layout::Nchw)?, w_init];
+        let mut inputs = vec![self.graph(x, Layout::Nchw)?, self.filter(w, depthwise)?];
         if let Some(Some(b)) = o.inputs.get(2) {
-            let bias = self.floats(*b)?;
-            if bias.len() != out_ch {
+            if self.floats(*b)?.len() != out_ch {
                 return Err(bad(format!(
-                    "bias has {} values for {out_ch} channels",
-                    bias.len()
+                    "bias {:?} does not have {out_ch} values",
+                    self.shape(*b)
                 )));
             }
-            let bias = bias.to_vec();
-            let bname = self.name(*b).to_string();
-            inputs.push(self.g.initializer_f32(&bname, &[out_ch], &bias));
+            inputs.push(self.graph(*b, Layout::Tflite)?);
         }
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let attrs = window_attrs(&win, (kh, kw), [top, left, bottom, right]);
-        let mut attrs = attrs;
+        let mut attrs = window_attrs(&win, (kh, kw), [top, left, bottom, right]);
         attrs.push(attr_ints(
             "dilations",
             &[win.dilation.0 as i64, win.dilation.1 as i64],
         ));
         attrs.push(attr_int("group", group as i64));
         self.emit("Conv", &inputs, attrs, win.activation, y, Layout::Nchw)
+    }
+
+    /// The ONNX weight `[out, in/group, kh, kw]` of TFLite filter `w` (made once per filter).
+    fn filter(&mut self, w: usize, depthwise: bool) -> Result<String, Error> {
+        if let Some(name) = self.filters.get(&(w, depthwise)) {
+            return Ok(name.clone());
+        }
+        let [ws0, kh, kw, ws3] = self.shape4(w)?;
+        let weights = self.floats(w)?;
+        let mut onnx_w = vec![0f32; weights.len()];
+        for (k, &v) in weights.iter().enumerate() {
+            let (a, rest) = (k % ws3, k / ws3);
+            let (col, rest) = (rest % kw, rest / kw);
+            let (row, b) = (rest % kh, rest / kh);
+            // (b, row, col, a): conv: b = out, a = in; depthwise: b = 0, a = out, one input.
+            let (out, inp) = if depthwise { (a, 0) } else { (b, a) };
+            let per_out = if depthwise { 1 } else { ws3 };
+            onnx_w[((out * per_out + inp) * kh + row) * kw + col] = v;
+        }
+        let dims = if depthwise {
+            [ws3, 1, kh, kw]
+        } else {
+            [ws0, ws3, kh, kw]
+        };
+        let name = self.name(w).to_string();
+        let init = self.g.initializer_f32(&name, &dims, &onnx_w);
+        self.filters.insert((w, depthwise), init.clone());
+        Ok(init)
     }
 
     fn pool(&mut self, o: &Operator) -> Result<(), Error> {
@@ -646,14 +659,18 @@ impl Converter<'_, '_> {
         if pads.len() != 2 * rank || pads.iter().any(|&v| v < 0) {
             return Err(bad(format!("paddings {pads:?} for rank {rank}")));
         }
-        let padded: Vec<usize> = self
+        let padded: Option<Vec<usize>> = self
             .shape(x)
             .iter()
             .enumerate()
-            .map(|(k, &d)| d as i64 + pads[2 * k] + pads[2 * k + 1])
-            .map(|d| d as usize)
+            .map(|(k, &d)| {
+                let d = (d as i64)
+                    .checked_add(pads[2 * k])?
+                    .checked_add(pads[2 * k + 1])?;
+                usize::try_from(d).ok()
+            })
             .collect();
-        if padded != self.shape(y) {
+        if padded.as_deref() != Some(self.shape(y)) {
             return Err(bad(format!(
                 "padded shape {padded:?}, the file says {:?}",
                 self.shape(y)
