@@ -168,6 +168,8 @@ pub const TORCH_EFFICIENTNET_LITE: &str = "torch-efficientnet-lite";
 pub const TFJS_LAYERS: &str = "tfjs-layers";
 /// Converter id of TF.js graph models (GraphDef).
 pub const TFJS_GRAPH: &str = "tfjs-graph";
+/// Converter id of TFLite flatbuffers ([`graft_converters::tflite`]).
+pub const TFLITE: &str = graft_converters::tflite::CONVERTER_ID;
 
 /// Originals larger than this are refused when read out of a package.
 const MAX_ORIGINAL_BYTES: u64 = 2 << 30;
@@ -451,6 +453,7 @@ pub fn convert(m: &Manifest, original: &Path) -> Result<Vec<u8>> {
             Ok(graft_converters::efficientnet_lite::to_onnx(&sd)?)
         }
         TFJS_LAYERS | TFJS_GRAPH => Ok(graft_converters::tfjs::convert(original)?),
+        TFLITE => Ok(graft_converters::tflite::convert(original)?),
         other => Err(Error::Zoo(format!(
             "{}: unknown converter {other:?}",
             m.name

@@ -4,6 +4,7 @@ pub mod efficientnet_lite;
 pub mod onnx_builder;
 pub mod package;
 pub mod tfjs;
+pub mod tflite;
 pub mod torch;
 
 /// A converter refused its input.

@@ -129,6 +129,31 @@ impl GraphBuilder {
         self.initializer_raw(name, dims, DataType::Float, raw)
     }
 
+    /// Reserves `name` so that no later node or initializer is given it (see
+    /// [`GraphBuilder::node_reserved`]); false if it is already in use.
+    pub fn reserve(&mut self, name: &str) -> bool {
+        self.used_names.insert(name.to_string())
+    }
+
+    /// Adds a node whose output is exactly `output`, a name taken with [`GraphBuilder::reserve`]
+    /// (e.g. a graph output that must keep its name).
+    pub fn node_reserved(
+        &mut self,
+        op_type: &str,
+        inputs: &[&str],
+        output: &str,
+        attributes: Vec<pb::AttributeProto>,
+    ) {
+        self.graph.node.push(pb::NodeProto {
+            name: output.to_string(),
+            op_type: op_type.to_string(),
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: vec![output.to_string()],
+            attribute: attributes,
+            ..Default::default()
+        });
+    }
+
     /// Adds a node with one output named after `output` (made unique); returns the output name.
     pub fn node(
         &mut self,

@@ -27,6 +27,14 @@ pub enum ConvertCommand {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// A TFLite model (flatbuffer) to ONNX.
+    Tflite {
+        /// The .tflite file.
+        input: PathBuf,
+        /// The ONNX file to write.
+        #[arg(short, long)]
+        out: PathBuf,
+    },
 }
 
 pub fn run(command: ConvertCommand, ui: Ui) -> Result<()> {
@@ -46,6 +54,10 @@ pub fn run(command: ConvertCommand, ui: Ui) -> Result<()> {
         }
         ConvertCommand::Tfjs { input, out } => {
             let onnx = graft_converters::tfjs::convert(&input).map_err(graft::Error::from)?;
+            write_onnx(&out, &onnx, ui)?;
+        }
+        ConvertCommand::Tflite { input, out } => {
+            let onnx = graft_converters::tflite::convert(&input).map_err(graft::Error::from)?;
             write_onnx(&out, &onnx, ui)?;
         }
     }

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
+use graft::zoo::Registry;
 use serde_json::json;
 
 use super::Ui;
@@ -39,15 +40,14 @@ pub fn run(command: ZooCommand, ui: Ui) -> Result<()> {
                     .map(|d| d.to_string())
                     .collect::<Vec<_>>()
                     .join("x");
+                let (src, pkg, ver) = (&m.source, &m.source.package, &m.source.version);
+                let origin = match src.registry {
+                    Registry::Pypi => format!("PyPI {pkg}=={ver}"),
+                    Registry::Npm => format!("npm {pkg}@{ver}"),
+                };
                 ui.say(format!(
-                    "{:<20} {:<6} {input} -> {} ({}-d)  from {} {}=={}{built}",
-                    m.name,
-                    m.task,
-                    m.embedding.tensor,
-                    m.embedding.size,
-                    format!("{:?}", m.source.registry).to_lowercase(),
-                    m.source.package,
-                    m.source.version
+                    "{:<20} {:<6} {input} -> {} ({}-d)  from {origin}{built}",
+                    m.name, m.task, m.embedding.tensor, m.embedding.size,
                 ));
             }
             ui.finish(json!({ "models": models }));
