@@ -55,6 +55,19 @@ pub struct Source {
     pub sha256: String,
     /// Folder holding the file in a mirror of originals (`<mirror>/<folder>/<file name>`).
     pub mirror_folder: String,
+    /// Other files of the same package that the converter reads beside the original; fetched the
+    /// same way and placed next to it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub companions: Vec<Companion>,
+}
+
+/// A further file of the original's package (e.g. the second of two ONNX models).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Companion {
+    /// Path of the file inside the package.
+    pub path: String,
+    /// sha256 of the file (lowercase hex).
+    pub sha256: String,
 }
 
 impl Source {
@@ -101,6 +114,8 @@ pub struct Embedding {
 
 /// Converter id of EfficientNet-Lite from a PyTorch state dict.
 pub const TORCH_EFFICIENTNET_LITE: &str = "torch-efficientnet-lite";
+/// Converter id of the speech embedding: two ONNX files (spectrogram, embedding) merged into one.
+pub const ONNX_SPEECH_EMBEDDING: &str = "onnx-speech-embedding";
 
 /// Originals larger than this are refused when read out of a package.
 const MAX_ORIGINAL_BYTES: u64 = 2 << 30;
@@ -231,6 +246,50 @@ pub fn fetch_original(m: &Manifest, local: Option<&Path>) -> Result<PathBuf> {
     Ok(cached)
 }
 
+/// The manifest of companion `c` of `m`, as if it were the original.
+fn companion_manifest(m: &Manifest, c: &Companion) -> Manifest {
+    let mut cm = m.clone();
+    cm.source.path = c.path.clone();
+    cm.source.sha256 = c.sha256.clone();
+    cm.source.companions.clear();
+    cm
+}
+
+/// Places each companion of `m` next to `original` (where the mirror and the cache already hold
+/// it, or copied there from wherever [`fetch_original`] finds it), verified.
+fn fetch_companions(m: &Manifest, original: &Path) -> Result<()> {
+    for c in &m.source.companions {
+        let cm = companion_manifest(m, c);
+        let beside = original.with_file_name(cm.source.file_name());
+        if beside.is_file() {
+            verify(&cm, &beside)?;
+            continue;
+        }
+        let found = fetch_original(&cm, None)?;
+        let bytes = std::fs::read(&found).map_err(|e| Error::io(&found, e))?;
+        crate::atomic::write_atomic(&beside, &bytes)?;
+    }
+    Ok(())
+}
+
+/// The companions of `m` next to `original`, exactly `N` of them.
+fn companion_paths<const N: usize>(m: &Manifest, original: &Path) -> Result<[PathBuf; N]> {
+    let paths: Vec<PathBuf> = m
+        .source
+        .companions
+        .iter()
+        .map(|c| original.with_file_name(companion_manifest(m, c).source.file_name()))
+        .collect();
+    paths.try_into().map_err(|p: Vec<PathBuf>| {
+        Error::Zoo(format!(
+            "{}: converter {} needs {N} companion file(s), the manifest lists {}",
+            m.name,
+            m.conversion.converter,
+            p.len()
+        ))
+    })
+}
+
 /// Downloads the package and returns the bytes of the original inside it.
 fn download(source: &Source) -> Result<Vec<u8>> {
     match source.registry {
@@ -281,6 +340,16 @@ pub fn convert(m: &Manifest, original: &Path) -> Result<Vec<u8>> {
             let sd = graft_converters::torch::load_state_dict(original)?;
             Ok(graft_converters::efficientnet_lite::to_onnx(&sd)?)
         }
+        ONNX_SPEECH_EMBEDDING => {
+            let [embedding] = companion_paths(m, original)?;
+            let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p, e));
+            Ok(graft_converters::speech::merge(
+                &read(original)?,
+                &read(&embedding)?,
+                graft_converters::speech::CLIP_SAMPLES,
+                graft_converters::speech::PADDING,
+            )?)
+        }
         other => Err(Error::Zoo(format!(
             "{}: unknown converter {other:?}",
             m.name
@@ -293,6 +362,7 @@ pub fn convert(m: &Manifest, original: &Path) -> Result<Vec<u8>> {
 pub fn build(name: &str, local: Option<&Path>) -> Result<PathBuf> {
     let m = manifest(name)?;
     let original = fetch_original(&m, local)?;
+    fetch_companions(&m, &original)?;
     let bytes = convert(&m, &original)?;
     let path = m.model_path();
     crate::atomic::write_atomic(&path, &bytes)?;
