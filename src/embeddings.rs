@@ -246,6 +246,9 @@ pub fn prepare(bytes: &[u8], path: &Path, spec: &InputSpec) -> Result<ArrayD<f32
     }
 }
 
+/// An embedding with the example it came from.
+type SourcedEmbedding = (PathBuf, Array1<f32>);
+
 /// A background-noise recording cut into clips ([`audio::noise_clips`]), each embedded (through
 /// the cache, keyed by the file's content and the clip's index): `(source, embedding)` per clip,
 /// the source being `path#clipK`. `Ok(Err(..))` when the file is unusable, `Err(..)` when the
@@ -254,10 +257,12 @@ fn embed_noise_file(
     base: &BaseModel,
     path: &Path,
     cache_root: Option<&Path>,
-) -> Result<Result<Vec<(PathBuf, Array1<f32>)>>> {
+) -> Result<Result<Vec<SourcedEmbedding>>> {
     let spec = base.input_spec()?;
     let InputSpec::Audio(audio_spec) = spec else {
-        return Err(Error::Invalid("background noise needs an audio base".into()));
+        return Err(Error::Invalid(
+            "background noise needs an audio base".into(),
+        ));
     };
     let bytes = match std::fs::read(path) {
         Ok(b) => b,

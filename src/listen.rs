@@ -3,9 +3,10 @@
 //!
 //! Windows of the base's clip length (1 s) start every `(1 - overlap)` clips. A window *fires* when
 //! its most probable class is a word (not [`BACKGROUND_NOISE`] or `_unknown_`) with probability at
-//! least the threshold. Consecutive firing windows of the same word are one utterance, reported
-//! once at its most confident window when it ends; after a report, windows starting within the
-//! suppression time are ignored. [`Listener`] takes audio in chunks (live use);
+//! least the threshold. Consecutive firing windows are one utterance, reported when it ends as the
+//! word with the highest summed probability over its windows (windows that cut a word in half
+//! often say another word), at that word's most confident window; after a report, windows
+//! starting within the suppression time are ignored. [`Listener`] takes audio in chunks (live use);
 //! [`listen_file`] runs it over a WAV file; [`evaluate`] scores detections against known word times.
 
 use std::path::Path;
@@ -101,8 +102,8 @@ pub struct Listener<'a> {
     buffer_start: usize,
     /// First sample of the next window.
     next_window: usize,
-    /// The utterance being followed: (class, best window start, best probability).
-    current: Option<(usize, usize, f32)>,
+    /// The utterance being followed.
+    current: Option<Utterance>,
     /// Windows starting before this sample are ignored (suppression).
     quiet_until: usize,
 }
@@ -197,30 +198,44 @@ impl<'a> Listener<'a> {
                 .iter()
                 .copied()
                 .enumerate()
-                .fold((0, f32::MIN), |best, (i, p)| if p > best.1 { (i, p) } else { best });
+                .fold(
+                    (0, f32::MIN),
+                    |best, (i, p)| if p > best.1 { (i, p) } else { best },
+                );
             let fires = self.is_word[class] && p >= self.options.threshold;
-            let same = matches!(self.current, Some((c, _, _)) if c == class);
-            if !fires || !same {
+            if !fires {
                 found.extend(self.close_utterance());
-            }
-            if !fires || start < self.quiet_until {
                 continue;
             }
-            match &mut self.current {
-                Some((_, best_start, best_p)) if *best_p < p => (*best_start, *best_p) = (start, p),
-                Some(_) => {}
-                None => self.current = Some((class, start, p)),
+            if start < self.quiet_until {
+                continue;
             }
+            let utterance = self.current.get_or_insert_with(|| Utterance {
+                sums: vec![0.0; row.len()],
+                windows: Vec::new(),
+            });
+            for (sum, p) in utterance.sums.iter_mut().zip(row) {
+                *sum += p;
+            }
+            utterance.windows.push((start, row.to_vec()));
         }
         Ok(found)
     }
 
     /// Reports the utterance being followed and starts the suppression time.
     fn close_utterance(&mut self) -> Option<Detection> {
-        let (class, start, probability) = self.current.take()?;
+        let utterance = self.current.take()?;
+        // The word most probable over the utterance's windows, at its most confident window.
+        let class = (0..utterance.sums.len())
+            .filter(|&c| self.is_word[c])
+            .max_by(|&a, &b| utterance.sums[a].total_cmp(&utterance.sums[b]))?;
+        let (start, probability) = utterance
+            .windows
+            .iter()
+            .map(|(start, row)| (*start, row[class]))
+            .max_by(|a, b| a.1.total_cmp(&b.1))?;
         let rate = f64::from(self.spec.sample_rate);
-        let suppression =
-            (f64::from(self.options.suppression_ms) / 1000.0 * rate).round() as usize;
+        let suppression = (f64::from(self.options.suppression_ms) / 1000.0 * rate).round() as usize;
         self.quiet_until = start + suppression;
         Some(Detection {
             start_s: start as f64 / rate,
@@ -229,6 +244,13 @@ impl<'a> Listener<'a> {
             probability,
         })
     }
+}
+
+/// Consecutive firing windows: per-class sums of their probabilities, and each window's start
+/// and probabilities.
+struct Utterance {
+    sums: Vec<f32>,
+    windows: Vec<(usize, Vec<f32>)>,
 }
 
 /// Runs a [`Listener`] over a whole WAV file (decoded, mixed down, resampled to the base's rate).
@@ -331,10 +353,10 @@ mod tests {
             },
         ];
         let found = [
-            detection("yes", 1.6),  // centre 2.1: hit
-            detection("yes", 1.8),  // second one for the same word: false alarm
-            detection("yes", 4.5),  // right time, wrong word: false alarm
-            detection("yes", 7.0),  // centre 7.5, too far from 9.0: false alarm
+            detection("yes", 1.6), // centre 2.1: hit
+            detection("yes", 1.8), // second one for the same word: false alarm
+            detection("yes", 4.5), // right time, wrong word: false alarm
+            detection("yes", 7.0), // centre 7.5, too far from 9.0: false alarm
         ];
         let score = evaluate(&found, &truth, 0.5);
         assert_eq!(score.hits, 1);

@@ -192,7 +192,11 @@ pub fn fit_clip(samples: &[f32], clip: usize) -> Vec<f32> {
 /// A recording at the spec's rate: decoded, mixed down and resampled.
 pub fn load(bytes: &[u8], path: &Path, spec: &AudioSpec) -> Result<Vec<f32>> {
     let audio = decode_wav(bytes, path)?;
-    Ok(resample(&audio.samples, audio.sample_rate, spec.sample_rate))
+    Ok(resample(
+        &audio.samples,
+        audio.sample_rate,
+        spec.sample_rate,
+    ))
 }
 
 /// The base's input for one clip of samples at the spec's rate: fitted to `clip_samples` and
@@ -240,7 +244,10 @@ mod tests {
             assert_eq!(tone.len(), 16_000, "{rate}");
             // Away from the edges a 1 kHz tone keeps its level (RMS of a unit sine: 0.707).
             let level = rms(&tone[1_000..15_000]);
-            assert!((level - 0.7071).abs() < 0.01, "{rate}: {level}");
+            assert!(
+                (level - std::f32::consts::FRAC_1_SQRT_2).abs() < 0.01,
+                "{rate}: {level}"
+            );
         }
         // 11 kHz is above 16 kHz's Nyquist: it must vanish, not fold down to 5 kHz.
         let high = resample(&sine(11_000.0, 48_000, 1.0), 48_000, 16_000);
