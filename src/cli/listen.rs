@@ -26,6 +26,13 @@ pub struct ListenArgs {
     /// Overlap of consecutive 1 s windows, in [0, 1).
     #[arg(long, default_value_t = ListenOptions::default().overlap)]
     pub overlap: f32,
+    /// How far the centre of a window's sound energy may lie from its middle (fraction of the
+    /// window, 0.5: no limit) for the window to count.
+    #[arg(long, default_value_t = ListenOptions::default().centring)]
+    pub centring: f32,
+    /// Windows quieter than this RMS level (dBFS) are silence and never count.
+    #[arg(long, default_value_t = ListenOptions::default().silence_db, allow_hyphen_values = true)]
+    pub silence_db: f32,
     /// CSV of the words known to be spoken (`time_s,word` per line, the time at the word's
     /// middle): score the detections (hits within --tolerance, misses, false alarms).
     #[arg(long)]
@@ -42,6 +49,8 @@ pub fn run(args: ListenArgs, ui: Ui) -> Result<()> {
         threshold: args.threshold,
         suppression_ms: args.suppression_ms,
         overlap: args.overlap,
+        centring: args.centring,
+        silence_db: args.silence_db,
         ..ListenOptions::default()
     };
     let detections = listen_file(&base, &recognizer, &args.audio, options)?;
