@@ -28,13 +28,14 @@ pub const NOT_WORDS: &[&str] = &[BACKGROUND_NOISE, "_unknown_", "_silence_"];
 pub struct ListenOptions {
     /// Lowest probability of a word that counts. Default 0.8.
     pub threshold: f32,
-    /// After a report, windows starting within this many milliseconds are ignored. Default 500.
+    /// After a report, windows starting within this many milliseconds of the reported window's
+    /// start are ignored. Default 1000: the windows that still overlap the reported word.
     pub suppression_ms: u32,
     /// Fraction by which consecutive windows overlap, in `[0, 1)`. Default 0.75 (a window every
     /// 250 ms).
     pub overlap: f32,
     /// How far (as a fraction of the window) the centre of a window's sound energy may lie from
-    /// the window's middle for the window to count; 0.5 lets every window count. Default 0.2: a
+    /// the window's middle for the window to count; 0.5 lets every window count. Default 0.3: a
     /// window that holds only the start or end of a word (often heard, confidently, as another
     /// word) is skipped; with windows every 250 ms a word still has one centred window.
     pub centring: f32,
@@ -49,9 +50,9 @@ impl Default for ListenOptions {
     fn default() -> Self {
         ListenOptions {
             threshold: 0.8,
-            suppression_ms: 500,
+            suppression_ms: 1000,
             overlap: 0.75,
-            centring: 0.2,
+            centring: 0.3,
             silence_db: -50.0,
             batch: 16,
         }

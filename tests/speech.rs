@@ -411,9 +411,9 @@ fn listen_finds_words_in_a_long_noisy_recording() {
     let found = listen_file(&base, &recognizer, &wav, options).unwrap();
     let score = evaluate(&found, &truth, 0.5);
     eprintln!("{found:#?}\n{score:#?}");
-    // Measured: 5 of 9 words found; the 2 false alarms are words heard as another word ("yes" as
-    // "stop", "stop" as "no"), nothing is reported in the 13 s of noise alone, and each word is
-    // reported at most once. The brief's target of 80 % is not met by a recognizer trained on 10
+    // Measured: 6 of 9 words found; the 3 false alarms are words heard as another word ("stop"
+    // as "no" twice, "yes" as "stop"), nothing is reported in the 13 s of noise alone, and each
+    // word is reported at most once. The brief's target of 80 % is not met by a recognizer trained on 10
     // clips per word; see the report for the full data set.
     assert!(score.hit_rate >= 0.5, "{score:#?}");
     assert!(found.len() <= truth.len(), "{found:#?}");
