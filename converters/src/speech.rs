@@ -2,11 +2,16 @@
 //! convolutional embedding of 76-frame windows) merged into one graph that maps a batch of clips
 //! to one pooled embedding per clip.
 //!
-//! Graph: `audio` `[N, clip_samples]` (16 kHz, int16-valued floats) -> `mel/...` (the original
-//! spectrogram; its 80 dB floor made per clip instead of per batch) -> `x / 10 + 2` (openWakeWord's
-//! scaling) -> the 76-frame windows with stride 8 that fit, stacked into the batch -> `emb/...` (the
-//! original embedding model) -> [`WINDOWS`] `[N, W, 96]` -> mean and max over the windows,
-//! concatenated: [`OUTPUT`] `[N, 192]`.
+//! Graph: `audio` `[N, clip_samples]` (16 kHz, int16-valued floats) -> `padding` zeros on each
+//! side -> `mel/...` (the original spectrogram; its 80 dB floor made per clip instead of per batch)
+//! -> `x / 10 + 2` (openWakeWord's scaling) -> the 76-frame windows with stride 8 that fit, stacked
+//! into the batch -> `emb/...` (the original embedding model) -> [`WINDOWS`] `[N, W, 96]` -> mean
+//! and max over the windows, concatenated: [`OUTPUT`] `[N, 192]`. The zoo model: 1 s clips, 0.5 s
+//! padding, W = 16.
+//!
+//! Pooling, measured on synth-commands (10 words x 30, seeded 70/30 split, default head / head
+//! with lr 0.01): mean+max 71 % / 82 %, mean 72 % / 83 %, max 61 % / 76 %, the 16 windows
+//! flattened 54 % / 67 %; without padding (3 windows) mean+max gave 62 % / 68 %.
 
 use tract_onnx::pb;
 
