@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::base::BaseModel;
 use crate::cache::{sha256_hex, EmbeddingCache};
 use crate::dataset::{check_classes, count_labels, stratified_split, Dataset};
+use crate::input::audio::{self, BACKGROUND_NOISE};
 use crate::input::image::{decode_image, preprocess};
 use crate::input::InputSpec;
 use crate::{Error, Result};
@@ -84,17 +85,41 @@ impl Embeddings {
         cache_root: Option<&Path>,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(Embeddings, Vec<(PathBuf, Error)>)> {
-        let paths: Vec<PathBuf> = data.examples.iter().map(|e| e.path.clone()).collect();
-        let results = embed_files(base, &paths, cache_root, progress)?;
+        // Audio: the recordings of the background-noise class are cut into clips.
+        let noise_label = match base.input_spec()? {
+            InputSpec::Audio(_) => data.classes.iter().position(|c| c == BACKGROUND_NOISE),
+            InputSpec::Image(_) => None,
+        };
+        let is_noise = |label: usize| Some(label) == noise_label;
+        let paths: Vec<PathBuf> = data
+            .examples
+            .iter()
+            .filter(|e| !is_noise(e.label))
+            .map(|e| e.path.clone())
+            .collect();
+        let mut results = embed_files(base, &paths, cache_root, progress)?.into_iter();
         let dim = base.embedding_dim();
         let (mut rows, mut labels, mut sources, mut skipped) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        for (example, result) in data.examples.iter().zip(results) {
+        for example in &data.examples {
+            let result = match is_noise(example.label) {
+                true => {
+                    let clips = embed_noise_file(base, &example.path, cache_root)?;
+                    progress(1);
+                    clips
+                }
+                false => results
+                    .next()
+                    .unwrap_or_else(|| Err(Error::Inference("not embedded".into())))
+                    .map(|v| vec![(example.path.clone(), v)]),
+            };
             match result {
-                Ok(v) => {
-                    rows.extend(v.iter());
-                    labels.push(example.label);
-                    sources.push(example.path.clone());
+                Ok(clips) => {
+                    for (source, v) in clips {
+                        rows.extend(v.iter());
+                        labels.push(example.label);
+                        sources.push(source);
+                    }
                 }
                 Err(e) => skipped.push((example.path.clone(), e)),
             }
@@ -217,11 +242,67 @@ fn embed_one(
 pub fn prepare(bytes: &[u8], path: &Path, spec: &InputSpec) -> Result<ArrayD<f32>> {
     match spec {
         InputSpec::Image(s) => Ok(preprocess(&decode_image(bytes, path)?, s)?.into_dyn()),
-        InputSpec::Audio(_) => Err(Error::Input {
-            path: path.to_path_buf(),
-            msg: "audio examples are not supported yet".into(),
-        }),
+        InputSpec::Audio(s) => Ok(audio::preprocess(bytes, path, s)?.into_dyn()),
     }
+}
+
+/// An embedding with the example it came from.
+type SourcedEmbedding = (PathBuf, Array1<f32>);
+
+/// A background-noise recording cut into clips ([`audio::noise_clips`]), each embedded (through
+/// the cache, keyed by the file's content and the clip's index): `(source, embedding)` per clip,
+/// the source being `path#clipK`. `Ok(Err(..))` when the file is unusable, `Err(..)` when the
+/// base failed.
+fn embed_noise_file(
+    base: &BaseModel,
+    path: &Path,
+    cache_root: Option<&Path>,
+) -> Result<Result<Vec<SourcedEmbedding>>> {
+    let spec = base.input_spec()?;
+    let InputSpec::Audio(audio_spec) = spec else {
+        return Err(Error::Invalid(
+            "background noise needs an audio base".into(),
+        ));
+    };
+    let bytes = match std::fs::read(path) {
+        Ok(b) => b,
+        Err(e) => return Ok(Err(Error::io(path, e))),
+    };
+    let samples = match audio::load(&bytes, path, audio_spec) {
+        Ok(s) => s,
+        Err(e) => return Ok(Err(e)),
+    };
+    let preprocessing = serde_json::to_string(spec).map_err(|e| Error::Invalid(e.to_string()))?;
+    let cache = cache_root.map(|root| {
+        EmbeddingCache::new(
+            root,
+            base.sha256(),
+            base.cut(),
+            &preprocessing,
+            base.embedding_dim(),
+        )
+    });
+    let file_key = sha256_hex(&bytes);
+    let mut out = Vec::new();
+    for (k, clip) in audio::noise_clips(&samples, audio_spec.clip_samples)
+        .iter()
+        .enumerate()
+    {
+        let key = format!("{file_key}-clip{k}");
+        let source = PathBuf::from(format!("{}#clip{k}", path.display()));
+        if let Some(hit) = cache.as_ref().and_then(|c| c.get(&key)) {
+            out.push((source, Array1::from(hit)));
+            continue;
+        }
+        let input = audio::to_input(clip, audio_spec).insert_axis(Axis(0));
+        let row = base.embed(input.into_dyn().view())?.row(0).to_owned();
+        if let Some(c) = &cache {
+            // A cache that cannot be written only costs time later.
+            let _ = c.put(&key, row.as_slice().unwrap_or(&[]));
+        }
+        out.push((source, row));
+    }
+    Ok(Ok(out))
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -40,6 +40,7 @@ pub mod gpu;
 pub mod head;
 pub mod input;
 pub mod knn;
+pub mod listen;
 pub mod metrics;
 pub mod recognizer;
 pub mod tensor_file;

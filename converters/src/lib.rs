@@ -3,6 +3,7 @@
 pub mod efficientnet_lite;
 pub mod onnx_builder;
 pub mod package;
+pub mod speech;
 pub mod tfjs;
 pub mod tflite;
 pub mod torch;

@@ -3,6 +3,7 @@
 use prost::Message;
 use tract_onnx::pb;
 
+use crate::Error;
 pub use pb::tensor_proto::DataType;
 
 /// ONNX opset the converters emit.
@@ -152,6 +153,102 @@ impl GraphBuilder {
             attribute: attributes,
             ..Default::default()
         });
+    }
+
+    /// Copies the nodes and initializers of `graph` (an opset-13 graph from another file) into this
+    /// one, every tensor and node name prefixed with `prefix`. Each of its inputs that is not an
+    /// initializer must be bound to an existing tensor here by `bind` (`(its input, tensor)`).
+    /// Returns the new names of its outputs, in order. Graphs with subgraphs (If, Loop) are refused.
+    pub fn append_graph(
+        &mut self,
+        graph: &pb::GraphProto,
+        prefix: &str,
+        bind: &[(&str, &str)],
+    ) -> Result<Vec<String>, Error> {
+        let mut names: std::collections::HashMap<&str, String> = bind
+            .iter()
+            .map(|&(from, to)| (from, to.to_string()))
+            .collect();
+        let initializers: std::collections::HashSet<&str> =
+            graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        for input in &graph.input {
+            if !initializers.contains(input.name.as_str())
+                && !names.contains_key(input.name.as_str())
+            {
+                return Err(Error::Format(format!(
+                    "graph input `{}` is not bound to a tensor",
+                    input.name
+                )));
+            }
+        }
+        let claim = |builder: &mut Self, name: &str| -> Result<String, Error> {
+            let new = format!("{prefix}{name}");
+            if !builder.used_names.insert(new.clone()) {
+                return Err(Error::Format(format!("tensor name `{new}` is used twice")));
+            }
+            Ok(new)
+        };
+        for t in &graph.initializer {
+            if names.contains_key(t.name.as_str()) {
+                continue;
+            }
+            let new = claim(self, &t.name)?;
+            self.graph.initializer.push(pb::TensorProto {
+                name: new.clone(),
+                ..t.clone()
+            });
+            names.insert(&t.name, new);
+        }
+        for node in &graph.node {
+            if node
+                .attribute
+                .iter()
+                .any(|a| a.g.is_some() || !a.graphs.is_empty())
+            {
+                return Err(Error::Format(format!(
+                    "node `{}` ({}) has a subgraph, which cannot be merged",
+                    node.name, node.op_type
+                )));
+            }
+            let mut inputs = Vec::with_capacity(node.input.len());
+            for i in &node.input {
+                inputs.push(match (i.is_empty(), names.get(i.as_str())) {
+                    (true, _) => String::new(),
+                    (false, Some(n)) => n.clone(),
+                    (false, None) => {
+                        return Err(Error::Format(format!(
+                            "node `{}` reads `{i}` before it is produced",
+                            node.name
+                        )))
+                    }
+                });
+            }
+            let mut outputs = Vec::with_capacity(node.output.len());
+            for o in &node.output {
+                if o.is_empty() {
+                    outputs.push(String::new());
+                    continue;
+                }
+                let new = claim(self, o)?;
+                names.insert(o, new.clone());
+                outputs.push(new);
+            }
+            self.graph.node.push(pb::NodeProto {
+                name: format!("{prefix}{}", node.name),
+                input: inputs,
+                output: outputs,
+                ..node.clone()
+            });
+        }
+        graph
+            .output
+            .iter()
+            .map(|o| {
+                names.get(o.name.as_str()).cloned().ok_or_else(|| {
+                    Error::Format(format!("graph output `{}` is not produced", o.name))
+                })
+            })
+            .collect()
     }
 
     /// Adds a node with one output named after `output` (made unique); returns the output name.

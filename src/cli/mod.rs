@@ -6,6 +6,7 @@ mod demo;
 mod export;
 mod inspect;
 mod knn;
+mod listen;
 mod predict;
 mod train;
 mod ui;
@@ -41,6 +42,8 @@ enum Command {
     Eval(predict::EvalArgs),
     /// Classify files with a saved recognizer.
     Predict(predict::PredictArgs),
+    /// Find the words a speech recognizer knows in a long recording.
+    Listen(listen::ListenArgs),
     /// Write base + head as one ONNX file.
     Export(export::ExportArgs),
     /// Show a model's inputs, outputs, operators and candidate cut points.
@@ -81,6 +84,7 @@ pub fn run() -> ExitCode {
         Command::Train(a) => train::run(a, ui),
         Command::Eval(a) => predict::eval(a, ui),
         Command::Predict(a) => predict::run(a, ui),
+        Command::Listen(a) => listen::run(a, ui),
         Command::Export(a) => export::run(a, ui),
         Command::Inspect(a) => inspect::run(a, ui),
         Command::Convert(c) => convert::run(c, ui),

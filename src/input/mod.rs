@@ -2,6 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod audio;
 pub mod image;
 
 /// Memory layout of an image tensor.

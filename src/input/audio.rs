@@ -1,0 +1,280 @@
+//! Audio examples: WAV decoding (hound), mixing down, anti-aliased resampling and cutting to a clip.
+//!
+//! A file becomes the base's input in four steps: decode (PCM 8/16/24/32-bit integer or 32-bit
+//! float, any channel count and sample rate) to samples in -1..1; average the channels; resample
+//! to the spec's rate with a windowed-sinc filter whose cutoff sits below the lower of the two
+//! Nyquist frequencies; cut or pad to `clip_samples` ([`fit_clip`]: the loudest window of a longer
+//! recording, a shorter one centred in silence) and multiply by the spec's `scale`.
+
+use std::f64::consts::PI;
+use std::io::Cursor;
+use std::path::Path;
+
+use ndarray::Array1;
+
+use super::AudioSpec;
+use crate::{Error, Result};
+
+/// Name of the class folder whose long recordings are background noise: each is cut into
+/// clip-length examples of that class (as in TensorFlow.js speech-commands).
+pub const BACKGROUND_NOISE: &str = "_background_noise_";
+
+/// Lowest and highest sample rates accepted.
+const RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
+/// Zero crossings of the sinc kernel on each side (filter quality vs. cost).
+const SINC_ZEROS: f64 = 16.0;
+/// Passband edge as a fraction of the lower Nyquist frequency; the rest is the transition band.
+const PASSBAND: f64 = 0.92;
+
+/// A decoded recording: mono samples in -1..1.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Audio {
+    pub samples: Vec<f32>,
+    pub sample_rate: u32,
+}
+
+/// Decodes a WAV file's bytes and mixes its channels down to mono. `path` names the file in
+/// errors: not a WAV, an unsupported encoding, a truncated file or one without samples.
+pub fn decode_wav(bytes: &[u8], path: &Path) -> Result<Audio> {
+    let err = |msg: String| Error::Input {
+        path: path.to_path_buf(),
+        msg,
+    };
+    if bytes.is_empty() {
+        return Err(err("the file is empty".into()));
+    }
+    let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(|e| {
+        err(match e {
+            hound::Error::FormatError(m) => {
+                format!("not a readable WAV file ({m}); graft reads PCM or float WAV")
+            }
+            hound::Error::Unsupported => {
+                "unsupported WAV encoding: graft reads PCM (8/16/24/32-bit) or 32-bit float".into()
+            }
+            other => format!("cannot read WAV: {other}"),
+        })
+    })?;
+    let spec = reader.spec();
+    if spec.channels == 0 {
+        return Err(err("the WAV header declares 0 channels".into()));
+    }
+    if !RATES.contains(&spec.sample_rate) {
+        return Err(err(format!(
+            "sample rate {} Hz is outside {}..={} Hz",
+            spec.sample_rate,
+            RATES.start(),
+            RATES.end()
+        )));
+    }
+    let truncated = |e: hound::Error| {
+        err(format!(
+            "cannot read the samples ({e}); is the file truncated?"
+        ))
+    };
+    let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
+        (hound::SampleFormat::Float, 32) => reader
+            .into_samples::<f32>()
+            .collect::<std::result::Result<_, _>>()
+            .map_err(truncated)?,
+        (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
+            let full_scale = (1u64 << (bits - 1)) as f32;
+            reader
+                .into_samples::<i32>()
+                .map(|s| s.map(|v| v as f32 / full_scale))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(truncated)?
+        }
+        (format, bits) => {
+            return Err(err(format!(
+                "unsupported WAV encoding: {bits}-bit {format:?}; graft reads 8/16/24/32-bit \
+                 PCM or 32-bit float"
+            )))
+        }
+    };
+    let channels = usize::from(spec.channels);
+    if interleaved.len() < channels {
+        return Err(err("the WAV file has no samples".into()));
+    }
+    let samples = interleaved
+        .chunks_exact(channels)
+        .map(|frame| frame.iter().sum::<f32>() / channels as f32)
+        .collect();
+    Ok(Audio {
+        samples,
+        sample_rate: spec.sample_rate,
+    })
+}
+
+/// Resamples `samples` from `from` Hz to `to` Hz with a Blackman-windowed sinc (16 zero crossings)
+/// whose cutoff is 0.92 of the lower Nyquist frequency, so that downsampling does not alias. The
+/// filter is tabulated per output phase (`to / gcd(from, to)` phases); each phase is normalised
+/// to unit DC gain.
+pub fn resample(samples: &[f32], from: u32, to: u32) -> Vec<f32> {
+    if from == to || samples.is_empty() || from == 0 || to == 0 {
+        return samples.to_vec();
+    }
+    let g = gcd(from, to);
+    let (step, phases) = (u64::from(from / g), u64::from(to / g));
+    let cutoff = PASSBAND * (f64::from(to) / f64::from(from)).min(1.0);
+    let half_width = SINC_ZEROS / cutoff; // in input samples
+    let reach = half_width.ceil() as i64;
+    let taps = (2 * reach + 1) as usize;
+    let table: Vec<f32> = (0..phases)
+        .flat_map(|p| {
+            let frac = p as f64 / phases as f64;
+            let weights: Vec<f64> = (-reach..=reach)
+                .map(|k| {
+                    let d = frac - k as f64;
+                    if d.abs() >= half_width {
+                        return 0.0;
+                    }
+                    let x = cutoff * d;
+                    let sinc = if x == 0.0 {
+                        1.0
+                    } else {
+                        (PI * x).sin() / (PI * x)
+                    };
+                    let u = d / half_width;
+                    let window = 0.42 + 0.5 * (PI * u).cos() + 0.08 * (2.0 * PI * u).cos();
+                    sinc * window
+                })
+                .collect();
+            let sum: f64 = weights.iter().sum();
+            weights.into_iter().map(move |w| (w / sum) as f32)
+        })
+        .collect();
+    let len = samples.len() as u64;
+    let out_len = (len * phases).div_ceil(step);
+    (0..out_len)
+        .map(|i| {
+            let pos = i * step;
+            let (centre, phase) = ((pos / phases) as i64, (pos % phases) as usize);
+            let kernel = &table[phase * taps..(phase + 1) * taps];
+            kernel
+                .iter()
+                .zip(centre - reach..)
+                .filter(|&(_, j)| j >= 0 && (j as u64) < len)
+                .map(|(w, j)| w * samples[j as usize])
+                .sum()
+        })
+        .collect()
+}
+
+fn gcd(mut a: u32, mut b: u32) -> u32 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// Exactly `clip` samples: a longer recording gives its window of `clip` samples with the most
+/// energy (where the word is); a shorter one is centred between zeros.
+pub fn fit_clip(samples: &[f32], clip: usize) -> Vec<f32> {
+    if samples.len() <= clip {
+        let before = (clip - samples.len()) / 2;
+        let mut out = vec![0.0; clip];
+        out[before..before + samples.len()].copy_from_slice(samples);
+        return out;
+    }
+    // Running energy of each window; f64 keeps long sums exact enough.
+    let energy = |s: &f32| f64::from(*s) * f64::from(*s);
+    let mut current: f64 = samples[..clip].iter().map(energy).sum();
+    let (mut best, mut best_start) = (current, 0);
+    for start in 1..=samples.len() - clip {
+        current += energy(&samples[start + clip - 1]) - energy(&samples[start - 1]);
+        if current > best {
+            (best, best_start) = (current, start);
+        }
+    }
+    samples[best_start..best_start + clip].to_vec()
+}
+
+/// A recording at the spec's rate: decoded, mixed down and resampled.
+pub fn load(bytes: &[u8], path: &Path, spec: &AudioSpec) -> Result<Vec<f32>> {
+    let audio = decode_wav(bytes, path)?;
+    Ok(resample(
+        &audio.samples,
+        audio.sample_rate,
+        spec.sample_rate,
+    ))
+}
+
+/// The base's input for one clip of samples at the spec's rate: fitted to `clip_samples` and
+/// multiplied by `scale`.
+pub fn to_input(samples: &[f32], spec: &AudioSpec) -> Array1<f32> {
+    fit_clip(samples, spec.clip_samples)
+        .into_iter()
+        .map(|s| s * spec.scale)
+        .collect()
+}
+
+/// One example's input from a WAV file's bytes; see the module docs.
+pub fn preprocess(bytes: &[u8], path: &Path, spec: &AudioSpec) -> Result<Array1<f32>> {
+    Ok(to_input(&load(bytes, path, spec)?, spec))
+}
+
+/// A background-noise recording cut into consecutive clips of `clip` samples (the last partial
+/// one dropped unless the recording is shorter than a clip, when it is the only one, padded).
+pub fn noise_clips(samples: &[f32], clip: usize) -> Vec<Vec<f32>> {
+    if samples.len() <= clip || clip == 0 {
+        return vec![fit_clip(samples, clip)];
+    }
+    samples.chunks_exact(clip).map(<[f32]>::to_vec).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sine(freq: f64, rate: u32, seconds: f64) -> Vec<f32> {
+        let n = (f64::from(rate) * seconds) as usize;
+        (0..n)
+            .map(|i| (2.0 * PI * freq * i as f64 / f64::from(rate)).sin() as f32)
+            .collect()
+    }
+
+    fn rms(x: &[f32]) -> f32 {
+        (x.iter().map(|v| v * v).sum::<f32>() / x.len() as f32).sqrt()
+    }
+
+    #[test]
+    fn resampling_keeps_the_passband_and_removes_what_would_alias() {
+        for rate in [8_000, 22_050, 44_100, 48_000] {
+            let tone = resample(&sine(1_000.0, rate, 1.0), rate, 16_000);
+            assert_eq!(tone.len(), 16_000, "{rate}");
+            // Away from the edges a 1 kHz tone keeps its level (RMS of a unit sine: 0.707).
+            let level = rms(&tone[1_000..15_000]);
+            assert!(
+                (level - std::f32::consts::FRAC_1_SQRT_2).abs() < 0.01,
+                "{rate}: {level}"
+            );
+        }
+        // 11 kHz is above 16 kHz's Nyquist: it must vanish, not fold down to 5 kHz.
+        let high = resample(&sine(11_000.0, 48_000, 1.0), 48_000, 16_000);
+        assert!(rms(&high[1_000..15_000]) < 0.01, "{}", rms(&high));
+    }
+
+    #[test]
+    fn clips_are_the_loudest_window_or_centred() {
+        let mut long = vec![0.0f32; 30_000];
+        long[20_000..21_000].fill(0.5);
+        let clip = fit_clip(&long, 16_000);
+        assert_eq!(clip.len(), 16_000);
+        assert_eq!(clip.iter().filter(|v| **v == 0.5).count(), 1_000);
+        let short = fit_clip(&[1.0; 4], 10);
+        assert_eq!(short, [0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0, 0.0, 0.0, 0.0]);
+        assert_eq!(noise_clips(&long, 16_000).len(), 1);
+        assert_eq!(noise_clips(&vec![0.1; 40_000], 16_000).len(), 2);
+    }
+
+    #[test]
+    fn garbage_is_a_clear_error() {
+        let path = Path::new("x.wav");
+        let empty = decode_wav(b"", path).unwrap_err().to_string();
+        assert!(empty.contains("empty"), "{empty}");
+        let junk = decode_wav(b"definitely not a wav file", path)
+            .unwrap_err()
+            .to_string();
+        assert!(junk.contains("not a readable WAV"), "{junk}");
+    }
+}
