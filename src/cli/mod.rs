@@ -75,6 +75,7 @@ impl std::error::Error for AlreadyReported {}
 /// Runs the CLI; errors are printed (and, with `--json`, given as `{"error": ...}`), never panics.
 pub fn run() -> ExitCode {
     let cli = Cli::parse();
+    quiet_gpu_drivers();
     let ui = Ui {
         quiet: cli.quiet,
         json: cli.json,
@@ -100,5 +101,25 @@ pub fn run() -> ExitCode {
             }
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Mesa's Vulkan drivers print "XDG_RUNTIME_DIR is invalid" on every adapter probe when the
+/// variable is unset (headless machines, CI); give them a private folder, as a login session would.
+/// Runs before any thread is started.
+fn quiet_gpu_drivers() {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_some() {
+        return;
+    }
+    let user = std::env::var("USER").unwrap_or_else(|_| "user".into());
+    let dir = std::env::temp_dir().join(format!("graft-runtime-{user}"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        let _ = std::fs::DirBuilder::new().mode(0o700).create(&dir);
+    }
+    if dir.is_dir() {
+        // No other thread exists yet, so changing the environment is sound.
+        std::env::set_var("XDG_RUNTIME_DIR", &dir);
     }
 }
