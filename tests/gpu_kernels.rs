@@ -4,9 +4,11 @@
 //! Without a GPU adapter these tests print that they were skipped, unless `GRAFT_REQUIRE_GPU=1`,
 //! which makes them fail (CI sets it, with Mesa's lavapipe installed).
 
-use std::io::Write;
-use std::sync::{Arc, OnceLock};
+mod common;
 
+use std::sync::Arc;
+
+use common::gpu;
 use graft::gpu::{self, ops, AdapterPolicy, DeviceChoice, Gpu, GpuSimilarity};
 use graft::head::cpu::{self, DropoutStep};
 use graft::head::random::seed32;
@@ -14,28 +16,6 @@ use graft::head::{Dense, Optimizer};
 use ndarray::{Array1, Array2, ArrayView2};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
-
-/// The shared device, or `None` (after saying so) when there is none and none is required.
-fn gpu() -> Option<Arc<Gpu>> {
-    static GPU: OnceLock<Option<Arc<Gpu>>> = OnceLock::new();
-    let found = GPU.get_or_init(|| {
-        Gpu::open(AdapterPolicy::AllowSoftware)
-            .expect("opening the GPU")
-            .map(Arc::new)
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("GRAFT_REQUIRE_GPU").as_deref() != Ok("1"),
-            "GRAFT_REQUIRE_GPU=1 but no GPU adapter was found"
-        );
-        // Written past the test harness's capture, so that the skip shows in a normal run.
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: no GPU adapter (set GRAFT_REQUIRE_GPU=1 to make this a failure)"
-        );
-    }
-    found.clone()
-}
 
 /// Uniform values in `[-scale, scale)` from a seeded generator.
 fn random(rows: usize, cols: usize, scale: f32, seed: u64) -> Array2<f32> {

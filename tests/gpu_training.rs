@@ -7,68 +7,16 @@
 //! Without a GPU adapter these tests print that they were skipped, unless `GRAFT_REQUIRE_GPU=1`,
 //! which makes them fail.
 
-use std::io::Write;
-use std::sync::{Arc, OnceLock};
+mod common;
+
+use std::sync::Arc;
 use std::time::Instant;
 
+use common::{blobs, gpu};
 use graft::gpu::{AdapterPolicy, Gpu, GpuBackend};
 use graft::head::{CpuBackend, Examples, Head, HeadBackend, Optimizer};
 use graft::train::{train, EpochRecord, TrainOptions, TrainReport};
 use ndarray::Array2;
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
-/// The shared device, or `None` (after saying so) when there is none and none is required.
-fn gpu() -> Option<Arc<Gpu>> {
-    static GPU: OnceLock<Option<Arc<Gpu>>> = OnceLock::new();
-    let found = GPU.get_or_init(|| {
-        Gpu::open(AdapterPolicy::AllowSoftware)
-            .expect("opening the GPU")
-            .map(Arc::new)
-    });
-    if found.is_none() {
-        assert!(
-            std::env::var("GRAFT_REQUIRE_GPU").as_deref() != Ok("1"),
-            "GRAFT_REQUIRE_GPU=1 but no GPU adapter was found"
-        );
-        // Written past the test harness's capture, so that the skip shows in a normal run.
-        let _ = writeln!(
-            std::io::stderr(),
-            "skipped: no GPU adapter (set GRAFT_REQUIRE_GPU=1 to make this a failure)"
-        );
-    }
-    found.clone()
-}
-
-/// Standard normal sample (Box-Muller).
-fn normal(rng: &mut ChaCha8Rng) -> f32 {
-    let u1 = ((rng.next_u32() >> 8) as f64 + 1.0) / 16_777_217.0;
-    let u2 = (rng.next_u32() >> 8) as f64 / 16_777_216.0;
-    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-}
-
-/// Gaussian blobs: class centres from `centre_seed`, `counts[c]` examples of class `c` at
-/// centre + N(0, spread²) from `seed`.
-fn blobs(
-    centre_seed: u64,
-    seed: u64,
-    counts: &[usize],
-    dim: usize,
-    spread: f32,
-) -> (Array2<f32>, Vec<usize>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(centre_seed);
-    let centres = Array2::from_shape_fn((counts.len(), dim), |_| normal(&mut rng));
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let labels: Vec<usize> = counts
-        .iter()
-        .enumerate()
-        .flat_map(|(c, &n)| std::iter::repeat_n(c, n))
-        .collect();
-    let x = Array2::from_shape_fn((labels.len(), dim), |(i, j)| {
-        centres[[labels[i], j]] + spread * normal(&mut rng)
-    });
-    (x, labels)
-}
 
 struct Data {
     classes: usize,

@@ -1,6 +1,9 @@
 //! Training the head on the CPU reference backend: gradients, determinism, optimisers, early
 //! stopping, class balancing, input checks and metrics.
 
+mod common;
+
+use common::blobs;
 use graft::head::cpu::{self, CpuBackend, DropoutStep};
 use graft::head::random::seed32;
 use graft::head::{Examples, Head, HeadSpec, Optimizer};
@@ -8,38 +11,6 @@ use graft::metrics::Metrics;
 use graft::train::{train, EpochRecord, TrainOptions, TrainReport};
 use graft::Error;
 use ndarray::{Array2, ArrayView2};
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-
-/// Standard normal sample (Box-Muller) from the test generator.
-fn normal(rng: &mut ChaCha8Rng) -> f32 {
-    let u1 = ((rng.next_u32() >> 8) as f64 + 1.0) / 16_777_217.0;
-    let u2 = (rng.next_u32() >> 8) as f64 / 16_777_216.0;
-    ((-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos()) as f32
-}
-
-/// Gaussian blobs: class centres drawn from N(0, 1) per dimension (from `centre_seed`), examples at
-/// centre + N(0, spread²) (from `seed`); `counts[c]` examples of class `c`.
-fn blobs(
-    centre_seed: u64,
-    seed: u64,
-    counts: &[usize],
-    dim: usize,
-    spread: f32,
-) -> (Array2<f32>, Vec<usize>) {
-    let mut rng = ChaCha8Rng::seed_from_u64(centre_seed);
-    let centres = Array2::from_shape_fn((counts.len(), dim), |_| normal(&mut rng));
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let labels: Vec<usize> = counts
-        .iter()
-        .enumerate()
-        .flat_map(|(c, &n)| std::iter::repeat_n(c, n))
-        .collect();
-    let x = Array2::from_shape_fn((labels.len(), dim), |(i, j)| {
-        centres[[labels[i], j]] + spread * normal(&mut rng)
-    });
-    (x, labels)
-}
 
 fn run(
     classes: usize,
