@@ -130,6 +130,39 @@ fn mlp_with_dropout_smoothing_and_balance_matches_cpu_for_every_optimizer() {
     }
 }
 
+/// The real case: EfficientNet-Lite0 embeddings of the shipped Tux Paint images, split 70/30 with
+/// the default seed, trained with the default options (and once with an MLP).
+#[test]
+fn tuxpaint_embeddings_train_the_same_on_gpu_and_cpu() {
+    let Some(gpu) = gpu() else { return };
+    let base = graft::base::BaseModel::open("efficientnet-lite0", None, None, None).unwrap();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/tuxpaint-dev");
+    let dataset = graft::dataset::Dataset::from_folder(dir).unwrap();
+    let (embeddings, skipped) =
+        graft::embeddings::Embeddings::from_dataset(&base, &dataset, None, &|_| {}).unwrap();
+    assert!(skipped.is_empty());
+    let (train_set, val_set) = embeddings.split(0.3, 42).unwrap();
+    let data = Data {
+        classes: embeddings.classes.len(),
+        train: (train_set.vectors, train_set.labels),
+        val: (val_set.vectors, val_set.labels),
+    };
+    let defaults = TrainOptions::default();
+    let mlp = TrainOptions {
+        hidden: vec![64],
+        dropout: 0.2,
+        epochs: 40,
+        ..TrainOptions::default()
+    };
+    for opts in [defaults, mlp] {
+        let worst = compare(&gpu, &data, &opts);
+        eprintln!(
+            "tuxpaint-dev, hidden {:?}: worst per-epoch loss difference {worst:.1e}",
+            opts.hidden
+        );
+    }
+}
+
 #[test]
 fn early_stopping_restores_the_same_best_epoch() {
     let Some(gpu) = gpu() else { return };
