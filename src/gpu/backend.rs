@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use crate::gpu::context::{ErrorScope, Gpu};
 use crate::gpu::kernels::{to_u32, MatMul, Recorder};
-use crate::head::backend::{EpochStats, Examples, HeadBackend};
+use crate::head::backend::{check_begin, EpochStats, Examples, HeadBackend};
 use crate::head::cpu::DropoutStep;
 use crate::head::random;
 use crate::head::{Dense, Head};
@@ -150,19 +150,6 @@ fn upload_chunks(
         start += rows;
     }
     Ok(chunks)
-}
-
-fn check_set(what: &str, set: &Examples, dim: usize) -> Result<()> {
-    if set.x.nrows() != set.y.len() || set.x.ncols() != dim {
-        return Err(Error::Invalid(format!(
-            "{what} data is {}x{} with {} labels for a head taking {dim} inputs",
-            set.x.nrows(),
-            set.x.ncols(),
-            set.y.len()
-        )));
-    }
-    to_u32(&format!("{what} examples"), set.len())?;
-    Ok(())
 }
 
 fn layer_buffers(gpu: &Gpu, layer: &Dense) -> Result<LayerBuffers> {
@@ -370,16 +357,10 @@ impl HeadBackend for GpuBackend {
         class_weights: &[f32],
         opts: &TrainOptions,
     ) -> Result<()> {
-        head.check()?;
+        check_begin(head, &train, &val, class_weights)?;
         let (dim, classes) = (head.input_dim(), head.classes());
-        check_set("training", &train, dim)?;
-        check_set("validation", &val, dim)?;
-        if class_weights.len() != classes {
-            return Err(Error::Invalid(format!(
-                "{} class weights for {classes} classes",
-                class_weights.len()
-            )));
-        }
+        to_u32("training examples", train.len())?;
+        to_u32("validation examples", val.len())?;
         if opts.batch_size == 0 {
             return Err(Error::Invalid("the batch size must be positive".into()));
         }

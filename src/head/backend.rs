@@ -5,7 +5,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::head::Head;
 use crate::train::TrainOptions;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Labelled embeddings: row `i` of `x` has class `y[i]`.
 #[derive(Clone, Copy, Debug)]
@@ -74,4 +74,38 @@ pub trait HeadBackend {
     /// Ends training and returns the best remembered weights when `restore_best` and there are any,
     /// else the current ones.
     fn finish(&mut self, restore_best: bool) -> Result<Head>;
+}
+
+/// The checks every backend's `begin` makes before taking the data: the head's layers chain, both
+/// sets match the head's input size and their label counts, and there is one weight per class.
+pub fn check_begin(
+    head: &Head,
+    train: &Examples,
+    val: &Examples,
+    class_weights: &[f32],
+) -> Result<()> {
+    head.check()?;
+    check_set("training", train, head)?;
+    check_set("validation", val, head)?;
+    if class_weights.len() != head.classes() {
+        return Err(Error::Invalid(format!(
+            "{} class weights for {} classes",
+            class_weights.len(),
+            head.classes()
+        )));
+    }
+    Ok(())
+}
+
+fn check_set(what: &str, set: &Examples, head: &Head) -> Result<()> {
+    if set.x.nrows() != set.y.len() || set.x.ncols() != head.input_dim() {
+        return Err(Error::Invalid(format!(
+            "{what} data is {}x{} with {} labels for a head taking {} inputs",
+            set.x.nrows(),
+            set.x.ncols(),
+            set.y.len(),
+            head.input_dim()
+        )));
+    }
+    Ok(())
 }

@@ -23,7 +23,7 @@
 
 use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
 
-use crate::head::backend::{EpochStats, Examples, HeadBackend};
+use crate::head::backend::{check_begin, EpochStats, Examples, HeadBackend};
 use crate::head::random::{self, DropoutSite};
 use crate::head::{argmax_rows, Dense, Head};
 use crate::train::TrainOptions;
@@ -302,16 +302,7 @@ impl HeadBackend for CpuBackend {
         class_weights: &[f32],
         opts: &TrainOptions,
     ) -> Result<()> {
-        head.check()?;
-        check_shape("training", &train, head)?;
-        check_shape("validation", &val, head)?;
-        if class_weights.len() != head.classes() {
-            return Err(Error::Invalid(format!(
-                "{} class weights for {} classes",
-                class_weights.len(),
-                head.classes()
-            )));
-        }
+        check_begin(head, &train, &val, class_weights)?;
         let state = head
             .layers
             .iter()
@@ -409,20 +400,6 @@ impl HeadBackend for CpuBackend {
             _ => s.head,
         })
     }
-}
-
-/// Checks that `set` has one label per embedding and embeddings of the head's input size.
-fn check_shape(what: &str, set: &Examples, head: &Head) -> Result<()> {
-    if set.x.nrows() != set.y.len() || set.x.ncols() != head.input_dim() {
-        return Err(Error::Invalid(format!(
-            "{what} data is {}x{} with {} labels for a head taking {} inputs",
-            set.x.nrows(),
-            set.x.ncols(),
-            set.y.len(),
-            head.input_dim()
-        )));
-    }
-    Ok(())
 }
 
 /// Mean loss and accuracy over `n` examples.
