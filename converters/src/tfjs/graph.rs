@@ -1094,32 +1094,13 @@ impl<'w> Converter<'_, 'w> {
             )));
         }
         let eps = node.float("epsilon").unwrap_or(1e-4); // TF's default
-        let (mut mul, mut add) = (Vec::with_capacity(c), Vec::with_capacity(c));
-        let (gamma, beta, mean, var) = (&params[0], &params[1], &params[2], &params[3]);
-        for (((&g, &b), &m), &v) in gamma.iter().zip(beta).zip(mean).zip(var) {
-            let k = f64::from(g) / (f64::from(v) + eps).sqrt();
-            mul.push(k as f32);
-            add.push((f64::from(b) - f64::from(m) * k) as f32);
-        }
         let x = match self.input(node, 0)? {
             Input::Value(v) => v,
             Input::Const(_) => Value::plain(self.plain(node, 0)?, None),
         };
-        let dims = if x.nchw { vec![c, 1, 1] } else { vec![c] };
-        let m = self
-            .net
-            .g
-            .initializer_f32(&format!("{name}#mul"), &dims, &mul);
-        let a = self
-            .net
-            .g
-            .initializer_f32(&format!("{name}#add"), &dims, &add);
-        let y = self
-            .net
-            .g
-            .node("Mul", &[&x.name, &m], &format!("{name}#scale"), vec![]);
-        let y = self.net.g.node("Add", &[&y, &a], name, vec![]);
-        self.set(node, y, x.nchw);
+        let bn = [&params[0][..], &params[1], &params[2], &params[3]];
+        let y = self.net.batch_norm(&x, bn, eps, name);
+        self.set(node, y.name, x.nchw);
         Ok(())
     }
 

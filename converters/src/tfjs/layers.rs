@@ -878,31 +878,9 @@ impl Converter<'_> {
             vec![0.0; c]
         };
         let eps = cfg.get("epsilon").and_then(Json::as_f64).unwrap_or(1e-3);
-        let mut mul = Vec::with_capacity(c);
-        let mut add = Vec::with_capacity(c);
-        for i in 0..c {
-            let s = f64::from(gamma[i]) / (f64::from(var[i]) + eps).sqrt();
-            mul.push(s as f32);
-            add.push((f64::from(beta[i]) - f64::from(mean[i]) * s) as f32);
-        }
-        let dims: Vec<usize> = if x.nchw { vec![c, 1, 1] } else { vec![c] };
-        let m = self
+        Ok(self
             .net
-            .g
-            .initializer_f32(&format!("{name}#mul"), &dims, &mul);
-        let a = self
-            .net
-            .g
-            .initializer_f32(&format!("{name}#add"), &dims, &add);
-        let y = self
-            .net
-            .g
-            .node("Mul", &[&x.name, &m], &format!("{name}#scale"), vec![]);
-        let y = self.net.g.node("Add", &[&y, &a], name, vec![]);
-        Ok(Value {
-            name: y,
-            ..x.clone()
-        })
+            .batch_norm(x, [&gamma, &beta, &mean, &var], eps, name))
     }
 
     /// Inputs all NCHW stay NCHW; otherwise all are taken channels-last.

@@ -129,6 +129,31 @@ impl Net {
         t
     }
 
+    /// Inference batch normalisation of `x` over its channels, folded into one scale and one
+    /// offset per channel (`k = gamma / sqrt(var + eps)`, `y = x * k + (beta - mean * k)`, computed
+    /// in f64); the output is named `name` and keeps `x`'s layout.
+    pub fn batch_norm(&mut self, x: &Value, params: [&[f32]; 4], eps: f64, name: &str) -> Value {
+        let [gamma, beta, mean, var] = params;
+        let c = gamma.len();
+        let (mut mul, mut add) = (Vec::with_capacity(c), Vec::with_capacity(c));
+        for (((&g, &b), &m), &v) in gamma.iter().zip(beta).zip(mean).zip(var) {
+            let k = f64::from(g) / (f64::from(v) + eps).sqrt();
+            mul.push(k as f32);
+            add.push((f64::from(b) - f64::from(m) * k) as f32);
+        }
+        let dims = if x.nchw { vec![c, 1, 1] } else { vec![c] };
+        let m = self.g.initializer_f32(&format!("{name}#mul"), &dims, &mul);
+        let a = self.g.initializer_f32(&format!("{name}#add"), &dims, &add);
+        let y = self
+            .g
+            .node("Mul", &[&x.name, &m], &format!("{name}#scale"), vec![]);
+        let y = self.g.node("Add", &[&y, &a], name, vec![]);
+        Value {
+            name: y,
+            ..x.clone()
+        }
+    }
+
     /// A convolution of NCHW input `x`, named `out`.
     pub fn conv(&mut self, x: &str, c: &Conv, out: &str) -> Result<String, Error> {
         let [kh, kw, cin, cout] = c.kernel_shape;
