@@ -4,6 +4,13 @@
 //! Any image size and aspect ratio is accepted: the image is letterboxed into the model's square
 //! input (scaled to fit keeping its aspect ratio with the existing resizer, centred, padded with
 //! black), and the keypoints are mapped back through the same transform.
+//!
+//! **Pose features** ([`normalise`]): to describe a pose independently of where the person stands
+//! and how large they appear, each keypoint's (x, y) becomes its offset from the hip midpoint
+//! (the mean of `left_hip` and `right_hip`) divided by the torso length (the distance between
+//! the shoulder midpoint and the hip midpoint); the scores are kept as they are, as confidences.
+//! y still points down, so a standing person's nose lies near (0, -1.5). [`mirror`] turns such a
+//! pose into that of the horizontally flipped image: x negated and left/right keypoints swapped.
 
 use image::{DynamicImage, Rgb, RgbImage};
 use ndarray::{s, Array3, Axis};
@@ -252,5 +259,211 @@ fn fill_disc(canvas: &mut RgbImage, cx: f32, cy: f32, radius: f32, colour: Rgb<u
                 canvas.put_pixel(x, y, colour);
             }
         }
+    }
+}
+
+/// Checks that `keypoints` are the 17 COCO keypoints in order.
+fn check_order(keypoints: &[Keypoint]) -> Result<()> {
+    let names: Vec<&str> = keypoints.iter().map(|k| k.name).collect();
+    if names != KEYPOINT_NAMES {
+        return Err(Error::Invalid(format!(
+            "expected the 17 COCO keypoints in order, got {names:?}"
+        )));
+    }
+    Ok(())
+}
+
+/// The midpoint of the two keypoints named `left` and `right` (present in COCO order).
+fn midpoint(keypoints: &[Keypoint], left: usize, right: usize) -> (f32, f32) {
+    let (a, b) = (&keypoints[left], &keypoints[right]);
+    ((a.x + b.x) / 2.0, (a.y + b.y) / 2.0)
+}
+
+/// Position- and scale-free keypoints (see the module docs): centred on the hip midpoint, in
+/// units of the torso length, scores unchanged. An error if the keypoints are not the 17 COCO
+/// keypoints in order or the torso length is zero or not finite.
+pub fn normalise(keypoints: &[Keypoint]) -> Result<Vec<Keypoint>> {
+    check_order(keypoints)?;
+    const LEFT_SHOULDER: usize = 5;
+    const LEFT_HIP: usize = 11;
+    let (sx, sy) = midpoint(keypoints, LEFT_SHOULDER, LEFT_SHOULDER + 1);
+    let (hx, hy) = midpoint(keypoints, LEFT_HIP, LEFT_HIP + 1);
+    let torso = (sx - hx).hypot(sy - hy);
+    if !(torso.is_finite() && torso > f32::EPSILON) {
+        return Err(Error::Invalid(format!(
+            "cannot normalise a pose whose torso length is {torso} (shoulder midpoint \
+             ({sx}, {sy}), hip midpoint ({hx}, {hy}))"
+        )));
+    }
+    Ok(keypoints
+        .iter()
+        .map(|k| Keypoint {
+            x: (k.x - hx) / torso,
+            y: (k.y - hy) / torso,
+            ..k.clone()
+        })
+        .collect())
+}
+
+/// The normalised pose of the horizontally flipped image: x negated, each `left_*` keypoint
+/// swapped with its `right_*` twin (names stay in COCO order). Its own inverse.
+pub fn mirror(normalised: &[Keypoint]) -> Result<Vec<Keypoint>> {
+    check_order(normalised)?;
+    Ok(KEYPOINT_NAMES
+        .iter()
+        .zip(normalised)
+        .map(|(&name, k)| {
+            let twin_name = match (name.strip_prefix("left_"), name.strip_prefix("right_")) {
+                (Some(part), _) => format!("right_{part}"),
+                (_, Some(part)) => format!("left_{part}"),
+                _ => name.to_string(),
+            };
+            let twin = normalised.iter().find(|t| t.name == twin_name).unwrap_or(k);
+            Keypoint {
+                name,
+                x: -twin.x,
+                y: twin.y,
+                score: twin.score,
+            }
+        })
+        .collect())
+}
+
+/// A pose as 51 numbers (x, y, score per keypoint, COCO order), e.g. to train a head on
+/// [`normalise`]d poses.
+pub fn features(keypoints: &[Keypoint]) -> Vec<f32> {
+    keypoints.iter().flat_map(|k| [k.x, k.y, k.score]).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A hand-made standing person: hips at y 200, shoulders at y 100 (torso 100 px), centred on
+    /// x 100, arms out to the right side of the image only (left wrist raised).
+    fn person(shift: (f32, f32), scale: f32) -> Vec<Keypoint> {
+        let at = [
+            (100.0, 50.0),  // nose
+            (105.0, 45.0),  // left eye
+            (95.0, 45.0),   // right eye
+            (110.0, 50.0),  // left ear
+            (90.0, 50.0),   // right ear
+            (120.0, 100.0), // left shoulder
+            (80.0, 100.0),  // right shoulder
+            (150.0, 80.0),  // left elbow
+            (70.0, 150.0),  // right elbow
+            (160.0, 40.0),  // left wrist
+            (70.0, 190.0),  // right wrist
+            (110.0, 200.0), // left hip
+            (90.0, 200.0),  // right hip
+            (110.0, 260.0), // left knee
+            (90.0, 260.0),  // right knee
+            (110.0, 320.0), // left ankle
+            (90.0, 320.0),  // right ankle
+        ];
+        KEYPOINT_NAMES
+            .iter()
+            .zip(at)
+            .enumerate()
+            .map(|(i, (&name, (x, y)))| Keypoint {
+                name,
+                x: x * scale + shift.0,
+                y: y * scale + shift.1,
+                score: 0.05 * i as f32,
+            })
+            .collect()
+    }
+
+    fn close(a: &[Keypoint], b: &[Keypoint]) -> bool {
+        a.len() == b.len()
+            && a.iter().zip(b).all(|(p, q)| {
+                p.name == q.name
+                    && (p.x - q.x).abs() < 1e-4
+                    && (p.y - q.y).abs() < 1e-4
+                    && p.score == q.score
+            })
+    }
+
+    #[test]
+    fn normalise_centres_on_the_hips_in_torso_units() {
+        let p = person((0.0, 0.0), 1.0);
+        let n = normalise(&p).unwrap();
+        let nose = &n[0];
+        assert_eq!((nose.x, nose.y), (0.0, -1.5));
+        assert_eq!((n[11].x, n[11].y), (0.1, 0.0));
+        assert_eq!((n[5].x, n[5].y), (0.2, -1.0));
+        assert_eq!((n[9].x, n[9].y), (0.6, -1.6));
+        assert_eq!(n[9].score, p[9].score, "scores are kept");
+        assert_eq!(features(&n).len(), 51);
+        assert_eq!(features(&n)[..3], [0.0, -1.5, 0.0]);
+    }
+
+    #[test]
+    fn normalise_ignores_position_and_scale() {
+        let a = normalise(&person((0.0, 0.0), 1.0)).unwrap();
+        let b = normalise(&person((-37.0, 412.5), 3.25)).unwrap();
+        assert!(close(&a, &b), "{a:?}\n{b:?}");
+    }
+
+    #[test]
+    fn normalise_rejects_a_zero_torso_and_wrong_keypoints() {
+        let mut p = person((0.0, 0.0), 1.0);
+        for i in [5, 6] {
+            p[i].y = 200.0;
+            p[i].x = p[i + 6].x;
+        }
+        assert!(normalise(&p).unwrap_err().to_string().contains("torso"));
+        assert!(normalise(&person((0.0, 0.0), 1.0)[..16]).is_err());
+        let mut p = person((0.0, 0.0), 1.0);
+        p.swap(1, 2);
+        assert!(normalise(&p).is_err());
+        assert!(mirror(&p).is_err());
+    }
+
+    #[test]
+    fn mirror_swaps_sides_and_negates_x() {
+        let n = normalise(&person((0.0, 0.0), 1.0)).unwrap();
+        let m = mirror(&n).unwrap();
+        let names: Vec<&str> = m.iter().map(|k| k.name).collect();
+        assert_eq!(names, KEYPOINT_NAMES);
+        // The raised wrist was the left one on the image's right; now it is the right one on the
+        // image's left, with its score.
+        assert_eq!((m[10].x, m[10].y, m[10].score), (-0.6, -1.6, n[9].score));
+        assert_eq!((m[9].x, m[9].y), (-n[10].x, n[10].y));
+        assert_eq!((m[0].x, m[0].y), (0.0, -1.5));
+        assert!(close(&mirror(&m).unwrap(), &n), "mirror is its own inverse");
+    }
+
+    #[test]
+    fn mirror_matches_normalising_the_flipped_pose() {
+        let p = person((0.0, 0.0), 1.0);
+        // Flip the image (width 300) and relabel left/right as a pose model would see them.
+        let flipped: Vec<Keypoint> = p
+            .iter()
+            .map(|k| Keypoint {
+                x: 300.0 - k.x,
+                ..k.clone()
+            })
+            .collect();
+        let relabelled: Vec<Keypoint> = KEYPOINT_NAMES
+            .iter()
+            .enumerate()
+            .map(|(i, &name)| {
+                let twin = if i == 0 {
+                    0
+                } else if i % 2 == 1 {
+                    i + 1
+                } else {
+                    i - 1
+                };
+                Keypoint {
+                    name,
+                    ..flipped[twin].clone()
+                }
+            })
+            .collect();
+        let want = normalise(&relabelled).unwrap();
+        let got = mirror(&normalise(&p).unwrap()).unwrap();
+        assert!(close(&got, &want), "{got:?}\n{want:?}");
     }
 }
