@@ -42,6 +42,7 @@ pub mod input;
 pub mod knn;
 pub mod listen;
 pub mod metrics;
+pub mod pose;
 pub mod recognizer;
 pub mod tensor_file;
 pub mod train;

@@ -7,6 +7,7 @@ mod export;
 mod inspect;
 mod knn;
 mod listen;
+mod pose;
 mod predict;
 mod train;
 mod ui;
@@ -44,6 +45,8 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Find the words a speech recognizer knows in a long recording.
     Listen(listen::ListenArgs),
+    /// Find the 17 body keypoints of the person in images (MoveNet).
+    Pose(pose::PoseArgs),
     /// Write base + head as one ONNX file.
     Export(export::ExportArgs),
     /// Show a model's inputs, outputs, operators and candidate cut points.
@@ -86,6 +89,7 @@ pub fn run() -> ExitCode {
         Command::Eval(a) => predict::eval(a, ui),
         Command::Predict(a) => predict::run(a, ui),
         Command::Listen(a) => listen::run(a, ui),
+        Command::Pose(a) => pose::run(a, ui),
         Command::Export(a) => export::run(a, ui),
         Command::Inspect(a) => inspect::run(a, ui),
         Command::Convert(c) => convert::run(c, ui),

@@ -1,0 +1,72 @@
+//! `graft pose`: the 17 body keypoints of the person in each image, optionally drawn.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use graft::base::BaseModel;
+use graft::input::image::decode_image;
+use graft::pose::{detect, draw, LOW_SCORE};
+use serde_json::json;
+
+use super::Ui;
+
+#[derive(Args)]
+pub struct PoseArgs {
+    /// PNG or JPEG images, one person each.
+    #[arg(required = true)]
+    pub images: Vec<PathBuf>,
+    /// Write the image with the skeleton drawn to this PNG file (one input image only).
+    #[arg(long)]
+    pub draw: Option<PathBuf>,
+    /// A pose model from the zoo (or an ONNX file with the same output).
+    #[arg(long, default_value = "movenet-lightning")]
+    pub base: String,
+}
+
+pub fn run(args: PoseArgs, ui: Ui) -> Result<()> {
+    if args.draw.is_some() && args.images.len() != 1 {
+        bail!(
+            "--draw writes one file: give one image (got {})",
+            args.images.len()
+        );
+    }
+    let base = BaseModel::open(&args.base, None, None, None)?;
+    let mut results = Vec::with_capacity(args.images.len());
+    for path in &args.images {
+        let bytes = std::fs::read(path).map_err(|e| graft::Error::io(path, e))?;
+        let image = decode_image(&bytes, path)?;
+        let keypoints = detect(&base, &image)?;
+        ui.say(format!(
+            "{} ({}x{})",
+            path.display(),
+            image.width(),
+            image.height()
+        ));
+        for k in &keypoints {
+            let mark = if k.is_confident() { "" } else { "  low" };
+            ui.say(format!(
+                "  {:<15} x {:>7.1}  y {:>7.1}  score {:.3}{mark}",
+                k.name, k.x, k.y, k.score
+            ));
+        }
+        if let Some(out) = &args.draw {
+            draw(&image, &keypoints)
+                .save_with_format(out, image::ImageFormat::Png)
+                .with_context(|| format!("writing {}", out.display()))?;
+            ui.say(format!("skeleton drawn to {}", out.display()));
+        }
+        let keypoints: Vec<_> = keypoints
+            .iter()
+            .map(|k| json!({ "name": k.name, "x": k.x, "y": k.y, "score": k.score, "low": !k.is_confident() }))
+            .collect();
+        results.push(json!({
+            "path": path,
+            "width": image.width(),
+            "height": image.height(),
+            "keypoints": keypoints,
+        }));
+    }
+    ui.finish(json!({ "images": results, "low_score": LOW_SCORE, "drawn": args.draw }));
+    Ok(())
+}
