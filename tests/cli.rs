@@ -399,3 +399,19 @@ fn training_on_the_gpu_is_recorded_in_the_recognizer() {
     // An unknown device is a clear error.
     graft(&cache, &["train", "--data", s(&data), "--device", "tpu"]).fails_with("tpu");
 }
+
+#[test]
+fn a_closed_stdout_is_not_a_panic() {
+    // `graft zoo list | head -0`: the reader is gone before graft writes.
+    let mut child = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["zoo", "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(out.status.success(), "{stderr}");
+}

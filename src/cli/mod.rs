@@ -101,7 +101,7 @@ pub fn run() -> ExitCode {
         Err(e) => {
             eprintln!("error: {e:#}");
             if ui.json && e.downcast_ref::<AlreadyReported>().is_none() {
-                println!("{}", serde_json::json!({ "error": format!("{e:#}") }));
+                ui::out(&serde_json::json!({ "error": format!("{e:#}") }).to_string());
             }
             ExitCode::FAILURE
         }

@@ -31,7 +31,7 @@ impl Ui {
     /// Human-readable output (stdout), unless quiet or JSON.
     pub fn say(&self, text: impl AsRef<str>) {
         if !self.quiet && !self.json {
-            println!("{}", text.as_ref());
+            out(text.as_ref());
         }
     }
 
@@ -45,7 +45,13 @@ impl Ui {
     /// The verb's result: one JSON line on stdout with `--json`.
     pub fn finish(&self, result: Value) {
         if self.json {
-            println!("{result}");
+            out(&result.to_string());
         }
     }
+}
+
+/// Writes a line to stdout; a closed stdout (`graft ... | head`) is not an error worth a panic.
+pub fn out(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{line}");
 }
