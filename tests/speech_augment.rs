@@ -137,3 +137,42 @@ fn bad_ratio_or_snr_is_a_clear_error() {
         assert!(err.contains(want), "{a:?}: {err}");
     }
 }
+
+/// `graft train --augment-noise`: copies only in the training part, the SNR range as LOW,HIGH.
+#[test]
+fn cli_adds_noisy_copies_to_the_training_part() {
+    let dir = tempfile::tempdir().unwrap();
+    let train = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
+            .args([
+                "train",
+                "--base",
+                "speech-embedding",
+                "--no-cache",
+                "--data",
+            ])
+            .arg(words())
+            .arg("-o")
+            .arg(dir.path().join("r.safetensors"))
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    let out = train(&["--augment-noise", "2", "--augment-snr", "10,30"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    // 21 training clips (7 per word) get 2 copies each; the 9 validation clips stay as they are.
+    assert!(
+        text.contains("42 noisy training copies (generated pink noise)"),
+        "{text}"
+    );
+    let validation = text
+        .lines()
+        .find(|l| l.starts_with("validation:"))
+        .unwrap_or("");
+    assert!(validation.ends_with("/9)"), "{text}");
+    let bad = train(&["--augment-noise", "2", "--augment-snr", "30"]);
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(!bad.status.success() && err.contains("LOW,HIGH"), "{err}");
+}
