@@ -12,8 +12,10 @@ use crate::cache::{sha256_hex, EmbeddingCache};
 use crate::dataset::{check_classes, count_labels, stratified_split, Dataset};
 use crate::input::audio::{self, BACKGROUND_NOISE};
 use crate::input::image::{decode_image, preprocess};
-use crate::input::InputSpec;
+use crate::input::{AudioSpec, InputSpec};
 use crate::{Error, Result};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
 
 /// Identifies the frozen base that turns examples into embeddings: stored with recognizers, KNN
 /// indexes and caches, so that a saved head is never fed embeddings from another base.
@@ -152,6 +154,210 @@ impl Embeddings {
             skipped,
         ))
     }
+}
+
+/// How [`Embeddings::augmented_with_noise`] makes noisy copies of training clips (as TensorFlow.js
+/// speech-commands' `augmentByMixingNoiseRatio`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct NoiseAugmentation {
+    /// Noisy copies per clip, 1 to [`MAX_NOISE_RATIO`].
+    pub ratio: usize,
+    /// Signal-to-noise ratio in dB, drawn uniformly from `low..=high` for each copy.
+    pub snr_db: (f32, f32),
+    /// Seed of every random choice (noise segment, offset, SNR, generated noise).
+    pub seed: u64,
+}
+
+/// Most noisy copies per clip [`NoiseAugmentation`] accepts.
+pub const MAX_NOISE_RATIO: usize = 100;
+
+/// Default SNR range of noisy copies, in dB.
+pub const DEFAULT_NOISE_SNR_DB: (f32, f32) = (5.0, 20.0);
+
+/// A noise recording to mix into clips: samples at the base's rate and the sha256 of its file.
+#[derive(Clone, Debug)]
+pub struct NoiseRecording {
+    pub sha256: String,
+    pub samples: Vec<f32>,
+}
+
+impl NoiseRecording {
+    /// Reads a WAV noise recording and resamples it to `spec`'s rate.
+    pub fn load(path: &Path, spec: &AudioSpec) -> Result<NoiseRecording> {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        Ok(NoiseRecording {
+            sha256: sha256_hex(&bytes),
+            samples: audio::load(&bytes, path, spec)?,
+        })
+    }
+}
+
+/// Where one noisy copy's noise comes from.
+enum NoiseChoice {
+    /// Recording index and start sample.
+    Recording(usize, usize),
+    /// Seed of generated pink noise.
+    Generated(u64),
+}
+
+impl Embeddings {
+    /// These embeddings followed by `aug.ratio` noisy copies of every clip that is not of the
+    /// background-noise class: each copy is the clip (re-read from its source file) mixed at a
+    /// random SNR with a random 1 s segment of a random `noise` recording, or, when `noise` is
+    /// empty, with seeded generated pink noise. Seeded: the same seed gives the same copies.
+    /// Copies are embedded with `base` through the cache under `cache_root`, keyed by the clip's
+    /// file, the noise, the offset and the SNR. Meant for the training part of a split only.
+    pub fn augmented_with_noise(
+        &self,
+        base: &BaseModel,
+        noise: &[NoiseRecording],
+        aug: &NoiseAugmentation,
+        cache_root: Option<&Path>,
+    ) -> Result<Embeddings> {
+        let (low, high) = aug.snr_db;
+        if aug.ratio == 0 || aug.ratio > MAX_NOISE_RATIO {
+            return Err(Error::Invalid(format!(
+                "noise augmentation ratio must be 1 to {MAX_NOISE_RATIO}, got {}",
+                aug.ratio
+            )));
+        }
+        if !(low.is_finite() && high.is_finite() && low <= high) {
+            return Err(Error::Invalid(format!(
+                "noise SNR range must be two finite dB values, low <= high, got {low}..{high}"
+            )));
+        }
+        let spec = base.input_spec()?;
+        let InputSpec::Audio(audio_spec) = spec else {
+            return Err(Error::Invalid(
+                "noise augmentation needs an audio base".into(),
+            ));
+        };
+        if base.reference()? != self.base {
+            return Err(Error::Invalid(
+                "noise augmentation: these embeddings come from another base".into(),
+            ));
+        }
+        let clip_len = audio_spec.clip_samples;
+        let noise_label = self.classes.iter().position(|c| c == BACKGROUND_NOISE);
+        let mut clips = Vec::new();
+        for (i, path) in self.sources.iter().enumerate() {
+            if Some(self.labels[i]) == noise_label {
+                continue;
+            }
+            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let samples = audio::fit_clip(&audio::load(&bytes, path, audio_spec)?, clip_len);
+            clips.push((i, sha256_hex(&bytes), samples));
+        }
+        let mut rng = ChaCha8Rng::seed_from_u64(aug.seed);
+        let mut jobs = Vec::with_capacity(clips.len() * aug.ratio);
+        for clip in 0..clips.len() {
+            for _ in 0..aug.ratio {
+                let choice = match noise.len() {
+                    0 => NoiseChoice::Generated(rng.random()),
+                    n => {
+                        let r = rng.random_range(0..n);
+                        let room = noise[r].samples.len().saturating_sub(clip_len);
+                        NoiseChoice::Recording(r, rng.random_range(0..=room))
+                    }
+                };
+                jobs.push((clip, choice, rng.random_range(low..=high)));
+            }
+        }
+        let preprocessing =
+            serde_json::to_string(spec).map_err(|e| Error::Invalid(e.to_string()))?;
+        let cache = cache_root.map(|root| {
+            EmbeddingCache::new(
+                root,
+                base.sha256(),
+                base.cut(),
+                &preprocessing,
+                base.embedding_dim(),
+            )
+        });
+        let embed_job = |(clip, choice, snr): &(usize, NoiseChoice, f32)| -> Result<Array1<f32>> {
+            let (_, sha, samples) = &clips[*clip];
+            let (noise_key, noise_samples) = match choice {
+                NoiseChoice::Recording(r, offset) => {
+                    let rec = &noise[*r].samples;
+                    let end = rec.len().min(offset.saturating_add(clip_len));
+                    let segment = audio::fit_clip(rec.get(*offset..end).unwrap_or(&[]), clip_len);
+                    (format!("{}-{offset}", noise[*r].sha256), segment)
+                }
+                NoiseChoice::Generated(seed) => (
+                    format!("pink{seed:016x}"),
+                    audio::pink_noise(clip_len, &mut ChaCha8Rng::seed_from_u64(*seed)),
+                ),
+            };
+            let key = format!("noisy-{sha}-{noise_key}-{:08x}", snr.to_bits());
+            if let Some(hit) = cache.as_ref().and_then(|c| c.get(&key)) {
+                return Ok(Array1::from(hit));
+            }
+            let mixed = audio::mix_at_snr(samples, &noise_samples, *snr);
+            let input = audio::to_input(&mixed, audio_spec).insert_axis(Axis(0));
+            let row = base.embed(input.into_dyn().view())?.row(0).to_owned();
+            if let Some(c) = &cache {
+                // A cache that cannot be written only costs time later.
+                let _ = c.put(&key, row.as_slice().unwrap_or(&[]));
+            }
+            Ok(row)
+        };
+        if jobs.is_empty() {
+            return Ok(self.clone());
+        }
+        let rows = parallel_map(&jobs, &embed_job)?;
+        let mut out = self.clone();
+        let copies: Vec<usize> = jobs.iter().map(|(clip, _, _)| clips[*clip].0).collect();
+        let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
+        let added = ndarray::stack(Axis(0), &views).map_err(|e| Error::Inference(e.to_string()))?;
+        out.vectors = ndarray::concatenate(Axis(0), &[self.vectors.view(), added.view()])
+            .map_err(|e| Error::Inference(e.to_string()))?;
+        for (&i, (_, _, snr)) in copies.iter().zip(&jobs) {
+            out.labels.push(self.labels[i]);
+            out.sources.push(PathBuf::from(format!(
+                "{}#noise{snr:.1}dB",
+                self.sources[i].display()
+            )));
+        }
+        Ok(out)
+    }
+}
+
+/// `f` over `items` on the machine's cores, results in order; the first error stops the work.
+fn parallel_map<T: Sync, R: Send>(
+    items: &[T],
+    f: &(dyn Fn(&T) -> Result<R> + Sync),
+) -> Result<Vec<R>> {
+    let next = AtomicUsize::new(0);
+    let slots: Vec<Mutex<Option<R>>> = items.iter().map(|_| Mutex::new(None)).collect();
+    let fatal: Mutex<Option<Error>> = Mutex::new(None);
+    let workers = std::thread::available_parallelism()
+        .map_or(1, |n| n.get())
+        .min(items.len().max(1));
+    std::thread::scope(|scope| {
+        for _ in 0..workers {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= items.len() || lock(&fatal).is_some() {
+                    break;
+                }
+                match f(&items[i]) {
+                    Ok(r) => *lock(&slots[i]) = Some(r),
+                    Err(e) => *lock(&fatal) = Some(e),
+                }
+            });
+        }
+    });
+    if let Some(e) = lock(&fatal).take() {
+        return Err(e);
+    }
+    slots
+        .into_iter()
+        .map(|s| {
+            s.into_inner()
+                .unwrap_or_else(|p| p.into_inner())
+                .ok_or_else(|| Error::Inference("not embedded".into()))
+        })
+        .collect()
 }
 
 /// Embeds image files with the frozen `base`, one result per file in order: an error in place

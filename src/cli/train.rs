@@ -7,8 +7,10 @@ use anyhow::Result;
 use clap::Args;
 use graft::base::BaseModel;
 use graft::dataset::{Dataset, DEFAULT_VAL_SPLIT};
-use graft::embeddings::Embeddings;
+use graft::embeddings::{Embeddings, NoiseAugmentation, NoiseRecording, DEFAULT_NOISE_SNR_DB};
 use graft::gpu::DeviceChoice;
+use graft::input::audio::BACKGROUND_NOISE;
+use graft::input::InputSpec;
 use graft::recognizer::Recognizer;
 use graft::train::TrainOptions;
 use serde_json::json;
@@ -28,6 +30,14 @@ pub struct TrainArgs {
     /// Fraction of each class held out for validation.
     #[arg(long, default_value_t = DEFAULT_VAL_SPLIT)]
     pub val_split: f32,
+    /// Noisy copies added per training clip of an audio base (0 = off): each mixes the clip with a
+    /// random 1 s segment of the `_background_noise_` recordings (seeded pink noise when there
+    /// are none) at a random SNR from --augment-snr. Validation stays clean.
+    #[arg(long, default_value_t = 0)]
+    pub augment_noise: usize,
+    /// SNR range in dB of the noisy copies, LOW,HIGH.
+    #[arg(long, value_delimiter = ',', default_values_t = [DEFAULT_NOISE_SNR_DB.0, DEFAULT_NOISE_SNR_DB.1])]
+    pub augment_snr: Vec<f32>,
     /// Where to write the recognizer.
     #[arg(short, long, default_value = "recognizer.safetensors")]
     pub out: PathBuf,
@@ -35,10 +45,38 @@ pub struct TrainArgs {
 
 pub fn run(args: TrainArgs, ui: Ui) -> Result<()> {
     let base = args.base.open()?;
-    let data = embed_folder(&base, &args.data, args.base.cache()?.as_deref(), ui)?;
+    let cache = args.base.cache()?;
+    let data = embed_folder(&base, &args.data, cache.as_deref(), ui)?;
     let opts = args.head.options();
     let device = args.head.device.choice()?;
-    let recognizer = train_and_report(&data, args.val_split, &opts, device, ui)?;
+    let augment = |train_set: Embeddings| -> Result<Embeddings> {
+        if args.augment_noise == 0 {
+            return Ok(train_set);
+        }
+        let [low, high] = args.augment_snr[..] else {
+            anyhow::bail!("--augment-snr takes two values, LOW,HIGH");
+        };
+        let aug = NoiseAugmentation {
+            ratio: args.augment_noise,
+            snr_db: (low, high),
+            seed: opts.seed,
+        };
+        let noise = noise_recordings(&base, &args.data)?;
+        let start = Instant::now();
+        let before = train_set.len();
+        let out = train_set.augmented_with_noise(&base, &noise, &aug, cache.as_deref())?;
+        ui.say(format!(
+            "{} noisy training copies ({}) embedded in {:.1} s",
+            out.len() - before,
+            match noise.len() {
+                0 => "generated pink noise".to_string(),
+                n => format!("{n} background-noise recording(s)"),
+            },
+            start.elapsed().as_secs_f64()
+        ));
+        Ok(out)
+    };
+    let recognizer = train_and_report_with(&data, args.val_split, &opts, device, ui, &augment)?;
     recognizer.save(&args.out)?;
     ui.say(format!("saved {}", args.out.display()));
     ui.finish(json!({
@@ -79,6 +117,27 @@ pub fn embed_folder(
     Ok(embeddings)
 }
 
+/// The WAV recordings in `dir`'s background-noise class folder, if the base takes audio.
+fn noise_recordings(base: &BaseModel, dir: &Path) -> Result<Vec<NoiseRecording>> {
+    let InputSpec::Audio(spec) = base.input_spec()? else {
+        anyhow::bail!("--augment-noise needs an audio base");
+    };
+    let folder = dir.join(BACKGROUND_NOISE);
+    if !folder.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(&folder)
+        .map_err(|e| graft::Error::io(&folder, e))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x.eq_ignore_ascii_case("wav")))
+        .collect();
+    paths.sort();
+    Ok(paths
+        .iter()
+        .map(|p| NoiseRecording::load(p, spec))
+        .collect::<graft::Result<_>>()?)
+}
+
 /// Splits, trains with a progress bar and prints the split, the result and the confusion matrix.
 pub fn train_and_report(
     data: &Embeddings,
@@ -87,7 +146,20 @@ pub fn train_and_report(
     device: DeviceChoice,
     ui: Ui,
 ) -> Result<Recognizer> {
+    train_and_report_with(data, val_split, opts, device, ui, &|t| Ok(t))
+}
+
+/// [`train_and_report`] with `augment` applied to the training part of the split.
+pub fn train_and_report_with(
+    data: &Embeddings,
+    val_split: f32,
+    opts: &TrainOptions,
+    device: DeviceChoice,
+    ui: Ui,
+    augment: &dyn Fn(Embeddings) -> Result<Embeddings>,
+) -> Result<Recognizer> {
     let (train_set, val_set) = data.split(val_split, opts.seed)?;
+    let train_set = augment(train_set)?;
     let counts = train_set.counts().into_iter().zip(val_set.counts());
     ui.say(format!("{:<16} {:>6} {:>6}", "class", "train", "val"));
     for (name, (t, v)) in data.classes.iter().zip(counts) {

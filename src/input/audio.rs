@@ -222,6 +222,40 @@ pub fn noise_clips(samples: &[f32], clip: usize) -> Vec<Vec<f32>> {
     samples.chunks_exact(clip).map(<[f32]>::to_vec).collect()
 }
 
+/// `clip` with `noise` (at least as long; the first `clip.len()` samples are used) added at a
+/// signal-to-noise ratio of `snr_db` decibels, measured over the whole clip. A silent clip or
+/// silent noise leaves the clip as it is.
+pub fn mix_at_snr(clip: &[f32], noise: &[f32], snr_db: f32) -> Vec<f32> {
+    let power =
+        |x: &[f32]| x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / x.len().max(1) as f64;
+    let noise = &noise[..clip.len().min(noise.len())];
+    let (signal_power, noise_power) = (power(clip), power(noise));
+    if signal_power == 0.0 || noise_power == 0.0 {
+        return clip.to_vec();
+    }
+    let gain = (signal_power / (noise_power * 10f64.powf(f64::from(snr_db) / 10.0))).sqrt() as f32;
+    let mut out = clip.to_vec();
+    for (o, n) in out.iter_mut().zip(noise) {
+        *o += gain * n;
+    }
+    out
+}
+
+/// `n` samples of pink (1/f) noise from uniform white noise drawn from `rng`, through Paul
+/// Kellet's economy three-pole filter; the level is arbitrary ([`mix_at_snr`] rescales it).
+pub fn pink_noise(n: usize, rng: &mut impl rand::Rng) -> Vec<f32> {
+    let (mut b0, mut b1, mut b2) = (0.0f32, 0.0f32, 0.0f32);
+    (0..n)
+        .map(|_| {
+            let white: f32 = rng.random_range(-1.0..1.0);
+            b0 = 0.99765 * b0 + white * 0.0990460;
+            b1 = 0.96300 * b1 + white * 0.2965164;
+            b2 = 0.57000 * b2 + white * 1.0526913;
+            b0 + b1 + b2 + white * 0.1848
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,5 +310,19 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(junk.contains("not a readable WAV"), "{junk}");
+    }
+
+    #[test]
+    fn noise_is_mixed_at_the_requested_snr() {
+        let clip = sine(440.0, 16_000, 1.0);
+        let mut rng = <rand_chacha::ChaCha8Rng as rand::SeedableRng>::seed_from_u64(1);
+        let noise = pink_noise(16_000, &mut rng);
+        for snr in [5.0f32, 20.0] {
+            let mixed = mix_at_snr(&clip, &noise, snr);
+            let added: Vec<f32> = mixed.iter().zip(&clip).map(|(m, c)| m - c).collect();
+            let measured = 20.0 * (rms(&clip) / rms(&added)).log10();
+            assert!((measured - snr).abs() < 0.01, "{snr}: {measured}");
+        }
+        assert_eq!(mix_at_snr(&[0.0; 8], &noise, 10.0), [0.0; 8]);
     }
 }
