@@ -264,7 +264,7 @@ fn pooling_mean_matmul_and_pad() {
     let x: Vec<f32> = (0..32).map(|i| ((i * 7) % 11) as f32).collect();
     let out = run(&onnx, &["mp", "mean", "padded"], &[1, 4, 4, 2], x.clone());
     // Max over each 2x2 block, per channel (x is NHWC: index (r * 4 + c) * 2 + ch).
-    let mut mp = vec![0f32; 8];
+    let mut mp = [0f32; 8];
     for (i, m) in mp.iter_mut().enumerate() {
         let (br, bc, ch) = (i / 4, (i / 2) % 2, i % 2);
         *m = (0..4)

@@ -37,7 +37,7 @@ fn put_u32(b: &mut [u8], pos: usize, v: u32) {
 }
 
 fn align4(b: &mut Vec<u8>) {
-    while b.len() % 4 != 0 {
+    while !b.len().is_multiple_of(4) {
         b.push(0);
     }
 }

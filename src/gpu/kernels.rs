@@ -129,16 +129,16 @@ impl MatMul {
         let plain = MatMul::plain(self.m, self.k, self.n);
         (self.a_row, self.a_col, self.b_row, self.b_col)
             == (plain.a_row, plain.a_col, plain.b_row, plain.b_col)
-            && self.k % 4 == 0
-            && self.n % 4 == 0
+            && self.k.is_multiple_of(4)
+            && self.n.is_multiple_of(4)
     }
 
     /// `A` stored transposed and row-major `B`, `m` and `n` multiples of 4 (`main_tn4`).
     fn is_vec4_tn(&self) -> bool {
         let t = MatMul::transpose_a(self.k, self.m, self.n);
         (self.a_row, self.a_col, self.b_row, self.b_col) == (t.a_row, t.a_col, t.b_row, t.b_col)
-            && self.m % 4 == 0
-            && self.n % 4 == 0
+            && self.m.is_multiple_of(4)
+            && self.n.is_multiple_of(4)
     }
 
     /// `Xᵀ · Y` for row-major `X[rows, m]`, `Y[rows, n]` (the weight gradient).

@@ -226,7 +226,7 @@ impl Machine<'_> {
         }
     }
     fn extend_dict(&mut self, target: &Value, items: Vec<Value>) -> Result<(), Error> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(err("pickle SETITEMS with an odd number of items"));
         }
         let mut it = items.into_iter();
