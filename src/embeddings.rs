@@ -263,17 +263,7 @@ impl Embeddings {
                 jobs.push((clip, choice, rng.random_range(low..=high)));
             }
         }
-        let preprocessing =
-            serde_json::to_string(spec).map_err(|e| Error::Invalid(e.to_string()))?;
-        let cache = cache_root.map(|root| {
-            EmbeddingCache::new(
-                root,
-                base.sha256(),
-                base.cut(),
-                &preprocessing,
-                base.embedding_dim(),
-            )
-        });
+        let cache = base_cache(base, cache_root)?;
         let embed_job = |(clip, choice, snr): &(usize, NoiseChoice, f32)| -> Result<Array1<f32>> {
             let (_, sha, samples) = &clips[*clip];
             let (noise_key, noise_samples) = match choice {
@@ -371,8 +361,19 @@ pub fn embed_files(
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<Vec<Result<Array1<f32>>>> {
     let spec = base.input_spec()?;
-    let preprocessing = serde_json::to_string(spec).map_err(|e| Error::Invalid(e.to_string()))?;
-    let cache = cache_root.map(|root| {
+    let cache = base_cache(base, cache_root)?;
+    parallel_map(paths, &|path: &PathBuf| {
+        let result = embed_one(base, spec, path, cache.as_ref());
+        progress(1);
+        result
+    })
+}
+
+/// The embedding cache of `base` (its sha256, cut, preprocessing and size) under `cache_root`.
+fn base_cache(base: &BaseModel, cache_root: Option<&Path>) -> Result<Option<EmbeddingCache>> {
+    let preprocessing =
+        serde_json::to_string(base.input_spec()?).map_err(|e| Error::Invalid(e.to_string()))?;
+    Ok(cache_root.map(|root| {
         EmbeddingCache::new(
             root,
             base.sha256(),
@@ -380,40 +381,7 @@ pub fn embed_files(
             &preprocessing,
             base.embedding_dim(),
         )
-    });
-    let next = AtomicUsize::new(0);
-    let slots: Vec<Mutex<Option<Result<Array1<f32>>>>> =
-        paths.iter().map(|_| Mutex::new(None)).collect();
-    let fatal: Mutex<Option<Error>> = Mutex::new(None);
-    let workers = std::thread::available_parallelism()
-        .map_or(1, |n| n.get())
-        .min(paths.len().max(1));
-    std::thread::scope(|scope| {
-        for _ in 0..workers {
-            scope.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::Relaxed);
-                if i >= paths.len() || lock(&fatal).is_some() {
-                    break;
-                }
-                match embed_one(base, spec, &paths[i], cache.as_ref()) {
-                    Ok(result) => *lock(&slots[i]) = Some(result),
-                    Err(e) => *lock(&fatal) = Some(e),
-                }
-                progress(1);
-            });
-        }
-    });
-    if let Some(e) = lock(&fatal).take() {
-        return Err(e);
-    }
-    Ok(slots
-        .into_iter()
-        .map(|s| {
-            s.into_inner()
-                .unwrap_or_else(|p| p.into_inner())
-                .unwrap_or_else(|| Err(Error::Inference("not embedded".into())))
-        })
-        .collect())
+    }))
 }
 
 /// One file: `Ok(Err(..))` when the file is unusable, `Err(..)` when the base failed.
@@ -478,16 +446,7 @@ fn embed_noise_file(
         Ok(s) => s,
         Err(e) => return Ok(Err(e)),
     };
-    let preprocessing = serde_json::to_string(spec).map_err(|e| Error::Invalid(e.to_string()))?;
-    let cache = cache_root.map(|root| {
-        EmbeddingCache::new(
-            root,
-            base.sha256(),
-            base.cut(),
-            &preprocessing,
-            base.embedding_dim(),
-        )
-    });
+    let cache = base_cache(base, cache_root)?;
     let file_key = sha256_hex(&bytes);
     let mut out = Vec::new();
     for (k, clip) in audio::noise_clips(&samples, audio_spec.clip_samples)
