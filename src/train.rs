@@ -3,6 +3,7 @@
 
 use std::time::Instant;
 
+use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::head::random::epoch_order;
@@ -40,6 +41,13 @@ pub struct TrainOptions {
     pub patience: Option<usize>,
     /// Seed of the initial weights, the shuffling and dropout. Default 42.
     pub seed: u64,
+    /// Train on standardised embeddings (each dimension centred on its training mean, all divided
+    /// by one common scale: the root of their mean variance), then fold that into the first
+    /// layer, so the saved head still takes raw embeddings. Base features can sit far from zero
+    /// (speech-embedding: means -34..66 against deviations 2..10), which slows gradient descent
+    /// down so much that early stopping ends it unconverged (synth-commands: 71 % raw, 87 %
+    /// standardised). Default true.
+    pub standardize: bool,
 }
 
 impl Default for TrainOptions {
@@ -56,6 +64,7 @@ impl Default for TrainOptions {
             balance: false,
             patience: Some(10),
             seed: 42,
+            standardize: true,
         }
     }
 }
@@ -229,13 +238,26 @@ pub fn train(
     check_examples("training", &train, spec.input_dim, classes)?;
     check_examples("validation", &val, spec.input_dim, classes)?;
     let weights = class_weights(train.y, classes, opts.balance)?;
+    let scaling = opts.standardize.then(|| Standardization::fit(train.x));
+    let (scaled_train, scaled_val);
+    let (fit, check) = match &scaling {
+        Some(s) => {
+            scaled_train = s.apply(train.x);
+            scaled_val = s.apply(val.x);
+            (
+                Examples::new(scaled_train.view(), train.y),
+                Examples::new(scaled_val.view(), val.y),
+            )
+        }
+        None => (Examples::new(train.x, train.y), Examples::new(val.x, val.y)),
+    };
     let head = Head::new(&spec, opts.seed)?;
     let n = u32::try_from(train.len())
         .map_err(|_| Error::Invalid("the training set has more than 2^32 - 1 examples".into()))?;
 
     let start = Instant::now();
-    backend.begin(&head, train, val, &weights, opts)?;
-    let early_stopping = opts.patience.filter(|_| !val.is_empty());
+    backend.begin(&head, fit, check, &weights, opts)?;
+    let early_stopping = opts.patience.filter(|_| !check.is_empty());
     let mut history = Vec::new();
     let mut best: Option<(usize, f32)> = None;
     let mut since_best = 0usize;
@@ -249,7 +271,7 @@ pub fn train(
                 epoch + 1
             )));
         }
-        let val_stats = if val.is_empty() {
+        let val_stats = if check.is_empty() {
             None
         } else {
             Some(backend.validate()?)
@@ -279,7 +301,10 @@ pub fn train(
             }
         }
     }
-    let head = backend.finish(early_stopping.is_some())?;
+    let mut head = backend.finish(early_stopping.is_some())?;
+    if let Some(s) = &scaling {
+        s.fold_into(&mut head)?;
+    }
     let best_epoch = best.map(|(e, _)| e);
     let report = TrainReport {
         backend: backend.name(),
@@ -293,4 +318,98 @@ pub fn train(
         seconds: start.elapsed().as_secs_f64(),
     };
     Ok((head, report))
+}
+
+/// `(x - mean) / scale` fitted on training embeddings: a mean per dimension, one common scale.
+struct Standardization {
+    mean: Array1<f32>,
+    scale: f32,
+}
+
+impl Standardization {
+    /// Each column's mean, and the root of the columns' mean variance as the one scale (1 when
+    /// nothing varies). One scale for all dimensions keeps their relative spreads: dividing each
+    /// by its own deviation blew the noise of 1280-d image features up to the size of the
+    /// signal (tuxpaint, seed 2: 76 % -> 52 % validation accuracy).
+    fn fit(x: ArrayView2<f32>) -> Standardization {
+        let n = x.nrows().max(1) as f64;
+        let mut mean = Array1::zeros(x.ncols());
+        let mut total_var = 0.0;
+        for (j, column) in x.columns().into_iter().enumerate() {
+            let m = column.iter().map(|&v| f64::from(v)).sum::<f64>() / n;
+            total_var += column
+                .iter()
+                .map(|&v| (f64::from(v) - m).powi(2))
+                .sum::<f64>()
+                / n;
+            mean[j] = m as f32;
+        }
+        let sd = (total_var / x.ncols().max(1) as f64).sqrt();
+        let scale = if sd.is_finite() && sd > 1e-12 {
+            sd as f32
+        } else {
+            1.0
+        };
+        Standardization { mean, scale }
+    }
+
+    fn apply(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        (&x - &self.mean) / self.scale
+    }
+
+    /// Rewrites the first layer so that on raw `x` it computes what it computed on
+    /// `(x - mean) / scale`: `W' = W / scale`, `b' = b - (mean / scale) W`.
+    fn fold_into(&self, head: &mut Head) -> Result<()> {
+        let first = head
+            .layers
+            .first_mut()
+            .ok_or_else(|| Error::Invalid("the head has no layers".into()))?;
+        first.weight /= self.scale;
+        first.bias = &first.bias - &self.mean.dot(&first.weight);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::head::HeadSpec;
+    use ndarray::array;
+
+    #[test]
+    fn folded_standardization_gives_the_same_logits_on_raw_embeddings() {
+        let x = array![
+            [10.0f32, -3.0, 0.5],
+            [12.0, -1.0, 0.7],
+            [9.0, -4.0, 0.2],
+            [11.0, -2.5, 0.9]
+        ];
+        let s = Standardization::fit(x.view());
+        let scaled = s.apply(x.view());
+        for col in scaled.columns() {
+            assert!(col.sum().abs() < 1e-4, "columns are centred");
+        }
+        let spec = HeadSpec {
+            input_dim: 3,
+            hidden: vec![4],
+            classes: 2,
+        };
+        let trained = Head::new(&spec, 7).unwrap();
+        let mut folded = trained.clone();
+        s.fold_into(&mut folded).unwrap();
+        let expected = trained.logits(scaled.view()).unwrap();
+        let got = folded.logits(x.view()).unwrap();
+        let diff = (&expected - &got)
+            .mapv(f32::abs)
+            .fold(0.0f32, |a, &b| a.max(b));
+        assert!(diff < 1e-4, "max diff {diff}");
+    }
+
+    #[test]
+    fn constant_embeddings_keep_scale_one() {
+        let x = Array2::from_elem((5, 3), 2.5f32);
+        let s = Standardization::fit(x.view());
+        assert_eq!(s.scale, 1.0);
+        assert!(s.apply(x.view()).iter().all(|&v| v == 0.0));
+    }
 }

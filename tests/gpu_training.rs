@@ -124,6 +124,7 @@ fn mlp_with_dropout_smoothing_and_balance_matches_cpu_for_every_optimizer() {
             balance: true,
             patience: Some(2),
             seed: 9,
+            standardize: true,
         };
         let worst = compare(&gpu, &data, &opts);
         eprintln!("MLP, {optimizer:?}: worst loss difference {worst:e}");

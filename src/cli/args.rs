@@ -103,6 +103,10 @@ pub struct HeadArgs {
     /// Stop after this many epochs without a lower validation loss (0: never stop early).
     #[arg(long, default_value_t = TrainOptions::default().patience.unwrap_or(0))]
     pub patience: usize,
+    /// Train on the raw embeddings; by default they are centred and rescaled for training (the
+    /// saved head still takes raw embeddings).
+    #[arg(long)]
+    pub no_standardize: bool,
     /// Seed for the split, the initial weights, shuffling and dropout.
     #[arg(long, default_value_t = TrainOptions::default().seed)]
     pub seed: u64,
@@ -149,6 +153,7 @@ impl HeadArgs {
             balance: self.balance,
             patience: (self.patience > 0).then_some(self.patience),
             seed: self.seed,
+            standardize: !self.no_standardize,
         }
     }
 }
