@@ -8,9 +8,9 @@ use graft::base::BaseModel;
 use graft::dataset::Dataset;
 use graft::embeddings::{embed_files, prepare, Embeddings};
 use graft::head::CpuBackend;
-use graft::input::audio::{decode_wav, resample, BACKGROUND_NOISE};
+use graft::input::audio::{decode_wav, load, resample, BACKGROUND_NOISE};
 use graft::input::InputSpec;
-use graft::listen::{evaluate, listen_file, ListenOptions, WordTime};
+use graft::listen::{evaluate, listen_file, ListenOptions, Listener, WordTime};
 use graft::recognizer::Recognizer;
 use graft::train::TrainOptions;
 use graft_converters::speech::{RAW_MEL, WINDOWS, WINDOW_DIM};
@@ -280,15 +280,15 @@ fn train_words(data: &Dataset) -> (BaseModel, Embeddings, Embeddings, Recognizer
     (base, train, val, recognizer)
 }
 
-/// The default recognizer on 3 words x 10 clips (seeded 70/30 split: 9 validation clips).
+/// The default recognizer on 3 words x 30 clips (seeded 70/30 split: 27 validation clips).
 #[test]
 fn default_recognizer_learns_three_words() {
     let data = Dataset::from_folder(fixture("audio/words")).unwrap();
     let (_, train, val, recognizer) = train_words(&data);
-    assert_eq!((train.len(), val.len()), (21, 9));
+    assert_eq!((train.len(), val.len()), (63, 27));
     let metrics = recognizer.evaluate(&val).unwrap();
-    // Measured 7/9 (chance: 3/9).
-    assert!(metrics.accuracy >= 6.0 / 9.0, "{metrics:?}");
+    // Chance: 9/27.
+    assert!(metrics.accuracy >= 0.85, "{metrics:?}");
 }
 
 /// Seeded coloured noise: white noise through a one-pole low-pass (`smooth` in 0..1).
@@ -304,12 +304,12 @@ fn noise(rng: &mut ChaCha8Rng, len: usize, rms: f32, smooth: f32) -> Vec<f32> {
     raw.iter().map(|v| v * rms / level).collect()
 }
 
-/// A recognizer trained on the fixture words (and noisy copies of them) plus generated background
-/// noise finds words placed at known times in 40 s of noise. The words are 3 of its own training clips per word (with new
-/// noise, at alignments it has not seen): the fixture set is too small for a recognizer that
-/// generalises to held-back clips (7 clips per word gave 6/9 held-back clips right in isolation),
-/// so this checks the streaming part (windows, utterances, suppression, timing); the figure on
-/// held-back clips comes from the full data set (see the speech report).
+/// Clips per word (of 30) held back from training and spoken in the long recording.
+const HELD_BACK: usize = 6;
+
+/// The brief's listen acceptance on the fixture words: a default recognizer trained on 24 clips
+/// of each word plus generated background noise hears the 6 held-back clips of each word, placed
+/// at known times in a long noisy recording (44.1 kHz stereo) followed by a minute of noise only.
 #[test]
 fn listen_finds_words_in_a_long_noisy_recording() {
     let rate = RATE as usize;
@@ -326,27 +326,18 @@ fn listen_finds_words_in_a_long_noisy_recording() {
             .map(|e| e.unwrap().path())
             .collect();
         files.sort();
+        assert_eq!(files.len(), 30);
         for (i, f) in files.iter().enumerate() {
-            std::fs::copy(f, dst.join(f.file_name().unwrap())).unwrap();
-            // Augmentation by hand: a copy with background noise like the recording's.
-            let clip = word_samples(f.strip_prefix(fixture("")).unwrap().to_str().unwrap());
-            let noisy: Vec<f32> = clip
-                .iter()
-                .zip(noise(&mut rng, clip.len(), 0.003, 0.5))
-                .map(|(a, b)| a + b)
-                .collect();
-            write_wav(
-                &dst.join(format!("noisy{i}.wav")),
-                &noisy,
-                RATE,
-                1,
-                16,
-                false,
-            );
-            if i >= 7 {
+            if i < files.len() - HELD_BACK {
+                std::fs::copy(f, dst.join(f.file_name().unwrap())).unwrap();
+            } else {
                 placed.push((word, f.clone()));
             }
         }
+    }
+    // Spoken in a seeded order, not word by word.
+    for i in (1..placed.len()).rev() {
+        placed.swap(i, rng.random_range(0..=i));
     }
     let noise_dir = dir.path().join("data").join(BACKGROUND_NOISE);
     std::fs::create_dir_all(&noise_dir).unwrap();
@@ -376,8 +367,10 @@ fn listen_finds_words_in_a_long_noisy_recording() {
     // 5 recordings of 8 s -> 40 one-second examples of the noise class, 70 % in training.
     assert_eq!(train.counts()[0], 28);
 
-    // 9 words, 3 s apart, then 13 s of noise only: 40 s in all, at 44.1 kHz stereo.
-    let mut recording = noise(&mut rng, 40 * rate, 0.003, 0.5);
+    // 18 words, 3 s apart from 2 s on, then 60 s of noise only (from 56 s): 116 s in all.
+    let words_end_s = 2 + 3 * placed.len();
+    let total_s = words_end_s + 60;
+    let mut recording = noise(&mut rng, total_s * rate, 0.003, 0.5);
     let mut truth = Vec::new();
     for (k, (word, path)) in placed.iter().enumerate() {
         let clip = word_samples(path.strip_prefix(fixture("")).unwrap().to_str().unwrap());
@@ -411,15 +404,34 @@ fn listen_finds_words_in_a_long_noisy_recording() {
     let found = listen_file(&base, &recognizer, &wav, options).unwrap();
     let score = evaluate(&found, &truth, 0.5);
     eprintln!("{found:#?}\n{score:#?}");
-    // Measured: 6 of 9 words found; the 3 false alarms are words heard as another word ("stop"
-    // as "no" twice, "yes" as "stop"), nothing is reported in the 13 s of noise alone, and each
-    // word is reported at most once. The brief's target of 80 % is not met by a recognizer trained on 10
-    // clips per word; see the report for the full data set.
-    assert!(score.hit_rate >= 0.5, "{score:#?}");
-    assert!(found.len() <= truth.len(), "{found:#?}");
-    for d in &found {
-        let near_a_word = truth.iter().any(|w| (d.centre_s() - w.time_s).abs() <= 1.0);
-        assert!(near_a_word, "detection away from every word: {d:?}");
+    // At least 80 % of the words found within 0.5 s, at most one false alarm per minute of the
+    // recording, and none in the minute of noise alone.
+    assert!(score.hit_rate >= 0.8, "{score:#?}");
+    let minutes = total_s as f64 / 60.0;
+    assert!(
+        score.false_alarms.len() as f64 <= minutes,
+        "{} false alarms in {minutes:.1} min: {score:#?}",
+        score.false_alarms.len()
+    );
+    assert!(
+        found.iter().all(|d| d.start_s < words_end_s as f64),
+        "reports in the noise-only minute: {found:#?}"
+    );
+    // Live use: the same audio pushed in uneven chunks gives the same timeline.
+    let InputSpec::Audio(spec) = base.input_spec().unwrap() else {
+        panic!("not an audio base")
+    };
+    let samples = load(&std::fs::read(&wav).unwrap(), &wav, spec).unwrap();
+    let mut listener = Listener::new(&base, &recognizer, ListenOptions::default()).unwrap();
+    let mut live = Vec::new();
+    for chunk in samples.chunks(1237) {
+        live.extend(listener.push(chunk).unwrap());
+    }
+    live.extend(listener.finish());
+    assert_eq!(live.len(), found.len(), "{live:#?}");
+    for (a, b) in live.iter().zip(&found) {
+        assert_eq!((&a.word, a.start_s), (&b.word, b.start_s));
+        assert!((a.probability - b.probability).abs() < 1e-4);
     }
     // The CLI gives the same timeline as JSON, and scores it against a truth file.
     let rec_path = dir.path().join("words.safetensors");

@@ -8,8 +8,22 @@ use graft::embeddings::{Embeddings, NoiseAugmentation, NoiseRecording, DEFAULT_N
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn words() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio/words")
+/// The first 10 fixture clips (by name) of each word, copied into a temporary folder.
+fn words() -> tempfile::TempDir {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio/words");
+    let dir = tempfile::tempdir().unwrap();
+    for word in ["no", "stop", "yes"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(src.join(word))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        std::fs::create_dir(dir.path().join(word)).unwrap();
+        for f in &files[..10] {
+            std::fs::copy(f, dir.path().join(word).join(f.file_name().unwrap())).unwrap();
+        }
+    }
+    dir
 }
 
 fn aug(ratio: usize, seed: u64) -> NoiseAugmentation {
@@ -27,19 +41,21 @@ fn max_abs_diff(a: ndarray::ArrayView1<f32>, b: ndarray::ArrayView1<f32>) -> f32
         .fold(0.0, f32::max)
 }
 
-/// Embeds the three-word fixture and splits it as `graft train` does (seeded 70/30).
-fn split() -> (BaseModel, Embeddings, Embeddings) {
+/// Embeds the three-word fixture and splits it as `graft train` does (seeded 70/30); the folder
+/// lives as long as the returned guard (the embeddings' sources point into it).
+fn split() -> (tempfile::TempDir, BaseModel, Embeddings, Embeddings) {
     let base = BaseModel::open("speech-embedding", None, None, None).unwrap();
-    let data = Dataset::from_folder(words()).unwrap();
+    let words = words();
+    let data = Dataset::from_folder(words.path()).unwrap();
     let (all, skipped) = Embeddings::from_dataset(&base, &data, None, &|_| {}).unwrap();
     assert!(skipped.is_empty(), "{skipped:?}");
     let (train, val) = all.split(0.3, 42).unwrap();
-    (base, train, val)
+    (words, base, train, val)
 }
 
 #[test]
 fn noisy_copies_are_seeded_labelled_and_differ_from_the_clips() {
-    let (base, train, val) = split();
+    let (_words, base, train, val) = split();
     let n = train.len();
     let val_before = val.vectors.clone();
     let twice = train
@@ -74,7 +90,7 @@ fn noisy_copies_are_seeded_labelled_and_differ_from_the_clips() {
 
 #[test]
 fn recordings_are_mixed_and_cached_by_their_content() {
-    let (base, train, _) = split();
+    let (_words, base, train, _) = split();
     let train = train.subset(&[0, 1, 2]);
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     // A hum with hiss, longer than a clip, so that offsets vary.
@@ -110,7 +126,7 @@ fn recordings_are_mixed_and_cached_by_their_content() {
 
 #[test]
 fn bad_ratio_or_snr_is_a_clear_error() {
-    let (base, train, _) = split();
+    let (_words, base, train, _) = split();
     let bad = [
         (aug(0, 1), "ratio must be 1 to 100"),
         (aug(101, 1), "ratio must be 1 to 100"),
@@ -142,6 +158,7 @@ fn bad_ratio_or_snr_is_a_clear_error() {
 #[test]
 fn cli_adds_noisy_copies_to_the_training_part() {
     let dir = tempfile::tempdir().unwrap();
+    let words = words();
     let train = |extra: &[&str]| {
         std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
             .args([
@@ -151,7 +168,7 @@ fn cli_adds_noisy_copies_to_the_training_part() {
                 "--no-cache",
                 "--data",
             ])
-            .arg(words())
+            .arg(words.path())
             .arg("-o")
             .arg(dir.path().join("r.safetensors"))
             .args(extra)
