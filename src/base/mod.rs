@@ -620,5 +620,6 @@ fn guess_image_spec(shape: &[usize]) -> Option<ImageSpec> {
         mean: [0.0; 3],
         std: [255.0; 3],
         center_crop: None,
+        letterbox: false,
     })
 }
