@@ -4,9 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use graft::base::BaseModel;
 use graft::input::image::decode_image;
-use graft::pose::{detect, draw, LOW_SCORE};
+use graft::pose::{detect, draw, keypoint_model, LOW_SCORE};
 use serde_json::json;
 
 use super::Ui;
@@ -31,7 +30,7 @@ pub fn run(args: PoseArgs, ui: Ui) -> Result<()> {
             args.images.len()
         );
     }
-    let base = BaseModel::open(&args.base, None, None, None)?;
+    let base = keypoint_model(&args.base)?;
     let mut results = Vec::with_capacity(args.images.len());
     for path in &args.images {
         let bytes = std::fs::read(path).map_err(|e| graft::Error::io(path, e))?;

@@ -1,25 +1,52 @@
 //! Human pose keypoints from a single-person pose model (MoveNet): the 17 COCO keypoints of one
-//! person, in pixels of the original image, and a skeleton drawing.
+//! person, in pixels of the original image, and a skeleton drawing; pose features to train a
+//! recognizer on.
 //!
 //! Any image size and aspect ratio is accepted: the image is letterboxed into the model's square
-//! input (scaled to fit keeping its aspect ratio with the existing resizer, centred, padded with
-//! black), and the keypoints are mapped back through the same transform.
+//! input (the image spec's `letterbox`: scaled to fit keeping its aspect ratio, centred, padded
+//! with black), and [`detect`] maps the keypoints back through the same [`Letterbox`].
 //!
-//! **Pose features** ([`normalise`]): to describe a pose independently of where the person stands
-//! and how large they appear, each keypoint's (x, y) becomes its offset from the hip midpoint
-//! (the mean of `left_hip` and `right_hip`) divided by the torso length (the distance between
-//! the shoulder midpoint and the hip midpoint); the scores are kept as they are, as confidences.
-//! y still points down, so a standing person's nose lies near (0, -1.5). [`mirror`] turns such a
-//! pose into that of the horizontally flipped image: x negated and left/right keypoints swapped.
+//! **Pose features** — the one definition, shared by the Rust functions and the ONNX graph:
+//!
+//! - [`normalise`]: each keypoint's (x, y) becomes its offset from the hip midpoint (the mean of
+//!   `left_hip` and `right_hip`) divided by the torso length (the distance between the shoulder
+//!   midpoint and the hip midpoint, at least [`MIN_TORSO`] so that a degenerate torso gives large
+//!   but finite numbers, never NaN or infinity); the scores are kept as they are, as confidences.
+//!   y still points down, so a standing person's nose lies near (0, -1.5).
+//! - [`features`]: the normalised pose as [`FEATURE_DIM`] = 51 numbers, keypoint by keypoint in
+//!   COCO order ([`KEYPOINT_NAMES`]): `[3 i]` = x, `[3 i + 1]` = y, `[3 i + 2]` = score of
+//!   keypoint `i`.
+//! - [`mirror`] (and [`mirror_features`] on the 51 numbers) turns a normalised pose into that of
+//!   the horizontally flipped image: x negated and left/right keypoints swapped ([`TWINS`]);
+//!   [`with_mirrored`] adds a mirrored copy of each training example (augmentation).
+//! - As a frozen base: a zoo manifest whose embedding says `"features": "pose"` (as
+//!   `movenet-lightning`'s does) makes [`BaseModel::open`] append the same normalisation as ONNX
+//!   nodes after the keypoint tensor, in memory ([`feature_model`]); the base's embedding is then
+//!   the [`FEATURES_TENSOR`] `[N, 51]`, so `graft train --base movenet-lightning`, KNN, predict
+//!   and `graft export` (image in, probabilities out) work as for images. The ONNX graph
+//!   normalises the keypoints in the model's input square (0..1), [`detect`] + [`normalise`] in
+//!   image pixels: the same numbers, since the normalisation ignores position and scale (up to
+//!   the rounding of the letterboxed size, and keypoints that [`detect`] clamps to the image).
+//!   [`keypoint_model`] opens such a base cut at its keypoints instead, for [`detect`].
+//!
+//! Test data without labelled pose photos: [`stick`] generates keypoints of a stick figure in
+//! known poses, [`turned`] makes photos of people turned by known angles.
+
+mod graph;
+pub mod stick;
+pub mod turned;
 
 use image::{DynamicImage, Rgb, RgbImage};
-use ndarray::{s, Array3, Axis};
+use ndarray::{Array2, Axis};
 use serde::Serialize;
 
 use crate::base::BaseModel;
-use crate::input::image::preprocess;
-use crate::input::{ImageSpec, Layout};
-use crate::{Error, Result};
+use crate::embeddings::Embeddings;
+use crate::input::image::{preprocess, Letterbox};
+use crate::input::ImageSpec;
+use crate::{zoo, Error, Result};
+
+pub use graph::{feature_model, FEATURES_TENSOR};
 
 /// The 17 COCO keypoints, in the order pose models report them.
 pub const KEYPOINT_NAMES: [&str; 17] = [
@@ -41,6 +68,20 @@ pub const KEYPOINT_NAMES: [&str; 17] = [
     "left_ankle",
     "right_ankle",
 ];
+
+/// For each keypoint, the index of its left/right twin in [`KEYPOINT_NAMES`] (itself for the
+/// nose): what a horizontal flip swaps.
+pub const TWINS: [usize; 17] = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15];
+
+/// Numbers per pose in [`features`]: x, y and score of each of the 17 keypoints.
+pub const FEATURE_DIM: usize = 51;
+
+/// Smallest torso length [`normalise`] divides by (in the keypoints' units; the ONNX graph uses
+/// the same value in units of the model's input): a degenerate pose gives finite features.
+pub const MIN_TORSO: f32 = 1e-6;
+
+const LEFT_SHOULDER: usize = 5;
+const LEFT_HIP: usize = 11;
 
 /// Bones of the skeleton: pairs of indexes into [`KEYPOINT_NAMES`].
 pub const SKELETON: [(usize, usize); 18] = [
@@ -84,57 +125,26 @@ impl Keypoint {
     }
 }
 
-/// Where the image lies in the model's square input: scaled to `width` x `height` pixels at
-/// offset (`left`, `top`) of an `input_size`-pixel square.
-#[derive(Clone, Copy, Debug)]
-struct Letterbox {
-    input_size: u32,
-    width: u32,
-    height: u32,
-    left: u32,
-    top: u32,
+/// Opens pose model `name_or_path` (a zoo name or an ONNX file) cut at its keypoints, for
+/// [`detect`]: a zoo model with pose features is cut before them, at its manifest's tensor.
+pub fn keypoint_model(name_or_path: &str) -> Result<BaseModel> {
+    let cut = zoo::manifest(name_or_path)
+        .ok()
+        .filter(|m| m.embedding.features == Some(zoo::Features::Pose))
+        .map(|m| m.embedding.tensor);
+    BaseModel::open(name_or_path, cut.as_deref(), None, None)
 }
 
-impl Letterbox {
-    /// The largest centred fit of `image_w` x `image_h` in a square of `input_size`.
-    fn fit(image_w: u32, image_h: u32, input_size: u32) -> Letterbox {
-        let scale = f64::from(input_size) / f64::from(image_w.max(image_h));
-        // Rounded sizes are clamped to 1..=input_size, so the casts cannot overflow.
-        let size = |d: u32| {
-            (f64::from(d) * scale)
-                .round()
-                .clamp(1.0, f64::from(input_size)) as u32
-        };
-        let (width, height) = (size(image_w), size(image_h));
-        Letterbox {
-            input_size,
-            width,
-            height,
-            left: (input_size - width) / 2,
-            top: (input_size - height) / 2,
-        }
-    }
-
-    /// Maps a model position (`x`, `y` in 0..1 of the square input) back to pixels of the
-    /// original `image_w` x `image_h` image, clamped to the image.
-    fn image_position(&self, x: f32, y: f32, image_w: u32, image_h: u32) -> (f32, f32) {
-        let axis = |v: f32, offset: u32, scaled: u32, original: u32| {
-            let input_px = f64::from(v) * f64::from(self.input_size) - f64::from(offset);
-            let px = input_px * f64::from(original) / f64::from(scaled);
-            px.clamp(0.0, f64::from(original)) as f32
-        };
-        (
-            axis(x, self.left, self.width, image_w),
-            axis(y, self.top, self.height, image_h),
-        )
-    }
-}
-
-/// Finds the 17 keypoints of the person in `image` with a pose base such as `movenet-lightning`
-/// (output `[1, 1, 17, 3]` = (y, x, score), y and x in 0..1 of its square input). Low-score
-/// keypoints are returned too; see [`Keypoint::is_confident`].
+/// Finds the 17 keypoints of the person in `image` with a pose model cut at its keypoints (see
+/// [`keypoint_model`]; output `[1, 1, 17, 3]` = (y, x, score), y and x in 0..1 of its square
+/// input). The image is letterboxed whatever the base's spec says. Low-score keypoints are
+/// returned too; see [`Keypoint::is_confident`].
 pub fn detect(base: &BaseModel, image: &DynamicImage) -> Result<Vec<Keypoint>> {
-    let spec = base.image_spec()?;
+    let spec = ImageSpec {
+        letterbox: true,
+        center_crop: None,
+        ..base.image_spec()?.clone()
+    };
     if spec.width != spec.height {
         return Err(Error::Invalid(format!(
             "base {} takes {}x{} images; pose models take a square input",
@@ -143,25 +153,27 @@ pub fn detect(base: &BaseModel, image: &DynamicImage) -> Result<Vec<Keypoint>> {
             spec.height
         )));
     }
-    if base.embedding_dim() != KEYPOINT_NAMES.len() * 3 {
+    if base.cut_shape() != [1, KEYPOINT_NAMES.len(), 3] {
         return Err(Error::Invalid(format!(
-            "base {} gives {} numbers; a pose model gives 17 keypoints x (y, x, score) = 51",
+            "base {} cut at `{}` gives {:?}; a pose model's keypoints are [1, 17, 3] (y, x, \
+             score) per example (open it with pose::keypoint_model)",
             base.name(),
-            base.embedding_dim()
+            base.cut(),
+            base.cut_shape()
         )));
     }
     let (w, h) = (image.width(), image.height());
     if w == 0 || h == 0 {
         return Err(Error::Invalid(format!("the image is empty ({w}x{h})")));
     }
-    let fit = Letterbox::fit(w, h, spec.width);
-    let input = letterbox_input(image, spec, &fit)?;
+    let fit = Letterbox::fit(w, h, spec.width, spec.height);
+    let input = preprocess(image, &spec)?;
     let output = base.embed(input.insert_axis(Axis(0)).into_dyn().view())?;
     let keypoints = KEYPOINT_NAMES
         .iter()
         .zip(output.row(0).as_slice().unwrap_or(&[]).chunks_exact(3))
         .map(|(&name, yxs)| {
-            let (x, y) = fit.image_position(yxs[1], yxs[0], w, h);
+            let (x, y) = fit.to_image(yxs[1], yxs[0], w, h);
             Keypoint {
                 name,
                 x,
@@ -177,35 +189,6 @@ pub fn detect(base: &BaseModel, image: &DynamicImage) -> Result<Vec<Keypoint>> {
         )));
     }
     Ok(keypoints)
-}
-
-/// The model input for `image` letterboxed as `fit` says: the scaled image (resized and
-/// normalised by [`preprocess`]) in a square of normalised black.
-fn letterbox_input(image: &DynamicImage, spec: &ImageSpec, fit: &Letterbox) -> Result<Array3<f32>> {
-    let scaled_spec = ImageSpec {
-        width: fit.width,
-        height: fit.height,
-        center_crop: None,
-        ..spec.clone()
-    };
-    let scaled = preprocess(image, &scaled_spec)?;
-    let n = fit.input_size as usize;
-    let (top, left) = (fit.top as usize, fit.left as usize);
-    let (sh, sw) = (fit.height as usize, fit.width as usize);
-    let black = |c: usize| (0.0 - spec.mean[c]) / spec.std[c];
-    let mut out = match spec.layout {
-        Layout::Nhwc => Array3::from_shape_fn((n, n, 3), |(_, _, c)| black(c)),
-        Layout::Nchw => Array3::from_shape_fn((3, n, n), |(c, _, _)| black(c)),
-    };
-    match spec.layout {
-        Layout::Nhwc => out
-            .slice_mut(s![top..top + sh, left..left + sw, ..])
-            .assign(&scaled),
-        Layout::Nchw => out
-            .slice_mut(s![.., top..top + sh, left..left + sw])
-            .assign(&scaled),
-    }
-    Ok(out)
 }
 
 /// Draws the skeleton on a copy of `image`: a line for each bone whose two ends are confident and
@@ -280,21 +263,24 @@ fn midpoint(keypoints: &[Keypoint], left: usize, right: usize) -> (f32, f32) {
 }
 
 /// Position- and scale-free keypoints (see the module docs): centred on the hip midpoint, in
-/// units of the torso length, scores unchanged. An error if the keypoints are not the 17 COCO
-/// keypoints in order or the torso length is zero or not finite.
+/// units of the torso length (at least [`MIN_TORSO`]), scores unchanged. An error if the
+/// keypoints are not the 17 COCO keypoints in order or a coordinate is not finite.
 pub fn normalise(keypoints: &[Keypoint]) -> Result<Vec<Keypoint>> {
     check_order(keypoints)?;
-    const LEFT_SHOULDER: usize = 5;
-    const LEFT_HIP: usize = 11;
-    let (sx, sy) = midpoint(keypoints, LEFT_SHOULDER, LEFT_SHOULDER + 1);
-    let (hx, hy) = midpoint(keypoints, LEFT_HIP, LEFT_HIP + 1);
-    let torso = (sx - hx).hypot(sy - hy);
-    if !(torso.is_finite() && torso > f32::EPSILON) {
+    if let Some(k) = keypoints
+        .iter()
+        .find(|k| !(k.x.is_finite() && k.y.is_finite()))
+    {
         return Err(Error::Invalid(format!(
-            "cannot normalise a pose whose torso length is {torso} (shoulder midpoint \
-             ({sx}, {sy}), hip midpoint ({hx}, {hy}))"
+            "cannot normalise a pose with a keypoint at ({}, {}) ({})",
+            k.x, k.y, k.name
         )));
     }
+    let (sx, sy) = midpoint(keypoints, LEFT_SHOULDER, LEFT_SHOULDER + 1);
+    let (hx, hy) = midpoint(keypoints, LEFT_HIP, LEFT_HIP + 1);
+    let (dx, dy) = (sx - hx, sy - hy);
+    // As the ONNX graph computes it: Sqrt(dx dx + dy dy), then Max with MIN_TORSO.
+    let torso = (dx * dx + dy * dy).sqrt().max(MIN_TORSO);
     Ok(keypoints
         .iter()
         .map(|k| Keypoint {
@@ -306,19 +292,14 @@ pub fn normalise(keypoints: &[Keypoint]) -> Result<Vec<Keypoint>> {
 }
 
 /// The normalised pose of the horizontally flipped image: x negated, each `left_*` keypoint
-/// swapped with its `right_*` twin (names stay in COCO order). Its own inverse.
+/// swapped with its `right_*` twin ([`TWINS`]; names stay in COCO order). Its own inverse.
 pub fn mirror(normalised: &[Keypoint]) -> Result<Vec<Keypoint>> {
     check_order(normalised)?;
     Ok(KEYPOINT_NAMES
         .iter()
-        .zip(normalised)
-        .map(|(&name, k)| {
-            let twin_name = match (name.strip_prefix("left_"), name.strip_prefix("right_")) {
-                (Some(part), _) => format!("right_{part}"),
-                (_, Some(part)) => format!("left_{part}"),
-                _ => name.to_string(),
-            };
-            let twin = normalised.iter().find(|t| t.name == twin_name).unwrap_or(k);
+        .zip(TWINS)
+        .map(|(&name, twin)| {
+            let twin = &normalised[twin];
             Keypoint {
                 name,
                 x: -twin.x,
@@ -329,8 +310,55 @@ pub fn mirror(normalised: &[Keypoint]) -> Result<Vec<Keypoint>> {
         .collect())
 }
 
-/// A pose as 51 numbers (x, y, score per keypoint, COCO order), e.g. to train a head on
-/// [`normalise`]d poses.
+/// [`mirror`] on [`features`]: the 51 numbers of the flipped pose.
+pub fn mirror_features(features: &[f32]) -> Result<Vec<f32>> {
+    if features.len() != FEATURE_DIM {
+        return Err(Error::Invalid(format!(
+            "pose features have {FEATURE_DIM} numbers, got {}",
+            features.len()
+        )));
+    }
+    Ok(TWINS
+        .iter()
+        .flat_map(|&twin| {
+            let k = &features[3 * twin..3 * twin + 3];
+            [-k[0], k[1], k[2]]
+        })
+        .collect())
+}
+
+/// `train` followed by a mirrored copy of each of its examples ([`mirror_features`]; sources
+/// marked `#mirrored`): left/right augmentation for the training part of a split of pose
+/// features. Only for classes that do not tell left from right.
+pub fn with_mirrored(train: &Embeddings) -> Result<Embeddings> {
+    if train.base.cut != FEATURES_TENSOR || train.vectors.ncols() != FEATURE_DIM {
+        return Err(Error::Invalid(format!(
+            "mirroring needs pose features (a pose base such as movenet-lightning, cut at \
+             `{FEATURES_TENSOR}`); these embeddings are `{}` [{}]",
+            train.base.cut,
+            train.vectors.ncols()
+        )));
+    }
+    let mut rows: Vec<f32> = train.vectors.iter().copied().collect();
+    for row in train.vectors.rows() {
+        rows.extend(mirror_features(&row.to_vec())?);
+    }
+    let n = train.len();
+    let mut out = train.clone();
+    out.vectors = Array2::from_shape_vec((2 * n, FEATURE_DIM), rows)
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    out.labels.extend_from_within(..);
+    out.sources.extend(
+        train
+            .sources
+            .iter()
+            .map(|p| format!("{}#mirrored", p.display()).into()),
+    );
+    Ok(out)
+}
+
+/// A pose as [`FEATURE_DIM`] numbers (x, y, score per keypoint, COCO order; see the module docs),
+/// e.g. to train a head on [`normalise`]d poses.
 pub fn features(keypoints: &[Keypoint]) -> Vec<f32> {
     keypoints.iter().flat_map(|k| [k.x, k.y, k.score]).collect()
 }
@@ -406,18 +434,47 @@ mod tests {
     }
 
     #[test]
-    fn normalise_rejects_a_zero_torso_and_wrong_keypoints() {
+    fn a_zero_torso_gives_finite_features_and_wrong_keypoints_are_errors() {
         let mut p = person((0.0, 0.0), 1.0);
         for i in [5, 6] {
             p[i].y = 200.0;
             p[i].x = p[i + 6].x;
         }
-        assert!(normalise(&p).unwrap_err().to_string().contains("torso"));
+        let n = normalise(&p).unwrap();
+        assert!(features(&n).iter().all(|v| v.is_finite()), "{n:?}");
+        // The nose, 150 px above the hips, is 150 / MIN_TORSO torso lengths away.
+        assert_eq!(n[0].y, -150.0 / MIN_TORSO);
+        p[3].x = f32::NAN;
+        assert!(normalise(&p).unwrap_err().to_string().contains("left_ear"));
         assert!(normalise(&person((0.0, 0.0), 1.0)[..16]).is_err());
         let mut p = person((0.0, 0.0), 1.0);
         p.swap(1, 2);
         assert!(normalise(&p).is_err());
         assert!(mirror(&p).is_err());
+    }
+
+    #[test]
+    fn twins_swap_left_and_right_names() {
+        for (i, &twin) in TWINS.iter().enumerate() {
+            let name = KEYPOINT_NAMES[i];
+            let want = name
+                .strip_prefix("left_")
+                .map(|part| format!("right_{part}"))
+                .or_else(|| {
+                    name.strip_prefix("right_")
+                        .map(|part| format!("left_{part}"))
+                })
+                .unwrap_or_else(|| name.to_string());
+            assert_eq!(KEYPOINT_NAMES[twin], want);
+        }
+    }
+
+    #[test]
+    fn mirror_features_is_mirror_on_the_numbers() {
+        let n = normalise(&person((3.0, -2.0), 0.7)).unwrap();
+        let m = mirror(&n).unwrap();
+        assert_eq!(mirror_features(&features(&n)).unwrap(), features(&m));
+        assert!(mirror_features(&[0.0; 50]).is_err());
     }
 
     #[test]
