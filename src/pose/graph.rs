@@ -18,7 +18,7 @@ pub const FEATURES_TENSOR: &str = "pose_features";
 /// The ONNX model `bytes` (one float input; opset 13, as graft's converters write) with the pose
 /// features of its keypoint tensor `keypoints` (`[N, 1, 17, 3]` = (y, x, score), y and x in 0..1
 /// of the input) appended as [`FEATURES_TENSOR`] `[N, 51]`, a further graph output. `path` names
-/// the model in errors. Deterministic: the same bytes give the same model.
+/// the model in errors. Deterministic: the same bytes give the same model, wherever they are.
 pub fn feature_model(bytes: &[u8], keypoints: &str, path: &Path) -> Result<Vec<u8>> {
     let model_err = |msg: String| Error::Model {
         path: path.to_path_buf(),
@@ -78,11 +78,14 @@ pub fn feature_model(bytes: &[u8], keypoints: &str, path: &Path) -> Result<Vec<u
     let features = append_features(&mut g, keypoints);
     g.output_f32(&features, &[batch, Dim::Fixed(FEATURE_DIM as i64)]);
     let doc = format!(
-        "{} with graft's pose features: keypoints `{keypoints}` centred on the hip midpoint, in \
-         torso lengths, with their scores -> `{FEATURES_TENSOR}` [N, {FEATURE_DIM}]",
-        path.display()
+        "graft's pose features: keypoints `{keypoints}` centred on the hip midpoint, in torso \
+         lengths, with their scores -> `{FEATURES_TENSOR}` [N, {FEATURE_DIM}]"
     );
-    Ok(encode(&g.finish("graft", &doc)))
+    let mut model = g.finish("graft", &doc);
+    // The bytes (and so the base's sha256, which recognizers and caches record) depend only on
+    // the keypoint model and this graph, not on where or by which graft version it was built.
+    model.producer_version.clear();
+    Ok(encode(&model))
 }
 
 /// The dims of a float tensor declaration (`None`: not a float tensor, or no shape).
@@ -262,6 +265,19 @@ mod tests {
                 assert!((a - b).abs() <= 1e-5 * b.abs().max(1.0), "{a} vs {b}");
             }
         }
+    }
+
+    #[test]
+    fn the_feature_model_depends_only_on_the_bytes() {
+        let mut g = GraphBuilder::new("keypoints");
+        let dims = [Dim::Fixed(1), Dim::Fixed(1), Dim::Fixed(17), Dim::Fixed(3)];
+        let input = g.input_f32("raw", &dims);
+        let out = g.node("Identity", &[&input], "keypoints", vec![]);
+        g.output_f32(&out, &dims);
+        let bytes = encode(&g.finish("test", ""));
+        let a = feature_model(&bytes, "keypoints", Path::new("/a/model.onnx")).unwrap();
+        let b = feature_model(&bytes, "keypoints", Path::new("/b/other.onnx")).unwrap();
+        assert_eq!(a, b);
     }
 
     #[test]
