@@ -1,4 +1,4 @@
-//! `graft pose`: the 17 body keypoints of the person in each image, optionally drawn.
+//! `graft pose`: the body keypoints of the person in each image, optionally drawn.
 
 use std::path::PathBuf;
 
@@ -18,7 +18,8 @@ pub struct PoseArgs {
     /// Write the image with the skeleton drawn to this PNG file (one input image only).
     #[arg(long)]
     pub draw: Option<PathBuf>,
-    /// A pose model from the zoo (or an ONNX file with the same output).
+    /// A pose model: movenet-lightning (17 COCO keypoints), blazepose-lite (33 landmarks; give
+    /// crops of one person), or an ONNX file with the same output as one of them.
     #[arg(long, default_value = "movenet-lightning")]
     pub base: String,
 }

@@ -1,6 +1,6 @@
-//! Human pose keypoints from a single-person pose model (MoveNet): the 17 COCO keypoints of one
-//! person, in pixels of the original image, and a skeleton drawing; pose features to train a
-//! recognizer on.
+//! Human pose keypoints from a single-person pose model (MoveNet: the 17 COCO keypoints; or
+//! BlazePose on a person crop: 33 landmarks), in pixels of the original image, and a skeleton
+//! drawing; pose features (from MoveNet's keypoints) to train a recognizer on.
 //!
 //! Any image size and aspect ratio is accepted: the image is letterboxed into the model's square
 //! input (the image spec's `letterbox`: scaled to fit keeping its aspect ratio, centred, padded
@@ -69,6 +69,155 @@ pub const KEYPOINT_NAMES: [&str; 17] = [
     "right_ankle",
 ];
 
+/// The 33 body landmarks of BlazePose (MediaPipe Pose), in the order the model gives them.
+pub const BLAZEPOSE_NAMES: [&str; 33] = [
+    "nose",
+    "left_eye_inner",
+    "left_eye",
+    "left_eye_outer",
+    "right_eye_inner",
+    "right_eye",
+    "right_eye_outer",
+    "left_ear",
+    "right_ear",
+    "mouth_left",
+    "mouth_right",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_pinky",
+    "right_pinky",
+    "left_index",
+    "right_index",
+    "left_thumb",
+    "right_thumb",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+    "left_heel",
+    "right_heel",
+    "left_foot_index",
+    "right_foot_index",
+];
+
+/// Bones of the BlazePose skeleton: pairs of indexes into [`BLAZEPOSE_NAMES`].
+pub const BLAZEPOSE_SKELETON: [(usize, usize); 35] = [
+    (0, 1),
+    (1, 2),
+    (2, 3),
+    (3, 7),
+    (0, 4),
+    (4, 5),
+    (5, 6),
+    (6, 8),
+    (9, 10),
+    (11, 12),
+    (11, 13),
+    (13, 15),
+    (15, 17),
+    (15, 19),
+    (15, 21),
+    (17, 19),
+    (12, 14),
+    (14, 16),
+    (16, 18),
+    (16, 20),
+    (16, 22),
+    (18, 20),
+    (11, 23),
+    (12, 24),
+    (23, 24),
+    (23, 25),
+    (24, 26),
+    (25, 27),
+    (26, 28),
+    (27, 29),
+    (28, 30),
+    (29, 31),
+    (30, 32),
+    (27, 31),
+    (28, 32),
+];
+
+/// Numbers per landmark in BlazePose's landmark output: x, y, z, visibility, presence.
+const BLAZEPOSE_STRIDE: usize = 5;
+/// Landmarks in BlazePose's output: the 33 body landmarks, then 6 auxiliary ones.
+const BLAZEPOSE_OUTPUT_LANDMARKS: usize = 39;
+
+/// How a pose model's output holds its keypoints.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum OutputLayout {
+    /// MoveNet: `[1, 17, 3]` = (y, x, score) per COCO keypoint, y and x in 0..1 of the input.
+    MoveNet,
+    /// BlazePose landmark model: `[195]` = (x, y, z, visibility, presence) per landmark, 33
+    /// body landmarks then 6 auxiliary ones, x and y in input pixels, visibility a logit.
+    BlazePose,
+}
+
+impl OutputLayout {
+    /// The layout of `base`'s cut, or an error saying what pose models give.
+    fn of(base: &BaseModel) -> Result<OutputLayout> {
+        match base.cut_shape() {
+            [1, 17, 3] => Ok(OutputLayout::MoveNet),
+            [n] if *n == BLAZEPOSE_OUTPUT_LANDMARKS * BLAZEPOSE_STRIDE => {
+                Ok(OutputLayout::BlazePose)
+            }
+            other => Err(Error::Invalid(format!(
+                "base {} cut at `{}` gives {other:?}; a pose model's keypoints are [1, 17, 3] \
+                 (MoveNet: y, x, score) or [195] (BlazePose landmarks) per example (open it \
+                 with pose::keypoint_model)",
+                base.name(),
+                base.cut(),
+            ))),
+        }
+    }
+
+    /// The keypoints in `output` (one example), positions mapped by `to_image` from fractions
+    /// 0..1 of the `input_size`-pixel square input.
+    fn decode(
+        self,
+        output: &[f32],
+        input_size: u32,
+        to_image: impl Fn(f32, f32) -> (f32, f32),
+    ) -> Vec<Keypoint> {
+        let keypoint = |name, x, y, score| {
+            let (x, y) = to_image(x, y);
+            Keypoint { name, x, y, score }
+        };
+        match self {
+            OutputLayout::MoveNet => KEYPOINT_NAMES
+                .iter()
+                .zip(output.chunks_exact(3))
+                .map(|(&name, yxs)| keypoint(name, yxs[1], yxs[0], yxs[2]))
+                .collect(),
+            OutputLayout::BlazePose => {
+                let size = input_size.max(1) as f32;
+                BLAZEPOSE_NAMES
+                    .iter()
+                    .zip(output.chunks_exact(BLAZEPOSE_STRIDE))
+                    .map(|(&name, l)| {
+                        let visibility = 1.0 / (1.0 + (-l[3]).exp());
+                        keypoint(name, l[0] / size, l[1] / size, visibility)
+                    })
+                    .collect()
+            }
+        }
+    }
+
+    fn count(self) -> usize {
+        match self {
+            OutputLayout::MoveNet => KEYPOINT_NAMES.len(),
+            OutputLayout::BlazePose => BLAZEPOSE_NAMES.len(),
+        }
+    }
+}
+
 /// For each keypoint, the index of its left/right twin in [`KEYPOINT_NAMES`] (itself for the
 /// nose): what a horizontal flip swaps.
 pub const TWINS: [usize; 17] = [0, 2, 1, 4, 3, 6, 5, 8, 7, 10, 9, 12, 11, 14, 13, 16, 15];
@@ -135,10 +284,13 @@ pub fn keypoint_model(name_or_path: &str) -> Result<BaseModel> {
     BaseModel::open(name_or_path, cut.as_deref(), None, None)
 }
 
-/// Finds the 17 keypoints of the person in `image` with a pose model cut at its keypoints (see
-/// [`keypoint_model`]; output `[1, 1, 17, 3]` = (y, x, score), y and x in 0..1 of its square
-/// input). The image is letterboxed whatever the base's spec says. Low-score keypoints are
-/// returned too; see [`Keypoint::is_confident`].
+/// Finds the keypoints of the person in `image` with a pose model cut at its keypoints (see
+/// [`keypoint_model`]): MoveNet's 17 COCO keypoints ([`KEYPOINT_NAMES`]; output `[1, 1, 17, 3]`
+/// = (y, x, score), y and x in 0..1 of its square input), or BlazePose's 33 landmarks
+/// ([`BLAZEPOSE_NAMES`]; output `[1, 195]`, scores the landmarks' visibility), for which `image`
+/// should be a crop around one person. The image is letterboxed whatever the base's spec says;
+/// positions are in its pixels. Low-score keypoints are returned too; see
+/// [`Keypoint::is_confident`].
 pub fn detect(base: &BaseModel, image: &DynamicImage) -> Result<Vec<Keypoint>> {
     let spec = ImageSpec {
         letterbox: true,
@@ -153,15 +305,7 @@ pub fn detect(base: &BaseModel, image: &DynamicImage) -> Result<Vec<Keypoint>> {
             spec.height
         )));
     }
-    if base.cut_shape() != [1, KEYPOINT_NAMES.len(), 3] {
-        return Err(Error::Invalid(format!(
-            "base {} cut at `{}` gives {:?}; a pose model's keypoints are [1, 17, 3] (y, x, \
-             score) per example (open it with pose::keypoint_model)",
-            base.name(),
-            base.cut(),
-            base.cut_shape()
-        )));
-    }
+    let layout = OutputLayout::of(base)?;
     let (w, h) = (image.width(), image.height());
     if w == 0 || h == 0 {
         return Err(Error::Invalid(format!("the image is empty ({w}x{h})")));
@@ -169,20 +313,12 @@ pub fn detect(base: &BaseModel, image: &DynamicImage) -> Result<Vec<Keypoint>> {
     let fit = Letterbox::fit(w, h, spec.width, spec.height);
     let input = preprocess(image, &spec)?;
     let output = base.embed(input.insert_axis(Axis(0)).into_dyn().view())?;
-    let keypoints = KEYPOINT_NAMES
-        .iter()
-        .zip(output.row(0).as_slice().unwrap_or(&[]).chunks_exact(3))
-        .map(|(&name, yxs)| {
-            let (x, y) = fit.to_image(yxs[1], yxs[0], w, h);
-            Keypoint {
-                name,
-                x,
-                y,
-                score: yxs[2],
-            }
-        })
-        .collect::<Vec<_>>();
-    if keypoints.len() != KEYPOINT_NAMES.len() {
+    let keypoints = layout.decode(
+        output.row(0).as_slice().unwrap_or(&[]),
+        spec.width,
+        |x, y| fit.to_image(x, y, w, h),
+    );
+    if keypoints.len() != layout.count() {
         return Err(Error::Inference(format!(
             "base {} gave a non-contiguous output",
             base.name()
@@ -191,12 +327,17 @@ pub fn detect(base: &BaseModel, image: &DynamicImage) -> Result<Vec<Keypoint>> {
     Ok(keypoints)
 }
 
-/// Draws the skeleton on a copy of `image`: a line for each bone whose two ends are confident and
+/// Draws the skeleton ([`SKELETON`], or [`BLAZEPOSE_SKELETON`] for 33 landmarks) on a copy of
+/// `image`: a line for each bone whose two ends are confident and
 /// a dot on each confident keypoint (left side orange, right side cyan, face white).
 pub fn draw(image: &DynamicImage, keypoints: &[Keypoint]) -> RgbImage {
     let mut canvas = image.to_rgb8();
     let thickness = (canvas.width().min(canvas.height()) as f32 / 150.0).max(1.5);
-    for &(a, b) in &SKELETON {
+    let bones: &[(usize, usize)] = match keypoints.len() == BLAZEPOSE_NAMES.len() {
+        true => &BLAZEPOSE_SKELETON,
+        false => &SKELETON,
+    };
+    for &(a, b) in bones {
         if let (Some(p), Some(q)) = (keypoints.get(a), keypoints.get(b)) {
             if p.is_confident() && q.is_confident() {
                 draw_line(&mut canvas, p, q, thickness, Rgb([255, 255, 0]));
