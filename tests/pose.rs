@@ -1,6 +1,7 @@
 //! Pose keypoints with the committed MoveNet Lightning: astronaut.png against the reference run
 //! (tests/fixtures/golden/movenet_lightning), letterboxing of non-square images, images without a
-//! person, tiny and huge images, and `graft pose --json --draw`. The pose recognizer: the ONNX
+//! person, tiny and huge images, `graft pose --json --draw`, and BlazePose's landmarks against
+//! their reference run (tests/fixtures/golden/blazepose_lite). The pose recognizer: the ONNX
 //! pose features against the Rust ones, a head on stick-figure poses (>= 95 %) and on turned
 //! photos (>= 90 %), its ONNX export against graft, mirror augmentation, and `graft train
 //! --base movenet-lightning --augment-mirror` + `graft export`.
@@ -562,4 +563,16 @@ fn cli_pose_with_blazepose_gives_33_landmarks() {
     let landmarks = json["images"][0]["keypoints"].as_array().unwrap();
     assert_eq!(landmarks.len(), 33);
     assert_eq!(landmarks[32]["name"], "right_foot_index");
+}
+
+/// MoveNet's graph is batch-1 only (an unstack of the batch): graft embeds folders one image per
+/// call, and a larger batch is a clear error, not a panic.
+#[test]
+fn the_pose_base_runs_one_image_per_call() {
+    let base = pose_features_base();
+    let one = ndarray::ArrayD::<f32>::zeros(vec![1, 192, 192, 3]);
+    assert_eq!(base.embed(one.view()).unwrap().dim(), (1, 51));
+    let two = ndarray::ArrayD::<f32>::zeros(vec![2, 192, 192, 3]);
+    let err = base.embed(two.view()).unwrap_err();
+    assert!(matches!(err, graft::Error::Inference(_)), "{err:?}");
 }
