@@ -301,6 +301,7 @@ mod tests {
                 mean: [0.0; 3],
                 std: [1.0; 3],
                 center_crop: None,
+                letterbox: false,
             }),
         }
     }

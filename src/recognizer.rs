@@ -275,6 +275,7 @@ mod tests {
                 mean: [0.0; 3],
                 std: [255.0; 3],
                 center_crop: None,
+                letterbox: false,
             }),
         }
     }

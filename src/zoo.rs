@@ -156,10 +156,23 @@ pub struct ModelFile {
 /// The embedding cut.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Embedding {
-    /// Name of the ONNX tensor to cut at.
+    /// Name of the ONNX tensor to cut at (with `features`: the tensor they are computed from).
     pub tensor: String,
     /// Length of the embedding vector.
     pub size: usize,
+    /// Features graft appends to the model after `tensor` when it loads it; the embedding is
+    /// then those features.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub features: Option<Features>,
+}
+
+/// Features computed in ONNX on top of a zoo model's output (see [`Embedding::features`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Features {
+    /// Pose keypoints `[N, 1, 17, 3]` -> normalised pose features `[N, 51]`
+    /// ([`crate::pose::feature_model`]).
+    Pose,
 }
 
 /// Converter id of EfficientNet-Lite from a PyTorch state dict.

@@ -342,6 +342,7 @@ fn knn_votes_the_same_with_gpu_similarities() {
             mean: [0.0; 3],
             std: [1.0; 3],
             center_crop: None,
+            letterbox: false,
         }),
     });
     for class in 0..4 {

@@ -3,7 +3,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use graft::input::image::{decode_image, load_image, preprocess, stack_batch};
+use graft::input::image::{decode_image, load_image, preprocess, stack_batch, Letterbox};
 use graft::input::{ChannelOrder, ImageSpec, Layout};
 use graft::Error;
 use image::{
@@ -20,6 +20,7 @@ fn raw_spec(width: u32, height: u32) -> ImageSpec {
         mean: [0.0; 3],
         std: [1.0; 3],
         center_crop: None,
+        letterbox: false,
     }
 }
 
@@ -124,6 +125,7 @@ fn center_crop_keeps_the_middle_and_resize_reaches_the_spec_size() {
     }));
     let spec = ImageSpec {
         center_crop: Some(0.5),
+        letterbox: false,
         ..raw_spec(2, 2)
     };
     let t = preprocess(&img, &spec).unwrap();
@@ -224,6 +226,7 @@ fn bad_specs_are_invalid() {
     let no_size = raw_spec(0, 4);
     let bad_crop = ImageSpec {
         center_crop: Some(1.5),
+        letterbox: false,
         ..raw_spec(2, 1)
     };
     for spec in [zero_std, no_size, bad_crop] {
@@ -253,6 +256,7 @@ fn decoding_timing() {
     }));
     let spec = ImageSpec {
         center_crop: Some(0.875),
+        letterbox: false,
         ..raw_spec(224, 224)
     };
     for format in [ImageFormat::Jpeg, ImageFormat::Png] {
@@ -271,4 +275,36 @@ fn decoding_timing() {
             "1920x1080 {format:?}: decode {decoding:.1} ms, crop + resize to 224x224 {preprocessing:.1} ms"
         );
     }
+}
+
+#[test]
+fn letterbox_pads_with_black_and_keeps_the_aspect_ratio() {
+    // A white 4x2 image in a 4x4 input: rows 1 and 2 white, rows 0 and 3 black, normalised.
+    let white = DynamicImage::ImageRgb8(RgbImage::from_pixel(4, 2, Rgb([255, 255, 255])));
+    let spec = ImageSpec {
+        letterbox: true,
+        layout: Layout::Nhwc,
+        mean: [10.0; 3],
+        std: [2.0; 3],
+        ..raw_spec(4, 4)
+    };
+    let t = preprocess(&white, &spec).unwrap();
+    assert_eq!(t.shape(), [4, 4, 3]);
+    for ((y, _, _), &v) in t.indexed_iter() {
+        let pixel = if y == 1 || y == 2 { 255.0 } else { 0.0 };
+        assert_eq!(v, (pixel - 10.0) / 2.0, "row {y}");
+    }
+    let fit = Letterbox::fit(4, 2, 4, 4);
+    assert_eq!((fit.width, fit.height, fit.left, fit.top), (4, 2, 0, 1));
+    // The input's centre is the image's centre; positions in the padding clamp to the image.
+    assert_eq!(fit.to_image(0.5, 0.5, 4, 2), (2.0, 1.0));
+    assert_eq!(fit.to_image(0.5, 0.0, 4, 2), (2.0, 0.0));
+    // A tall image: 2x8 in 4x4 becomes 1x4, one column from the left.
+    let tall = Letterbox::fit(2, 8, 4, 4);
+    assert_eq!((tall.width, tall.height, tall.left, tall.top), (1, 4, 1, 0));
+    let both = ImageSpec {
+        center_crop: Some(0.9),
+        ..spec
+    };
+    assert!(matches!(preprocess(&white, &both), Err(Error::Invalid(_))));
 }

@@ -529,21 +529,29 @@ impl BaseModel {
                 m.name
             )));
         }
-        let options = BaseOptions {
-            cut: Some(cut.unwrap_or(&m.embedding.tensor).to_string()),
-            input_shape: Some(m.input.shape()),
-        };
-        let mut base = Self::load_with(&model_path, &options)?;
-        if base.sha256 != m.model.sha256 {
+        let bytes = std::fs::read(&model_path).map_err(|e| Error::io(&model_path, e))?;
+        let sha256 = sha256_hex(&bytes);
+        if sha256 != m.model.sha256 {
             return Err(Error::Zoo(format!(
-                "{} has sha256 {} but its manifest says {}: rebuild it with `graft zoo build {}`",
+                "{} has sha256 {sha256} but its manifest says {}: rebuild it with `graft zoo build {}`",
                 model_path.display(),
-                base.sha256,
                 m.model.sha256,
                 m.name
             )));
         }
-        base.name = m.name.clone();
+        // With features, the base is the model with them appended (its sha256 is that graph's).
+        let (bytes, embedding) = match m.embedding.features {
+            None => (bytes, m.embedding.tensor.clone()),
+            Some(zoo::Features::Pose) => (
+                crate::pose::feature_model(&bytes, &m.embedding.tensor, &model_path)?,
+                crate::pose::FEATURES_TENSOR.to_string(),
+            ),
+        };
+        let options = BaseOptions {
+            cut: Some(cut.unwrap_or(&embedding).to_string()),
+            input_shape: Some(m.input.shape()),
+        };
+        let mut base = Self::build(bytes, model_path, m.name.clone(), &options)?;
         base.input = Some(m.input.clone());
         Ok(base)
     }
@@ -620,5 +628,6 @@ fn guess_image_spec(shape: &[usize]) -> Option<ImageSpec> {
         mean: [0.0; 3],
         std: [255.0; 3],
         center_crop: None,
+        letterbox: false,
     })
 }

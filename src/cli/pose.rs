@@ -1,12 +1,11 @@
-//! `graft pose`: the 17 body keypoints of the person in each image, optionally drawn.
+//! `graft pose`: the body keypoints of the person in each image, optionally drawn.
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use graft::base::BaseModel;
 use graft::input::image::decode_image;
-use graft::pose::{detect, draw, LOW_SCORE};
+use graft::pose::{detect, draw, keypoint_model, LOW_SCORE};
 use serde_json::json;
 
 use super::Ui;
@@ -19,7 +18,8 @@ pub struct PoseArgs {
     /// Write the image with the skeleton drawn to this PNG file (one input image only).
     #[arg(long)]
     pub draw: Option<PathBuf>,
-    /// A pose model from the zoo (or an ONNX file with the same output).
+    /// A pose model: movenet-lightning (17 COCO keypoints), blazepose-lite (33 landmarks; give
+    /// crops of one person), or an ONNX file with the same output as one of them.
     #[arg(long, default_value = "movenet-lightning")]
     pub base: String,
 }
@@ -31,7 +31,7 @@ pub fn run(args: PoseArgs, ui: Ui) -> Result<()> {
             args.images.len()
         );
     }
-    let base = BaseModel::open(&args.base, None, None, None)?;
+    let base = keypoint_model(&args.base)?;
     let mut results = Vec::with_capacity(args.images.len());
     for path in &args.images {
         let bytes = std::fs::read(path).map_err(|e| graft::Error::io(path, e))?;

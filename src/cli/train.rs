@@ -35,6 +35,10 @@ pub struct TrainArgs {
     /// are none) at a random SNR from --augment-snr. Validation stays clean.
     #[arg(long, default_value_t = 0)]
     pub augment_noise: usize,
+    /// Add a left/right mirrored copy of each training example of a pose base (x negated, left
+    /// and right keypoints swapped); only for classes that do not tell left from right.
+    #[arg(long)]
+    pub augment_mirror: bool,
     /// SNR range in dB of the noisy copies, LOW,HIGH.
     #[arg(long, value_delimiter = ',', default_values_t = [DEFAULT_NOISE_SNR_DB.0, DEFAULT_NOISE_SNR_DB.1])]
     pub augment_snr: Vec<f32>,
@@ -50,6 +54,17 @@ pub fn run(args: TrainArgs, ui: Ui) -> Result<()> {
     let opts = args.head.options();
     let device = args.head.device.choice()?;
     let augment = |train_set: Embeddings| -> Result<Embeddings> {
+        let train_set = match args.augment_mirror {
+            true => {
+                let mirrored = graft::pose::with_mirrored(&train_set)?;
+                ui.say(format!(
+                    "{} mirrored training copies",
+                    mirrored.len() - train_set.len()
+                ));
+                mirrored
+            }
+            false => train_set,
+        };
         if args.augment_noise == 0 {
             return Ok(train_set);
         }

@@ -45,9 +45,15 @@ pub fn run(command: ZooCommand, ui: Ui) -> Result<()> {
                     Registry::Pypi => format!("PyPI {pkg}=={ver}"),
                     Registry::Npm => format!("npm {pkg}@{ver}"),
                 };
+                let embedding = match m.embedding.features {
+                    Some(graft::zoo::Features::Pose) => {
+                        format!("{} -> pose features", m.embedding.tensor)
+                    }
+                    None => m.embedding.tensor.clone(),
+                };
                 ui.say(format!(
-                    "{:<20} {:<6} {input} -> {} ({}-d)  from {origin}{built}",
-                    m.name, m.task, m.embedding.tensor, m.embedding.size,
+                    "{:<20} {:<6} {input} -> {embedding} ({}-d)  from {origin}{built}",
+                    m.name, m.task, m.embedding.size,
                 ));
             }
             ui.finish(json!({ "models": models }));

@@ -1,5 +1,6 @@
 //! Image examples: decode a PNG or JPEG, composite alpha on white, centre crop, resize (bilinear,
-//! antialiased when shrinking), reorder channels and normalise, as an [`ImageSpec`] says.
+//! antialiased when shrinking) or letterbox, reorder channels and normalise, as an [`ImageSpec`]
+//! says.
 
 use std::path::Path;
 
@@ -100,8 +101,64 @@ fn check_spec(spec: &ImageSpec) -> Result<()> {
                 "centre crop fraction {f} must be in (0, 1]"
             )));
         }
+        if spec.letterbox {
+            return Err(Error::Invalid(
+                "an image spec cannot both centre crop and letterbox".into(),
+            ));
+        }
     }
     Ok(())
+}
+
+/// Where a letterboxed image lies in the model's input: the whole image scaled (aspect ratio
+/// kept) to `width` x `height` pixels at offset (`left`, `top`) of the `input_width` x
+/// `input_height` input, the rest black.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Letterbox {
+    pub input_width: u32,
+    pub input_height: u32,
+    pub width: u32,
+    pub height: u32,
+    pub left: u32,
+    pub top: u32,
+}
+
+impl Letterbox {
+    /// The largest centred fit of an `image_w` x `image_h` image in an `input_w` x `input_h`
+    /// input (all sizes positive).
+    pub fn fit(image_w: u32, image_h: u32, input_w: u32, input_h: u32) -> Letterbox {
+        let scale = (f64::from(input_w) / f64::from(image_w.max(1)))
+            .min(f64::from(input_h) / f64::from(image_h.max(1)));
+        // Rounded sizes are clamped to 1..=the input's size, so the casts cannot overflow.
+        let size = |d: u32, limit: u32| {
+            (f64::from(d) * scale)
+                .round()
+                .clamp(1.0, f64::from(limit.max(1))) as u32
+        };
+        let (width, height) = (size(image_w, input_w), size(image_h, input_h));
+        Letterbox {
+            input_width: input_w,
+            input_height: input_h,
+            width,
+            height,
+            left: input_w.saturating_sub(width) / 2,
+            top: input_h.saturating_sub(height) / 2,
+        }
+    }
+
+    /// Maps a position in the input (`x`, `y` as fractions 0..1 of its width and height) back to
+    /// pixels of the original `image_w` x `image_h` image, clamped to the image.
+    pub fn to_image(&self, x: f32, y: f32, image_w: u32, image_h: u32) -> (f32, f32) {
+        let axis = |v: f32, input: u32, offset: u32, scaled: u32, original: u32| {
+            let input_px = f64::from(v) * f64::from(input) - f64::from(offset);
+            let px = input_px * f64::from(original) / f64::from(scaled.max(1));
+            px.clamp(0.0, f64::from(original)) as f32
+        };
+        (
+            axis(x, self.input_width, self.left, self.width, image_w),
+            axis(y, self.input_height, self.top, self.height, image_h),
+        )
+    }
 }
 
 /// The centre crop box `(x, y, width, height)`: the largest box with the target's aspect ratio
@@ -220,6 +277,17 @@ pub fn preprocess(image: &DynamicImage, spec: &ImageSpec) -> Result<Array3<f32>>
     }
     let aspect_differs =
         u64::from(w) * u64::from(spec.height) != u64::from(h) * u64::from(spec.width);
+    let placed = match spec.letterbox {
+        true => Letterbox::fit(w, h, spec.width, spec.height),
+        false => Letterbox {
+            input_width: spec.width,
+            input_height: spec.height,
+            width: spec.width,
+            height: spec.height,
+            left: 0,
+            top: 0,
+        },
+    };
     let (x, y, cw, ch) = match spec.center_crop {
         Some(f) if f < 1.0 || aspect_differs => crop_box(w, h, spec, f),
         _ => (0, 0, w, h),
@@ -230,7 +298,7 @@ pub fn preprocess(image: &DynamicImage, spec: &ImageSpec) -> Result<Array3<f32>>
         width: cw as usize,
         height: ch as usize,
     };
-    let (ow, oh) = (spec.width as usize, spec.height as usize);
+    let (ow, oh) = (placed.width as usize, placed.height as usize);
     let row_len = w as usize * 3;
     // 8-bit images without alpha are read as they are; others are composited on white first.
     let (rgb, scale) = match image {
@@ -248,12 +316,16 @@ pub fn preprocess(image: &DynamicImage, spec: &ImageSpec) -> Result<Array3<f32>>
         ChannelOrder::Rgb => [0, 1, 2],
         ChannelOrder::Bgr => [2, 1, 0],
     };
+    // Letterbox padding is black: pixel value 0, normalised.
+    let black = |c: usize| (0.0 - spec.mean[c]) / spec.std[c];
+    let (iw, ih) = (spec.width as usize, spec.height as usize);
     let mut out = match spec.layout {
-        Layout::Nchw => Array3::zeros((3, oh, ow)),
-        Layout::Nhwc => Array3::zeros((oh, ow, 3)),
+        Layout::Nchw => Array3::from_shape_fn((3, ih, iw), |(c, _, _)| black(c)),
+        Layout::Nhwc => Array3::from_shape_fn((ih, iw, 3), |(_, _, c)| black(c)),
     };
+    let (left, top) = (placed.left as usize, placed.top as usize);
     for (i, px) in rgb.chunks_exact(3).enumerate() {
-        let (yy, xx) = (i / ow, i % ow);
+        let (yy, xx) = (top + i / ow, left + i % ow);
         for (c, &src) in order.iter().enumerate() {
             let v = (px[src] * scale - spec.mean[c]) / spec.std[c];
             match spec.layout {

@@ -24,8 +24,9 @@ pub enum ChannelOrder {
 }
 
 /// How an image becomes the base model's input tensor: decode, composite alpha on white, optional
-/// centre crop, resize (bilinear) to `width` x `height`, then `(pixel - mean) / std` per channel with
-/// pixels in 0..=255.
+/// centre crop, resize (bilinear) to `width` x `height` (or, letterboxed, to the largest fit that
+/// keeps the aspect ratio, centred and padded with black), then `(pixel - mean) / std` per channel
+/// with pixels in 0..=255.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ImageSpec {
     pub width: u32,
@@ -39,6 +40,10 @@ pub struct ImageSpec {
     /// Fraction of the shorter side kept by a centre crop before resizing (e.g. 0.875); none: no crop.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub center_crop: Option<f32>,
+    /// Scale the whole image to fit keeping its aspect ratio, centre it and pad with black
+    /// (pixel value 0) instead of stretching it; see [`image::Letterbox`]. Excludes `center_crop`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub letterbox: bool,
 }
 
 /// How a recording becomes the base model's input tensor `[clip_samples]`: mixed down to mono,
