@@ -177,13 +177,15 @@ def measure(cmd):
 
 
 def machine():
-    cpu = platform.processor()
+    cpu, flags = platform.processor(), []
     try:
         lines = Path("/proc/cpuinfo").read_text().splitlines()
-        cpu = next(l.split(":", 1)[1].strip() for l in lines if l.startswith("model name"))
+        field = lambda name: next(l.split(":", 1)[1].strip() for l in lines if l.startswith(name))
+        cpu, flags = field("model name"), field("flags").split()
     except (OSError, StopIteration):
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "os": platform.platform(),
+    simd = [f for f in ("avx2", "avx512f") if f in flags]
+    return {"cpu": cpu, "cores": os.cpu_count(), "simd": simd, "os": platform.platform(),
             "load_average_at_end": [round(v, 2) for v in os.getloadavg()]}
 
 
@@ -202,8 +204,8 @@ def report(work, out):
         return statistics.median(values) if values else None
 
     gpu = (sides["graft"][0].get("head", {}).get("gpu") or {}) if sides["graft"] else {}
-    adapter = gpu.get("adapter", "").removeprefix("gpu: ")
-    gpu_name = f"graft GPU, {adapter}" + (" = software, a CPU emulation" if gpu.get("software") else "")
+    adapter = gpu.get("adapter", "").removeprefix("gpu: ").split(" (")[0]
+    gpu_name = f"graft GPU ({adapter}" + (": software, a CPU emulation)" if gpu.get("software") else ")")
     head = lambda s, *p: (median(s, *p, "seconds"), median(s, *p, "val_acc"))
     pairs = []
     for b in ("1", "32"):
@@ -236,7 +238,8 @@ def report(work, out):
         rows.append({"measurement": what, "graft": g, "graft_value": gv, "reference": r, "reference_value": rv,
                      "ratio": ratio, "target": target, "val_acc": acc})
     m = machine()
-    print(f"machine: {m['cpu']}, {m['cores']} cores ({m['os']}); load average at the end {m['load_average_at_end']}")
+    print(f"machine: {m['cpu']} ({', '.join(m['simd'])}), {m['cores']} cores, {m['os']}; "
+          f"load average at the end {m['load_average_at_end']}")
     print(f"medians of {len(sides['graft'])} run(s); val acc = validation accuracy, graft / reference\n")
     print("| measurement | graft | reference | graft | reference | graft / reference | target | val acc |")
     print("|---|---|---|---|---|---|---|---|")

@@ -67,6 +67,8 @@ fn main() -> Result<()> {
 }
 
 /// EfficientNet-Lite0 from the zoo on the inference backend `backend`.
+// With `graft::base::Backend` this becomes `BaseModel::open_with("efficientnet-lite0",
+// &BaseOptions { backend: backend.parse()?, ..Default::default() }, None, None)`.
 fn open_base(backend: &str) -> Result<BaseModel> {
     match backend {
         "tract" => BaseModel::open("efficientnet-lite0", None, None, None),
