@@ -191,7 +191,7 @@ def machine():
 
 def report(work, out):
     work = Path(work)
-    runs = lambda prefix: [json.loads(p.read_text()) for p in sorted(work.glob(f"{prefix}-*.json"))]
+    runs = lambda prefix: [json.loads(p.read_text()) for p in sorted(work.glob(f"{prefix}-[0-9]*.json"))]
     sides = {name: runs(name) for name in ("graft", "graft-ort", "reference", "e2e-graft", "e2e-python")}
 
     def median(side, *path):
