@@ -43,6 +43,11 @@ for i in $(seq "$runs"); do
   quiet "$py" bench/reference.py bench "$work/data" > "$work/reference-$i.json"
   quiet "$py" bench/reference.py measure -- "$work/graft" train --data examples/data/tuxpaint-dev --no-cache \
     --device cpu --quiet --json -o "$work/recognizer.safetensors" > "$work/e2e-graft-$i.json"
+  if [[ ${#features[@]} -gt 0 ]]; then
+    quiet env ORT_DYLIB_PATH="$ort_lib" "$py" bench/reference.py measure -- "$work/graft" train --backend ort \
+      --data examples/data/tuxpaint-dev --no-cache --device cpu --quiet --json -o "$work/recognizer.safetensors" \
+      > "$work/e2e-graft-ort-$i.json"
+  fi
   quiet "$py" bench/reference.py measure -- "$py" bench/reference.py e2e examples/data/tuxpaint-dev "$work/data" \
     > "$work/e2e-python-$i.json"
 done

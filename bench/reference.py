@@ -192,7 +192,7 @@ def machine():
 def report(work, out):
     work = Path(work)
     runs = lambda prefix: [json.loads(p.read_text()) for p in sorted(work.glob(f"{prefix}-[0-9]*.json"))]
-    sides = {name: runs(name) for name in ("graft", "graft-ort", "reference", "e2e-graft", "e2e-python")}
+    sides = {name: runs(name) for name in ("graft", "graft-ort", "reference", "e2e-graft", "e2e-graft-ort", "e2e-python")}
 
     def median(side, *path):
         values = []
@@ -222,11 +222,13 @@ def report(work, out):
         ref_s, ref_acc = head("reference", key)
         pairs.append(("head training (s)", "graft CPU", cpu_s, ref, ref_s, target, (cpu_acc, ref_acc)))
         pairs.append(("head training (s)", gpu_name, gpu_s, ref, ref_s, "", (gpu_acc, ref_acc)))
-    e2e_acc = (median("e2e-graft", "result", "training", "validation", "accuracy"), median("e2e-python", "result", "val_acc"))
-    pairs += [("folder -> recognizer, wall (s)", "graft train", median("e2e-graft", "wall_s"), "PIL + onnxruntime + scikit-learn",
-               median("e2e-python", "wall_s"), "<= 0.5x", e2e_acc),
-              ("folder -> recognizer, peak RSS (MB)", "graft train", median("e2e-graft", "max_rss_mb"), "PIL + onnxruntime + scikit-learn",
-               median("e2e-python", "max_rss_mb"), "", None)]
+    python = "PIL + onnxruntime + scikit-learn"
+    for side, name in (("e2e-graft", "graft train"), ("e2e-graft-ort", "graft train --backend ort")):
+        acc = (median(side, "result", "training", "validation", "accuracy"), median("e2e-python", "result", "val_acc"))
+        pairs += [("folder -> recognizer, wall (s)", name, median(side, "wall_s"), python,
+                   median("e2e-python", "wall_s"), "<= 0.5x", acc),
+                  ("folder -> recognizer, peak RSS (MB)", name, median(side, "max_rss_mb"), python,
+                   median("e2e-python", "max_rss_mb"), "", None)]
     for ref, key, target in (("faiss-cpu IndexFlatIP", "faiss", "<= 1.0x"), ("scikit-learn brute cosine", "sklearn", "")):
         pairs.append((f"KNN, 1,000 queries, 10,000 x 1280, k={K} (s)", "graft CPU", median("graft", "knn", "seconds"), ref,
                       median("reference", "knn", key, "seconds"), target, None))
