@@ -7,21 +7,17 @@
 //! a hardware adapter if there is one, else a software one (named in the output), else are skipped.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use graft::base::BaseModel;
-use graft::dataset::Dataset;
-use graft::embeddings::{embed_files, BaseRef};
-use std::sync::Arc;
-
+use graft::embeddings::embed_files;
 use graft::gpu::{AdapterPolicy, Gpu, GpuBackend};
 use graft::head::{CpuBackend, Examples, HeadBackend};
-use graft::input::image::{load_image, stack_batch};
-use graft::knn::Knn;
 use graft::train::{train, TrainOptions};
-use ndarray::Array2;
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
+
+mod common;
+use common::{blobs, image_batch, knn_benchmark, shipped_images};
 
 fn main() -> graft::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -30,9 +26,7 @@ fn main() -> graft::Result<()> {
         env!("CARGO_PKG_VERSION")
     );
     let base = BaseModel::open("efficientnet-lite0", None, None, None)?;
-    let data = Dataset::from_folder(
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/data/tuxpaint-dev"),
-    )?;
+    let data = shipped_images()?;
     let files: Vec<PathBuf> = data.examples.iter().map(|e| e.path.clone()).collect();
     let spec = base.image_spec()?.clone();
 
@@ -40,13 +34,7 @@ fn main() -> graft::Result<()> {
         "\nEfficientNet-Lite0 embedding (tract, one thread, preprocessed input), ms per image:"
     );
     for batch in [1usize, 8, 32] {
-        let images = files
-            .iter()
-            .cycle()
-            .take(batch)
-            .map(|f| load_image(f, &spec))
-            .collect::<graft::Result<Vec<_>>>()?;
-        let input = stack_batch(&images)?;
+        let input = image_batch(&data, &spec, batch)?;
         base.embed(input.view())?; // prepares the plan for this batch size
         let runs = (64 / batch).max(2);
         let start = Instant::now();
@@ -120,22 +108,7 @@ fn main() -> graft::Result<()> {
     }
 
     println!("\nKNN (cosine, k = 3): 10,000 x 1280 index, 1,000 queries:");
-    let (index, labels) = blobs(10_000, 1280, 10, 3);
-    let mut knn = Knn::new(BaseRef {
-        name: "bench".into(),
-        sha256: String::new(),
-        cut: "features".into(),
-        embedding_dim: 1280,
-        input: base.input_spec()?.clone(),
-    });
-    for class in 0..10 {
-        let rows: Vec<usize> = (0..labels.len()).filter(|&i| labels[i] == class).collect();
-        knn.add_many(
-            &format!("c{class}"),
-            index.select(ndarray::Axis(0), &rows).view(),
-        )?;
-    }
-    let (queries, _) = blobs(1000, 1280, 10, 4);
+    let common::KnnBenchmark { knn, queries, .. } = knn_benchmark(base.input_spec()?)?;
     let start = Instant::now();
     knn.classify(queries.view(), 3)?;
     let secs = start.elapsed().as_secs_f64();
@@ -150,18 +123,4 @@ fn main() -> graft::Result<()> {
         );
     }
     Ok(())
-}
-
-/// `n` seeded Gaussian-ish blobs in `d` dimensions around `classes` random centres.
-fn blobs(n: usize, d: usize, classes: usize, seed: u64) -> (Array2<f32>, Vec<usize>) {
-    let mut centres = ChaCha8Rng::seed_from_u64(99);
-    let c: Vec<f32> = (0..classes * d)
-        .map(|_| centres.random_range(-1.0..1.0))
-        .collect();
-    let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let labels: Vec<usize> = (0..n).map(|i| i % classes).collect();
-    let x = Array2::from_shape_fn((n, d), |(i, j)| {
-        c[labels[i] * d + j] + rng.random_range(-2.0f32..2.0)
-    });
-    (x, labels)
 }

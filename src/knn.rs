@@ -162,14 +162,45 @@ impl Knn {
         }
         self.check_dim(queries.ncols())?;
         let queries = unit_rows(queries);
-        let similarities = match gpu {
-            Some(gpu) => cosine_similarity(gpu, queries.view(), self.vectors.view())?,
-            None => queries.dot(&self.vectors.t()),
-        };
-        Ok(similarities
+        let k = k.min(self.len());
+        match gpu {
+            Some(gpu) => {
+                let similarities = cosine_similarity(gpu, queries.view(), self.vectors.view())?;
+                Ok(self.vote_rows(similarities.view(), k))
+            }
+            None => Ok(self.classify_on_cpu(queries.view(), k)),
+        }
+    }
+
+    /// Similarities and votes for unit-length `queries`, in chunks of rows spread over the cores
+    /// (one matrix product per chunk).
+    fn classify_on_cpu(&self, queries: ArrayView2<f32>, k: usize) -> Vec<KnnPrediction> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let rows = queries.nrows().div_ceil(cores).max(1);
+        std::thread::scope(|scope| {
+            let chunks: Vec<_> = queries
+                .axis_chunks_iter(Axis(0), rows)
+                .map(|chunk| {
+                    scope.spawn(move || self.vote_rows(chunk.dot(&self.vectors.t()).view(), k))
+                })
+                .collect();
+            chunks
+                .into_iter()
+                .flat_map(|chunk| {
+                    chunk
+                        .join()
+                        .unwrap_or_else(|e| std::panic::resume_unwind(e))
+                })
+                .collect()
+        })
+    }
+
+    /// One prediction per row of a `[queries, stored]` similarity matrix.
+    fn vote_rows(&self, similarities: ArrayView2<f32>, k: usize) -> Vec<KnnPrediction> {
+        similarities
             .axis_iter(Axis(0))
-            .map(|row| self.vote(row, k.min(self.len())))
-            .collect())
+            .map(|row| self.vote(row, k))
+            .collect()
     }
 
     fn vote(&self, similarities: ArrayView1<f32>, k: usize) -> KnnPrediction {
@@ -337,6 +368,22 @@ mod tests {
                 .len(),
             5
         );
+    }
+
+    #[test]
+    fn many_queries_get_the_answers_each_would_get_alone() {
+        let mut knn = Knn::new(base(3));
+        let stored = Array2::from_shape_fn((40, 3), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 5.0);
+        for (i, row) in stored.outer_iter().enumerate() {
+            knn.add(&format!("c{}", i % 4), row).unwrap();
+        }
+        let queries = Array2::from_shape_fn((25, 3), |(i, j)| ((i * 5 + j) % 7) as f32 - 3.0);
+        let together = knn.classify(queries.view(), 3).unwrap();
+        assert_eq!(together.len(), 25);
+        for (query, answer) in queries.outer_iter().zip(&together) {
+            let alone = knn.classify(query.insert_axis(Axis(0)), 3).unwrap();
+            assert_eq!(&alone[0], answer);
+        }
     }
 
     #[test]

@@ -1,0 +1,243 @@
+//! The graft side of `bench/compare.sh` (graft vs onnxruntime + scikit-learn / Keras / faiss):
+//! measures EfficientNet-Lite0 embedding time at batch 1 and 32, head training on the shipped
+//! images' embeddings (graft's default options, seeded 70/30 split; CPU, and GPU when there is an
+//! adapter), and KNN classification of 1,000 queries against a 10,000 x 1280 index. Prints one
+//! JSON object, and writes what the Python side needs to measure on the same data into `--out` as
+//! `.npy` files: the preprocessed images, the embeddings, labels and split, the KNN vectors, and
+//! graft's KNN answers, and the training options (`train_options.json`).
+//!
+//! `cargo run --release --example compare -- --out DIR [--backend tract] [--embed-only]`
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use clap::Parser;
+use graft::base::BaseModel;
+use graft::dataset::{stratified_split, DEFAULT_VAL_SPLIT};
+use graft::embeddings::Embeddings;
+use graft::gpu::{AdapterPolicy, Gpu, GpuBackend};
+use graft::head::{CpuBackend, Examples, HeadBackend};
+use graft::train::{train, TrainOptions};
+use graft::{Error, Result};
+use ndarray::{ArrayD, Axis, Slice};
+use serde_json::{json, Value};
+
+mod common;
+use common::{image_batch, knn_benchmark, shipped_images};
+
+#[derive(Parser)]
+struct Args {
+    /// Folder for the .npy files the Python side reads.
+    #[arg(long)]
+    out: PathBuf,
+    /// Inference backend of the base model.
+    #[arg(long, default_value = "tract")]
+    backend: String,
+    /// Measure the embedding only.
+    #[arg(long)]
+    embed_only: bool,
+}
+
+/// Images in the timed embedding batches (the first 32 shipped images).
+const IMAGES: usize = 32;
+/// Neighbours that vote in the KNN benchmark.
+const K: usize = 3;
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    let base = open_base(&args.backend)?;
+    let data = shipped_images()?;
+    let inputs = image_batch(&data, base.image_spec()?, IMAGES)?;
+    write_f32(&args.out.join("inputs.npy"), inputs.shape(), inputs.iter())?;
+    let mut report = json!({
+        "backend": args.backend,
+        "embed_ms_per_image": {
+            "1": ms_per_image(&base, &inputs, 1)?,
+            "32": ms_per_image(&base, &inputs, 32)?,
+        },
+    });
+    if !args.embed_only {
+        report["head"] = head_benchmark(&base, &data, &args.out)?;
+        report["knn"] = knn_run(&base, &args.out)?;
+    }
+    println!("{report}");
+    Ok(())
+}
+
+/// EfficientNet-Lite0 from the zoo on the inference backend `backend`.
+// With `graft::base::Backend` this becomes `BaseModel::open_with("efficientnet-lite0",
+// &BaseOptions { backend: backend.parse()?, ..Default::default() }, None, None)`.
+fn open_base(backend: &str) -> Result<BaseModel> {
+    match backend {
+        "tract" => BaseModel::open("efficientnet-lite0", None, None, None),
+        other => Err(Error::Invalid(format!(
+            "backend '{other}' is not in this build of graft (tract only)"
+        ))),
+    }
+}
+
+/// Milliseconds per image embedding all of `inputs` in batches of `batch`, after one untimed
+/// batch (which also prepares tract's plan for that batch size).
+fn ms_per_image(base: &BaseModel, inputs: &ArrayD<f32>, batch: usize) -> Result<f64> {
+    let batches: Vec<_> = (0..inputs.shape()[0])
+        .step_by(batch)
+        .map(|i| inputs.slice_axis(Axis(0), Slice::from(i..(i + batch).min(inputs.shape()[0]))))
+        .collect();
+    base.embed(batches[0].view())?;
+    let start = Instant::now();
+    for b in &batches {
+        base.embed(b.view())?;
+    }
+    Ok(start.elapsed().as_secs_f64() * 1e3 / inputs.shape()[0] as f64)
+}
+
+/// Embeds the shipped images, splits them as `graft train` does, writes both, and trains a head
+/// with the default options on the CPU and on the GPU (if any).
+fn head_benchmark(base: &BaseModel, data: &graft::dataset::Dataset, out: &Path) -> Result<Value> {
+    let (embeddings, skipped) = Embeddings::from_dataset(base, data, None, &|_| {})?;
+    if let Some((path, e)) = skipped.first() {
+        return Err(Error::Dataset(format!("{}: {e}", path.display())));
+    }
+    let opts = TrainOptions::default();
+    let options_json = out.join("train_options.json");
+    let options = serde_json::to_string(&opts).map_err(|e| Error::Invalid(e.to_string()))?;
+    std::fs::write(&options_json, options).map_err(|e| Error::io(&options_json, e))?;
+    let (train_idx, val_idx) = stratified_split(&embeddings.labels, DEFAULT_VAL_SPLIT, opts.seed)?;
+    let files: Vec<String> = embeddings
+        .sources
+        .iter()
+        .map(|p| {
+            p.strip_prefix(&data.root)
+                .unwrap_or(p)
+                .display()
+                .to_string()
+        })
+        .collect();
+    let files_txt = out.join("files.txt");
+    std::fs::write(&files_txt, files.join("\n") + "\n").map_err(|e| Error::io(&files_txt, e))?;
+    let vectors = &embeddings.vectors;
+    write_f32(&out.join("embeddings.npy"), vectors.shape(), vectors.iter())?;
+    write_i64(&out.join("labels.npy"), &embeddings.labels)?;
+    write_i64(&out.join("train.npy"), &train_idx)?;
+    write_i64(&out.join("val.npy"), &val_idx)?;
+    let (train_set, val_set) = (embeddings.subset(&train_idx), embeddings.subset(&val_idx));
+    let fit = |backend: &mut dyn HeadBackend| -> Result<Value> {
+        let start = Instant::now();
+        let (head, report) = train(
+            embeddings.classes.len(),
+            Examples::new(train_set.vectors.view(), &train_set.labels),
+            Examples::new(val_set.vectors.view(), &val_set.labels),
+            &opts,
+            backend,
+            &mut |_| {},
+        )?;
+        let seconds = start.elapsed().as_secs_f64();
+        let predicted = head.predict(val_set.vectors.view())?;
+        let right = predicted
+            .iter()
+            .zip(&val_set.labels)
+            .filter(|(p, y)| p == y)
+            .count();
+        Ok(json!({
+            "seconds": seconds,
+            "epochs": report.history.len(),
+            "val_acc": right as f64 / val_set.len() as f64,
+        }))
+    };
+    let gpu = match Gpu::open(AdapterPolicy::AllowSoftware)? {
+        Some(gpu) => {
+            let (name, software) = (gpu.name(), gpu.is_software());
+            let mut result = fit(&mut GpuBackend::new(Arc::new(gpu)))?;
+            result["adapter"] = json!(name);
+            result["software"] = json!(software);
+            result
+        }
+        None => Value::Null,
+    };
+    Ok(json!({
+        "train": train_idx.len(),
+        "val": val_idx.len(),
+        "cpu": fit(&mut CpuBackend::new())?,
+        "gpu": gpu,
+    }))
+}
+
+/// Times classifying the KNN benchmark's queries; writes its vectors and graft's answers.
+fn knn_run(base: &BaseModel, out: &Path) -> Result<Value> {
+    let common::KnnBenchmark {
+        knn,
+        vectors,
+        labels,
+        queries,
+    } = knn_benchmark(base.input_spec()?)?;
+    write_f32(&out.join("knn_index.npy"), vectors.shape(), vectors.iter())?;
+    write_i64(&out.join("knn_labels.npy"), &labels)?;
+    write_f32(
+        &out.join("knn_queries.npy"),
+        queries.shape(),
+        queries.iter(),
+    )?;
+    let start = Instant::now();
+    let predictions = knn.classify(queries.view(), K)?;
+    let seconds = start.elapsed().as_secs_f64();
+    let classes: Vec<String> = knn.class_counts().into_iter().map(|(c, _)| c).collect();
+    let answers = predictions
+        .iter()
+        .map(|p| {
+            let class = classes.iter().position(|c| *c == p.label);
+            class.ok_or_else(|| Error::Invalid(format!("unknown class {}", p.label)))
+        })
+        .collect::<Result<Vec<usize>>>()?;
+    write_i64(&out.join("knn_graft.npy"), &answers)?;
+    Ok(json!({
+        "seconds": seconds,
+        "index": knn.len(),
+        "queries": queries.nrows(),
+        "k": K,
+    }))
+}
+
+/// Writes a `.npy` file (format 1.0, little-endian) of `descr` (`<f4`, `<i8`) and `shape`.
+fn write_npy(path: &Path, descr: &str, shape: &[usize], data: Vec<u8>) -> Result<()> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let trailing = if shape.len() == 1 { "," } else { "" };
+    let mut header = format!(
+        "{{'descr': '{descr}', 'fortran_order': False, 'shape': ({}{trailing}), }}",
+        dims.join(", ")
+    );
+    // Magic (6) + version (2) + length (2) + header, padded with spaces and ended by a newline,
+    // is a multiple of 64 bytes.
+    let padded = (10 + header.len() + 1).div_ceil(64) * 64 - 10;
+    header.extend(std::iter::repeat_n(' ', padded - header.len() - 1));
+    header.push('\n');
+    let length = u16::try_from(header.len())
+        .map_err(|_| Error::Invalid(format!("npy header of {} bytes", header.len())))?;
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend(length.to_le_bytes());
+    bytes.extend(header.as_bytes());
+    bytes.extend(data);
+    std::fs::write(path, bytes).map_err(|e| Error::io(path, e))
+}
+
+fn write_f32<'a>(
+    path: &Path,
+    shape: &[usize],
+    values: impl Iterator<Item = &'a f32>,
+) -> Result<()> {
+    write_npy(
+        path,
+        "<f4",
+        shape,
+        values.flat_map(|v| v.to_le_bytes()).collect(),
+    )
+}
+
+fn write_i64(path: &Path, values: &[usize]) -> Result<()> {
+    let bytes = values
+        .iter()
+        .flat_map(|&v| (v as i64).to_le_bytes())
+        .collect();
+    write_npy(path, "<i8", &[values.len()], bytes)
+}
