@@ -4,11 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use graft::base::BaseModel;
 use graft::input::image::decode_image;
 use graft::pose::{detect, draw, LOW_SCORE};
 use serde_json::json;
 
+use super::args::BackendArgs;
 use super::Ui;
 
 #[derive(Args)]
@@ -22,6 +22,8 @@ pub struct PoseArgs {
     /// A pose model from the zoo (or an ONNX file with the same output).
     #[arg(long, default_value = "movenet-lightning")]
     pub base: String,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 pub fn run(args: PoseArgs, ui: Ui) -> Result<()> {
@@ -31,7 +33,7 @@ pub fn run(args: PoseArgs, ui: Ui) -> Result<()> {
             args.images.len()
         );
     }
-    let base = BaseModel::open(&args.base, None, None, None)?;
+    let base = args.backend.open(&args.base)?;
     let mut results = Vec::with_capacity(args.images.len());
     for path in &args.images {
         let bytes = std::fs::read(path).map_err(|e| graft::Error::io(path, e))?;
