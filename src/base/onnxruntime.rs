@@ -70,8 +70,10 @@ mod with_ort {
     use crate::{Error, Result};
 
     /// ORT intra-op threads per session: one per core, as a session runs one call at a time.
-    /// Idle threads sleep instead of spinning: on a busy 2-core machine (EfficientNet-Lite0,
-    /// batch 1), spinning made two threads 2x slower than one, while sleeping made them as fast.
+    /// Idle threads sleep instead of spinning. Measured on a shared 2-core machine
+    /// (EfficientNet-Lite0, batch 1, ms per image): 2 sleeping threads 8.7-9.5, 1 thread 9.2-12.3,
+    /// 2 spinning threads 13.7-17.6 (27-36 while other builds loaded the machine, when 2 sleeping
+    /// threads took 15 and 1 thread 14).
     fn intra_threads() -> usize {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     }
