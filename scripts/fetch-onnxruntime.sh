@@ -7,7 +7,7 @@
 # library out of it, checks it against the sha256 the wheel's RECORD lists, and installs it as
 # DIR/libonnxruntime.so.1.32.0. DIR defaults to where graft looks when ORT_DYLIB_PATH is unset:
 # <graft cache>/onnxruntime/1.32.0, the cache being $GRAFT_CACHE, else $XDG_CACHE_HOME/graft, else
-# ~/.cache/graft. Prints the library's path. Linux only (x86-64 or aarch64 wheels).
+# ~/.cache/graft. Prints the library's path. Linux only (tested on x86-64).
 set -euo pipefail
 
 version=1.32.0
