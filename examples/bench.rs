@@ -3,21 +3,23 @@
 //! throughput for N = 1,000 / 10,000 / 100,000 on the CPU and on the GPU, and KNN queries per second
 //! for a 10,000 x 1280 index. Prints its figures; the README quotes them.
 //!
-//! `cargo run --release --example bench [-- --quick]` (`--quick` skips N = 100,000). The GPU rows use
-//! a hardware adapter if there is one, else a software one (named in the output), else are skipped.
+//! `cargo run --release --example bench [-- --quick] [--backend tract|ort] [--embed-only]`
+//! (`--quick` skips N = 100,000; `--backend ort` embeds through ONNX Runtime, which needs
+//! `--features onnxruntime`; `--embed-only` stops after the embedding rows). The GPU rows use a
+//! hardware adapter if there is one, else a software one (named in the output), else are skipped.
 
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use graft::base::BaseModel;
+use graft::base::Backend;
 use graft::embeddings::embed_files;
 use graft::gpu::{AdapterPolicy, Gpu, GpuBackend};
 use graft::head::{CpuBackend, Examples, HeadBackend};
 use graft::train::{train, TrainOptions};
 
 mod common;
-use common::{blobs, image_batch, knn_benchmark, shipped_images};
+use common::{blobs, efficientnet_lite0, image_batch, knn_benchmark, shipped_images};
 
 fn main() -> graft::Result<()> {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -25,14 +27,26 @@ fn main() -> graft::Result<()> {
         "graft {} benchmark, {cores} core(s)",
         env!("CARGO_PKG_VERSION")
     );
-    let base = BaseModel::open("efficientnet-lite0", None, None, None)?;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let embed_only = args.iter().any(|a| a == "--embed-only");
+    let backend: Backend = match args.iter().position(|a| a == "--backend") {
+        Some(i) => args
+            .get(i + 1)
+            .ok_or_else(|| graft::Error::Invalid("--backend needs tract or ort".into()))?
+            .parse()?,
+        None => Backend::Tract,
+    };
+    let base = efficientnet_lite0(backend)?;
     let data = shipped_images()?;
     let files: Vec<PathBuf> = data.examples.iter().map(|e| e.path.clone()).collect();
     let spec = base.image_spec()?.clone();
 
-    println!(
-        "\nEfficientNet-Lite0 embedding (tract, one thread, preprocessed input), ms per image:"
-    );
+    let engine = match backend {
+        Backend::Tract => "tract, one thread",
+        Backend::Ort => "ONNX Runtime, its intra-op threads",
+    };
+    println!("\nEfficientNet-Lite0 embedding ({engine}, preprocessed input), ms per image:");
     for batch in [1usize, 8, 32] {
         let input = image_batch(&data, &spec, batch)?;
         base.embed(input.view())?; // prepares the plan for this batch size
@@ -54,12 +68,14 @@ fn main() -> graft::Result<()> {
         secs * 1e3 / n_ok.max(1) as f64
     );
 
+    if embed_only {
+        return Ok(());
+    }
     let gpu = Gpu::open(AdapterPolicy::AllowSoftware)?.map(Arc::new);
     match &gpu {
         Some(g) => println!("\nGPU adapter: {}", g.name()),
         None => println!("\nGPU adapter: none (GPU rows skipped)"),
     }
-    let quick = std::env::args().any(|a| a == "--quick");
     println!("\nHead training, D = 1280, 10 classes, batch 32, Adam; samples x epochs per second:");
     println!(
         "  {:>7} {:>6} {:>6} {:>12} {:>12} {:>9}",

@@ -6,14 +6,14 @@
 //! `.npy` files: the preprocessed images, the embeddings, labels and split, the KNN vectors, and
 //! graft's KNN answers, and the training options (`train_options.json`).
 //!
-//! `cargo run --release --example compare -- --out DIR [--backend tract] [--embed-only]`
+//! `cargo run --release --example compare -- --out DIR [--backend tract|ort] [--embed-only]`
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use clap::Parser;
-use graft::base::BaseModel;
+use graft::base::{Backend, BaseModel};
 use graft::dataset::{stratified_split, DEFAULT_VAL_SPLIT};
 use graft::embeddings::Embeddings;
 use graft::gpu::{AdapterPolicy, Gpu, GpuBackend};
@@ -24,7 +24,7 @@ use ndarray::{ArrayD, Axis, Slice};
 use serde_json::{json, Value};
 
 mod common;
-use common::{image_batch, knn_benchmark, shipped_images};
+use common::{efficientnet_lite0, image_batch, knn_benchmark, shipped_images};
 
 #[derive(Parser)]
 struct Args {
@@ -32,8 +32,8 @@ struct Args {
     #[arg(long)]
     out: PathBuf,
     /// Inference backend of the base model.
-    #[arg(long, default_value = "tract")]
-    backend: String,
+    #[arg(long, default_value_t = Backend::Tract)]
+    backend: Backend,
     /// Measure the embedding only.
     #[arg(long)]
     embed_only: bool,
@@ -47,12 +47,12 @@ const K: usize = 3;
 fn main() -> Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
-    let base = open_base(&args.backend)?;
+    let base = efficientnet_lite0(args.backend)?;
     let data = shipped_images()?;
     let inputs = image_batch(&data, base.image_spec()?, IMAGES)?;
     write_f32(&args.out.join("inputs.npy"), inputs.shape(), inputs.iter())?;
     let mut report = json!({
-        "backend": args.backend,
+        "backend": args.backend.name(),
         "embed_ms_per_image": {
             "1": ms_per_image(&base, &inputs, 1)?,
             "32": ms_per_image(&base, &inputs, 32)?,
@@ -64,18 +64,6 @@ fn main() -> Result<()> {
     }
     println!("{report}");
     Ok(())
-}
-
-/// EfficientNet-Lite0 from the zoo on the inference backend `backend`.
-// With `graft::base::Backend` this becomes `BaseModel::open_with("efficientnet-lite0",
-// &BaseOptions { backend: backend.parse()?, ..Default::default() }, None, None)`.
-fn open_base(backend: &str) -> Result<BaseModel> {
-    match backend {
-        "tract" => BaseModel::open("efficientnet-lite0", None, None, None),
-        other => Err(Error::Invalid(format!(
-            "backend '{other}' is not in this build of graft (tract only)"
-        ))),
-    }
 }
 
 /// Milliseconds per image embedding all of `inputs` in batches of `batch`, after one untimed

@@ -97,7 +97,7 @@ fn compare_export(
 ) -> graft::Result<f32> {
     let options = BaseOptions {
         cut: Some(graft::export::PROBABILITIES.into()),
-        input_shape: None,
+        ..BaseOptions::default()
     };
     let exported = BaseModel::load_with(onnx, &options)?;
     let spec = base.image_spec()?;

@@ -6,9 +6,8 @@ use std::path::Path;
 
 use prost::Message;
 use tract_onnx::pb;
-use tract_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
 
-use crate::base::BaseModel;
+use crate::base::{batch_value_info, prune_to, BaseModel};
 use crate::{Error, Head, Result};
 
 /// Name of the exported graph's class-probability output, `[N, classes]`.
@@ -100,66 +99,6 @@ fn tensor_names(graph: &pb::GraphProto) -> HashSet<&str> {
         .chain(graph.initializer.iter().map(|t| &t.name))
         .map(String::as_str)
         .collect()
-}
-
-/// Tensor names a node reads, including those its subgraphs (If, Loop, Scan) read from outside.
-fn node_reads(node: &pb::NodeProto) -> Vec<String> {
-    let mut names = node.input.clone();
-    for attr in &node.attribute {
-        for g in attr.g.iter().chain(&attr.graphs) {
-            for n in &g.node {
-                names.extend(node_reads(n));
-            }
-        }
-    }
-    names
-}
-
-/// Keeps only the nodes, initializers, inputs and value infos needed to compute `cut`, which
-/// becomes the only output (replaced later).
-fn prune_to(graph: &mut pb::GraphProto, cut: &str) {
-    let mut needed: HashSet<String> = HashSet::from([cut.to_string()]);
-    // ONNX graphs are topologically sorted: walking backwards sees consumers before producers.
-    let mut keep = vec![false; graph.node.len()];
-    for (i, node) in graph.node.iter().enumerate().rev() {
-        if node.output.iter().any(|o| needed.contains(o)) {
-            keep[i] = true;
-            needed.extend(node_reads(node));
-        }
-    }
-    let mut flags = keep.into_iter();
-    graph.node.retain(|_| flags.next().unwrap_or(false));
-    graph.initializer.retain(|t| needed.contains(&t.name));
-    graph
-        .sparse_initializer
-        .retain(|t| t.values.as_ref().is_some_and(|v| needed.contains(&v.name)));
-    graph.input.retain(|i| needed.contains(&i.name));
-    graph.value_info.retain(|v| needed.contains(&v.name));
-    graph.output.clear();
-}
-
-/// A float32 tensor declaration `[N, size]`.
-fn batch_value_info(name: &str, size: usize) -> pb::ValueInfoProto {
-    let dim = |value| pb::tensor_shape_proto::Dimension {
-        value: Some(value),
-        ..Default::default()
-    };
-    pb::ValueInfoProto {
-        name: name.into(),
-        r#type: Some(pb::TypeProto {
-            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
-                elem_type: pb::tensor_proto::DataType::Float as i32,
-                shape: Some(pb::TensorShapeProto {
-                    dim: vec![
-                        dim(DimValue::DimParam("N".into())),
-                        dim(DimValue::DimValue(size as i64)),
-                    ],
-                }),
-            })),
-            ..Default::default()
-        }),
-        ..Default::default()
-    }
 }
 
 fn node(op: &str, name: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
@@ -283,8 +222,8 @@ fn append_head(graph: &mut pb::GraphProto, base: &BaseModel, head: &Head) -> Res
     softmax.attribute.push(int_attribute("axis", 1));
     graph.node.push(softmax);
     graph.output = vec![
-        batch_value_info(PROBABILITIES, head.classes()),
-        batch_value_info(EMBEDDING, base.embedding_dim()),
+        batch_value_info(PROBABILITIES, &[head.classes()]),
+        batch_value_info(EMBEDDING, &[base.embedding_dim()]),
     ];
     Ok(())
 }

@@ -22,6 +22,7 @@ fn options(cut: Option<&str>) -> BaseOptions {
     BaseOptions {
         cut: cut.map(str::to_string),
         input_shape: Some(INPUT.to_vec()),
+        ..BaseOptions::default()
     }
 }
 
@@ -107,6 +108,7 @@ fn open_input_size_must_be_given_and_must_fit() {
     let wrong_channels = BaseOptions {
         cut: None,
         input_shape: Some(vec![1, 48, 192]),
+        ..BaseOptions::default()
     };
     let err = BaseModel::load_with(&fixture(), &wrong_channels).unwrap_err();
     assert!(err.to_string().contains("does not fit"), "{err}");

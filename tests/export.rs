@@ -21,6 +21,7 @@ fn base(cut: Option<&str>) -> BaseModel {
     let options = BaseOptions {
         cut: cut.map(str::to_string),
         input_shape: Some(INPUT.to_vec()),
+        ..BaseOptions::default()
     };
     BaseModel::load_with(&fixture(), &options).unwrap()
 }
@@ -74,6 +75,7 @@ fn check_roundtrip(base: &BaseModel, head: &Head) {
     let options = |cut: &str| BaseOptions {
         cut: Some(cut.to_string()),
         input_shape: Some(INPUT.to_vec()),
+        ..BaseOptions::default()
     };
     let probs = BaseModel::load_with(&out, &options("probabilities")).unwrap();
     assert_close(&probs.embed(x.view()).unwrap(), &expected, 1e-5);

@@ -74,7 +74,7 @@ fn fixture(path: &str) -> PathBuf {
 }
 
 fn movenet() -> BaseModel {
-    keypoint_model("movenet-lightning").unwrap()
+    keypoint_model("movenet-lightning", &BaseOptions::default()).unwrap()
 }
 
 fn astronaut() -> DynamicImage {
@@ -359,7 +359,7 @@ fn turned_photos_are_recognised_and_the_export_agrees() {
     export_onnx(&base, &recognizer.head, &recognizer.labels, &onnx).unwrap();
     let options = BaseOptions {
         cut: Some(PROBABILITIES.into()),
-        input_shape: None,
+        ..BaseOptions::default()
     };
     let exported = BaseModel::load_with(&onnx, &options).unwrap();
     let want = recognizer.probabilities(val.vectors.view()).unwrap();
@@ -496,7 +496,7 @@ const BLAZEPOSE_TOLERANCE_PX: f32 = 3.0;
 
 #[test]
 fn blazepose_landmarks_match_the_reference_in_image_pixels() {
-    let base = keypoint_model("blazepose-lite").unwrap();
+    let base = keypoint_model("blazepose-lite", &BaseOptions::default()).unwrap();
     let image = astronaut();
     let landmarks = detect(&base, &image).unwrap();
     let names: Vec<&str> = landmarks.iter().map(|k| k.name).collect();

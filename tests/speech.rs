@@ -111,6 +111,7 @@ fn unpadded_merge_equals_the_original_windows() {
     let options = graft::base::BaseOptions {
         cut: Some(WINDOWS.into()),
         input_shape: Some(vec![RATE as usize]),
+        ..graft::base::BaseOptions::default()
     };
     let base = BaseModel::from_bytes(bytes, "unpadded", &options).unwrap();
     let audio = read_f32("golden/speech_embedding/yes_1s_audio.f32");

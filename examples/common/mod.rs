@@ -6,6 +6,7 @@
 
 use std::path::PathBuf;
 
+use graft::base::{Backend, BaseModel, BaseOptions};
 use graft::dataset::Dataset;
 use graft::embeddings::BaseRef;
 use graft::input::image::{load_image, stack_batch};
@@ -14,6 +15,15 @@ use graft::knn::Knn;
 use ndarray::{Array2, ArrayD, Axis};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+
+/// EfficientNet-Lite0 from the zoo, run by `backend`.
+pub fn efficientnet_lite0(backend: Backend) -> graft::Result<BaseModel> {
+    let options = BaseOptions {
+        backend,
+        ..BaseOptions::default()
+    };
+    BaseModel::open_with("efficientnet-lite0", &options, None, None)
+}
 
 /// The 86 Tux Paint photos in 7 classes that the repository ships.
 pub fn shipped_images() -> graft::Result<Dataset> {

@@ -6,6 +6,7 @@ use std::path::Path;
 
 use prost::Message;
 use tract_onnx::pb;
+use tract_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
 
 use crate::{Error, Result};
 
@@ -299,6 +300,89 @@ impl<'a> GraphIndex<'a> {
     }
 }
 
+/// Tensor names a node reads, including those its subgraphs (If, Loop, Scan) read from outside.
+fn node_reads(node: &pb::NodeProto) -> Vec<String> {
+    let mut names = node.input.clone();
+    for attr in &node.attribute {
+        for g in attr.g.iter().chain(&attr.graphs) {
+            for n in &g.node {
+                names.extend(node_reads(n));
+            }
+        }
+    }
+    names
+}
+
+/// Keeps only the nodes, initializers, inputs and value infos needed to compute `cut`, and
+/// clears the outputs (the caller declares its own).
+pub(crate) fn prune_to(graph: &mut pb::GraphProto, cut: &str) {
+    let mut needed: HashSet<String> = HashSet::from([cut.to_string()]);
+    // ONNX graphs are topologically sorted: walking backwards sees consumers before producers.
+    let mut keep = vec![false; graph.node.len()];
+    for (i, node) in graph.node.iter().enumerate().rev() {
+        if node.output.iter().any(|o| needed.contains(o)) {
+            keep[i] = true;
+            needed.extend(node_reads(node));
+        }
+    }
+    let mut flags = keep.into_iter();
+    graph.node.retain(|_| flags.next().unwrap_or(false));
+    graph.initializer.retain(|t| needed.contains(&t.name));
+    graph
+        .sparse_initializer
+        .retain(|t| t.values.as_ref().is_some_and(|v| needed.contains(&v.name)));
+    graph.input.retain(|i| needed.contains(&i.name));
+    graph.value_info.retain(|v| needed.contains(&v.name));
+    graph.output.clear();
+}
+
+/// A float32 tensor declaration `[N, dims...]` (`N`: any batch).
+pub(crate) fn batch_value_info(name: &str, dims: &[usize]) -> pb::ValueInfoProto {
+    let dim = |value| pb::tensor_shape_proto::Dimension {
+        value: Some(value),
+        ..Default::default()
+    };
+    let batch = dim(DimValue::DimParam("N".into()));
+    let rest = dims
+        .iter()
+        .map(|&d| dim(DimValue::DimValue(i64::try_from(d).unwrap_or(i64::MAX))));
+    pb::ValueInfoProto {
+        name: name.into(),
+        r#type: Some(pb::TypeProto {
+            value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                elem_type: pb::tensor_proto::DataType::Float as i32,
+                shape: Some(pb::TensorShapeProto {
+                    dim: std::iter::once(batch).chain(rest).collect(),
+                }),
+            })),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// `model` cut at tensor `cut`: only what computes it is kept and it is the only output, declared
+/// float32 `[N, cut_shape...]`; input `input` is declared float32 `[N, input_shape...]`, the
+/// sizes graft feeds. This is the graph an engine that returns only declared outputs (ONNX
+/// Runtime) runs.
+pub(crate) fn cut_model(
+    model: &pb::ModelProto,
+    input: &str,
+    input_shape: &[usize],
+    cut: &str,
+    cut_shape: &[usize],
+) -> pb::ModelProto {
+    let mut model = model.clone();
+    if let Some(graph) = model.graph.as_mut() {
+        prune_to(graph, cut);
+        for declared in graph.input.iter_mut().filter(|i| i.name == input) {
+            *declared = batch_value_info(input, input_shape);
+        }
+        graph.output.push(batch_value_info(cut, cut_shape));
+    }
+    model
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -410,5 +494,49 @@ mod tests {
         unpooled.node[1] = node("Relu", &["c0"], "pooled");
         let why = GraphIndex::new(&unpooled).auto_cut().unwrap_err();
         assert!(why.contains("global pooling"), "{why}");
+    }
+
+    #[test]
+    fn cut_model_keeps_what_computes_the_cut_and_declares_it() {
+        let mut graph = conv_classifier(&["probs"]);
+        graph.input.push(value("w0")); // an initializer listed as an input (ONNX IR < 4)
+        graph.input.push(value("w2"));
+        let model = pb::ModelProto {
+            graph: Some(graph),
+            ..Default::default()
+        };
+        let cut = cut_model(&model, "x", &[3, 8, 8], "pooled", &[8, 1, 1]);
+        let graph = cut.graph.unwrap();
+        let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Conv", "GlobalAveragePool"]);
+        let names = |v: &[pb::ValueInfoProto]| v.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&graph.input), ["x", "w0"]);
+        assert_eq!(graph.initializer.len(), 1);
+        assert_eq!(graph.output, [batch_value_info("pooled", &[8, 1, 1])]);
+        assert_eq!(graph.input[0], batch_value_info("x", &[3, 8, 8]));
+        let Some(pb::type_proto::Value::TensorType(t)) = graph.output[0]
+            .r#type
+            .as_ref()
+            .and_then(|t| t.value.as_ref())
+        else {
+            panic!("the output has no tensor type");
+        };
+        let dims: Vec<_> = t
+            .shape
+            .as_ref()
+            .unwrap()
+            .dim
+            .iter()
+            .map(|d| d.value.clone())
+            .collect();
+        assert_eq!(
+            dims,
+            [
+                Some(DimValue::DimParam("N".into())),
+                Some(DimValue::DimValue(8)),
+                Some(DimValue::DimValue(1)),
+                Some(DimValue::DimValue(1))
+            ]
+        );
     }
 }

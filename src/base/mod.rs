@@ -1,4 +1,5 @@
-//! The frozen base recognizer: an ONNX model cut at its feature layer, run through tract.
+//! The frozen base recognizer: an ONNX model cut at its feature layer, run through tract (or,
+//! with the `onnxruntime` feature, ONNX Runtime).
 //!
 //! The cut is either a tensor (or node) the user names, or found automatically: the input of the
 //! final classifier layer, above a global pooling. Everything is inference only; the base is never
@@ -6,6 +7,7 @@
 
 mod graph;
 mod inspect;
+mod onnxruntime;
 
 use std::collections::HashMap;
 use std::fmt;
@@ -13,27 +15,34 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use ndarray::{Array2, ArrayViewD};
+use ndarray::{Array2, ArrayD, ArrayViewD};
+use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
+pub(crate) use graph::{batch_value_info, prune_to};
 pub use graph::{parse_onnx, FEATURES_OUTPUT};
 pub use inspect::{inspect, CutCandidate, Dim, Inspection, TensorInfo};
+pub use onnxruntime::{default_library, library_path, FETCH_SCRIPT, ORT_DYLIB_ENV, ORT_VERSION};
 
 use crate::cache::sha256_hex;
 use crate::embeddings::BaseRef;
 use crate::input::{ChannelOrder, ImageSpec, InputSpec, Layout};
 use crate::{zoo, Error, Result};
-use graph::GraphIndex;
+use graph::{cut_model, GraphIndex};
 use inspect::dtype_name;
+use onnxruntime::OrtSession;
 
 /// How to ask for a cut, appended to errors about it.
 const CUT_HINT: &str =
     "pass the embedding tensor's name with --cut NAME (see `graft inspect MODEL` \
                         for the tensors and candidate cuts)";
 
-/// Runs `f`, turning a panic inside tract into an error message.
-fn guard<T>(what: &str, f: impl FnOnce() -> TractResult<T>) -> std::result::Result<T, String> {
+/// Runs `f` (a call into tract or ONNX Runtime), turning its error or panic into a message.
+fn guard<T, E: fmt::Display>(
+    what: &str,
+    f: impl FnOnce() -> std::result::Result<T, E>,
+) -> std::result::Result<T, String> {
     match catch_unwind(AssertUnwindSafe(f)) {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(format!("{what}: {e:#}")),
@@ -43,7 +52,7 @@ fn guard<T>(what: &str, f: impl FnOnce() -> TractResult<T>) -> std::result::Resu
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(format!("{what}: tract panicked ({detail})"))
+            Err(format!("{what}: panicked ({detail})"))
         }
     }
 }
@@ -175,7 +184,97 @@ fn fix_batch(model: &TypedModel, batch: &Symbol, n: i64) -> TractResult<TypedMod
     model.set_symbols(&HashMap::from([(batch.clone(), TDim::Val(n))]))
 }
 
-/// A frozen base model cut at its embedding; tract plans are optimised per batch size met.
+/// tract plans for the model cut at `cuts`: the decluttered model with a symbolic batch and its
+/// plan for batch 1, or when the graph cannot keep a symbolic batch, a plan for batch 1 made from
+/// the ONNX file; with the cut tensor's type.
+fn prepare_tract(
+    proto: &pb::ModelProto,
+    known: &[Option<usize>],
+    cuts: &[String],
+) -> std::result::Result<(PlanSource, Arc<TypedSimplePlan>, TypedFact), String> {
+    let symbolic = guard("cannot prepare the model", || {
+        let typed = typed_model(proto, None, known, cuts)?;
+        let fact = typed.output_fact(0)?.clone();
+        let batch = typed.symbols.sym("N");
+        let model = typed.into_decluttered()?;
+        let plan = fix_batch(&model, &batch, 1)?
+            .into_optimized()?
+            .into_runnable()?;
+        Ok::<_, TractError>((PlanSource::Symbolic { model, batch }, plan, fact))
+    });
+    symbolic.or_else(|_| {
+        guard("cannot prepare the model", || {
+            let typed = typed_model(proto, Some(1), known, cuts)?;
+            let fact = typed.output_fact(0)?.clone();
+            Ok::<_, TractError>((
+                PlanSource::Onnx,
+                typed.into_optimized()?.into_runnable()?,
+                fact,
+            ))
+        })
+    })
+}
+
+/// The type of the cut tensor as tract infers it, with a symbolic batch (`true`) or, when the
+/// graph cannot keep one, with batch 1 (`false`): what another engine is checked with.
+fn cut_fact(
+    proto: &pb::ModelProto,
+    known: &[Option<usize>],
+    cuts: &[String],
+) -> std::result::Result<(TypedFact, bool), String> {
+    let fact = |batch| {
+        guard("cannot prepare the model", || {
+            let typed = typed_model(proto, batch, known, cuts)?;
+            Ok::<_, TractError>(typed.output_fact(0)?.clone())
+        })
+    };
+    fact(None)
+        .map(|f| (f, true))
+        .or_else(|_| fact(Some(1)).map(|f| (f, false)))
+}
+
+/// The inference engine that runs a base. Both give the same embeddings (within float rounding).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// tract, in pure Rust (always built).
+    #[default]
+    Tract,
+    /// ONNX Runtime, a shared library loaded at run time (cargo feature `onnxruntime`; see
+    /// [`library_path`]).
+    Ort,
+}
+
+impl Backend {
+    /// The name `--backend` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Tract => "tract",
+            Backend::Ort => "ort",
+        }
+    }
+}
+
+impl fmt::Display for Backend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl std::str::FromStr for Backend {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<Backend> {
+        match s {
+            "tract" => Ok(Backend::Tract),
+            "ort" => Ok(Backend::Ort),
+            _ => Err(Error::Invalid(format!(
+                "unknown backend '{s}': give tract or ort"
+            ))),
+        }
+    }
+}
+
+/// A frozen base model cut at its embedding, run by one engine.
 pub struct BaseModel {
     path: PathBuf,
     name: String,
@@ -188,9 +287,19 @@ pub struct BaseModel {
     embedding_dim: usize,
     known_input: Vec<Option<usize>>,
     input: Option<InputSpec>,
-    source: PlanSource,
-    /// Optimised plans by batch size.
-    plans: Mutex<HashMap<usize, Arc<TypedSimplePlan>>>,
+    engine: Engine,
+}
+
+/// What runs the cut model.
+enum Engine {
+    /// tract plans, optimised per batch size met.
+    Tract {
+        source: Box<PlanSource>,
+        /// Optimised plans by batch size.
+        plans: Mutex<HashMap<usize, Arc<TypedSimplePlan>>>,
+    },
+    /// An ONNX Runtime session over the cut graph (any batch size).
+    Ort(OrtSession),
 }
 
 /// At most this many batch sizes keep an optimised plan (the cache is emptied when full).
@@ -215,11 +324,13 @@ impl fmt::Debug for BaseModel {
             .field("cut", &self.cut)
             .field("input_shape", &self.input_shape)
             .field("cut_shape", &self.cut_shape)
+            .field("backend", &self.backend())
             .finish_non_exhaustive()
     }
 }
 
-/// How to load a base: where to cut it and, when the file leaves them open, its input sizes.
+/// How to load a base: where to cut it, when the file leaves them open its input sizes, and which
+/// engine runs it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BaseOptions {
     /// Tensor name, `node:index` or node name to cut at; `None`: the automatic embedding.
@@ -227,6 +338,22 @@ pub struct BaseOptions {
     /// Input dims after the batch (e.g. `[3, 224, 224]`); needed when the file does not fix them,
     /// checked against the file otherwise.
     pub input_shape: Option<Vec<usize>>,
+    /// The inference engine.
+    pub backend: Backend,
+    /// For [`Backend::Ort`]: the ONNX Runtime library file; `None`: as [`library_path`] says
+    /// (`$ORT_DYLIB_PATH`, else [`default_library`]). One process loads one library file.
+    pub ort_library: Option<PathBuf>,
+}
+
+impl BaseOptions {
+    /// Fails early, before any model work, when the engine cannot run here: ONNX Runtime not
+    /// built in, or its library not found.
+    fn check_backend(&self) -> Result<()> {
+        match self.backend {
+            Backend::Tract => Ok(()),
+            Backend::Ort => OrtSession::runtime_ready(self.ort_library.as_deref()),
+        }
+    }
 }
 
 impl BaseModel {
@@ -235,7 +362,7 @@ impl BaseModel {
     pub fn load(path: &Path, cut: Option<&str>) -> Result<BaseModel> {
         let options = BaseOptions {
             cut: cut.map(str::to_string),
-            input_shape: None,
+            ..BaseOptions::default()
         };
         Self::load_with(path, &options)
     }
@@ -262,6 +389,7 @@ impl BaseModel {
         name: String,
         options: &BaseOptions,
     ) -> Result<BaseModel> {
+        options.check_backend()?;
         let model_err = |msg: String| Error::Model {
             path: path.clone(),
             msg,
@@ -299,34 +427,27 @@ impl BaseModel {
         let known: Vec<Option<usize>> = input_shape.iter().copied().map(Some).collect();
 
         let cuts = std::slice::from_ref(&cut);
-        let symbolic = guard("cannot prepare the model", || {
-            let typed = typed_model(&proto, None, &known, cuts)?;
-            let fact = typed.output_fact(0)?.clone();
-            let batch = typed.symbols.sym("N");
-            let model = typed.into_decluttered()?;
-            let plan = fix_batch(&model, &batch, 1)?
-                .into_optimized()?
-                .into_runnable()?;
-            Ok((PlanSource::Symbolic { model, batch }, plan, fact))
-        });
-        let (source, plan, cut_fact) = match symbolic {
-            Ok(prepared) => prepared,
-            Err(_) => guard("cannot prepare the model", || {
-                let typed = typed_model(&proto, Some(1), &known, cuts)?;
-                let fact = typed.output_fact(0)?.clone();
-                Ok((
-                    PlanSource::Onnx,
-                    typed.into_optimized()?.into_runnable()?,
-                    fact,
-                ))
-            })
-            .map_err(model_err)?,
+        // tract types the model in both cases: the cut's shape is checked the same way.
+        let (tract, cut_fact, symbolic_batch) = match options.backend {
+            Backend::Tract => {
+                let (source, plan, fact) =
+                    prepare_tract(&proto, &known, cuts).map_err(model_err)?;
+                let symbolic = matches!(source, PlanSource::Symbolic { .. });
+                (Some((source, plan)), fact, symbolic)
+            }
+            Backend::Ort => {
+                let (fact, symbolic) = cut_fact(&proto, &known, cuts).map_err(model_err)?;
+                (None, fact, symbolic)
+            }
         };
 
         let dims = cut_fact.shape.dims();
-        let batch_first = dims.first().is_some_and(|d| match &source {
-            PlanSource::Symbolic { .. } => d.to_i64().is_err() && d.symbols().len() == 1,
-            PlanSource::Onnx => d.to_i64().is_ok_and(|v| v == 1),
+        let batch_first = dims.first().is_some_and(|d| {
+            if symbolic_batch {
+                d.to_i64().is_err() && d.symbols().len() == 1
+            } else {
+                d.to_i64().is_ok_and(|v| v == 1)
+            }
         });
         let cut_shape = dims
             .get(1..)
@@ -352,6 +473,20 @@ impl BaseModel {
             .try_fold(1usize, |acc, &d| acc.checked_mul(d))
             .filter(|&d| d > 0)
             .ok_or_else(|| model_err(format!("tensor `{cut}` has an empty or huge shape")))?;
+        let engine = match tract {
+            Some((source, plan)) => Engine::Tract {
+                source: Box::new(source),
+                plans: Mutex::new(HashMap::from([(1, plan)])),
+            },
+            None => {
+                let cut_graph = cut_model(&proto, &input_name, &input_shape, &cut, &cut_shape);
+                Engine::Ort(OrtSession::new(
+                    &cut_graph.encode_to_vec(),
+                    &input_name,
+                    options.ort_library.as_deref(),
+                )?)
+            }
+        };
         let input = guess_image_spec(&input_shape).map(InputSpec::Image);
         Ok(BaseModel {
             input,
@@ -365,8 +500,7 @@ impl BaseModel {
             cut_shape,
             embedding_dim,
             known_input: known,
-            source,
-            plans: Mutex::new(HashMap::from([(1, plan)])),
+            engine,
         })
     }
 
@@ -388,8 +522,33 @@ impl BaseModel {
         if n == 0 {
             return Ok(Array2::zeros((0, self.embedding_dim)));
         }
-        let tensor = Tensor::from(input.as_standard_layout().into_owned());
-        let plan = self.plan_for(n)?;
+        let input = input.as_standard_layout();
+        let output = match &self.engine {
+            Engine::Tract { source, plans } => self.run_tract(source, plans, input.view(), n)?,
+            Engine::Ort(session) => session.run(input.view())?,
+        };
+        if output.len() != n * self.embedding_dim {
+            return Err(Error::Inference(format!(
+                "embedding has shape {:?}, expected [{n}, {}]",
+                output.shape(),
+                self.embedding_dim
+            )));
+        }
+        let flat: Vec<f32> = output.iter().copied().collect();
+        Array2::from_shape_vec((n, self.embedding_dim), flat)
+            .map_err(|e| Error::Inference(e.to_string()))
+    }
+
+    /// The cut tensor for a batch of `n` (`input`, in standard layout) through tract.
+    fn run_tract(
+        &self,
+        source: &PlanSource,
+        plans: &Mutex<HashMap<usize, Arc<TypedSimplePlan>>>,
+        input: ArrayViewD<f32>,
+        n: usize,
+    ) -> Result<ArrayD<f32>> {
+        let tensor = Tensor::from(input.to_owned());
+        let plan = self.plan_for(source, plans, n)?;
         let outputs = guard("running the base model", || {
             plan.run(tvec![tensor.into_tvalue()])
         })
@@ -399,29 +558,24 @@ impl BaseModel {
             .ok_or_else(|| Error::Inference("the model gave no output".into()))?
             .to_plain_array_view::<f32>()
             .map_err(|e| Error::Inference(format!("embedding is not float32: {e}")))?;
-        if view.len() != n * self.embedding_dim {
-            return Err(Error::Inference(format!(
-                "embedding has shape {:?}, expected [{n}, {}]",
-                view.shape(),
-                self.embedding_dim
-            )));
-        }
-        let flat: Vec<f32> = view.iter().copied().collect();
-        Array2::from_shape_vec((n, self.embedding_dim), flat)
-            .map_err(|e| Error::Inference(e.to_string()))
+        Ok(view.to_owned())
     }
 
-    /// The plan that runs a batch of `n`, optimised on first use.
-    fn plan_for(&self, n: usize) -> Result<Arc<TypedSimplePlan>> {
-        let mut cache = self
-            .plans
+    /// The tract plan that runs a batch of `n`, optimised on first use.
+    fn plan_for(
+        &self,
+        source: &PlanSource,
+        plans: &Mutex<HashMap<usize, Arc<TypedSimplePlan>>>,
+        n: usize,
+    ) -> Result<Arc<TypedSimplePlan>> {
+        let mut cache = plans
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         if let Some(plan) = cache.get(&n) {
             return Ok(plan.clone());
         }
         let batch = i64::try_from(n).map_err(|_| Error::Invalid(format!("batch of {n}")))?;
-        let plan = match &self.source {
+        let plan = match source {
             PlanSource::Symbolic { model, batch: sym } => guard("preparing the base model", || {
                 fix_batch(model, sym, batch)?
                     .into_optimized()?
@@ -443,6 +597,14 @@ impl BaseModel {
         }
         cache.insert(n, plan.clone());
         Ok(plan)
+    }
+
+    /// The engine that runs this base.
+    pub fn backend(&self) -> Backend {
+        match self.engine {
+            Engine::Tract { .. } => Backend::Tract,
+            Engine::Ort(_) => Backend::Ort,
+        }
     }
 
     /// Size of one embedding (the cut tensor flattened).
@@ -488,12 +650,30 @@ impl BaseModel {
     /// Opens a base by zoo name (its manifest gives the cut and the preprocessing, and the model
     /// file must match the manifest's sha256) or else as an ONNX file (cut as given or automatic;
     /// images scaled by `mean`/`std`, by default to 0..1). `cut` overrides the zoo's embedding.
+    /// Runs on tract; see [`BaseModel::open_with`].
     pub fn open(
         name_or_path: &str,
         cut: Option<&str>,
         mean: Option<[f32; 3]>,
         std: Option<[f32; 3]>,
     ) -> Result<BaseModel> {
+        let options = BaseOptions {
+            cut: cut.map(str::to_string),
+            ..BaseOptions::default()
+        };
+        Self::open_with(name_or_path, &options, mean, std)
+    }
+
+    /// Like [`BaseModel::open`], with the cut, the engine and (for an ONNX file) the input sizes
+    /// from `options`; a zoo model's input sizes are its manifest's (`options.input_shape`, when
+    /// given, must equal them).
+    pub fn open_with(
+        name_or_path: &str,
+        options: &BaseOptions,
+        mean: Option<[f32; 3]>,
+        std: Option<[f32; 3]>,
+    ) -> Result<BaseModel> {
+        options.check_backend()?;
         let path = Path::new(name_or_path);
         let Ok(m) = zoo::manifest(name_or_path) else {
             if !path.exists() {
@@ -503,11 +683,7 @@ impl BaseModel {
                     known.join(", ")
                 )));
             }
-            let options = BaseOptions {
-                cut: cut.map(str::to_string),
-                input_shape: None,
-            };
-            let mut base = Self::load_with(path, &options)?;
+            let mut base = Self::load_with(path, options)?;
             base.name = name_or_path.to_string();
             if let Some(InputSpec::Image(spec)) = &mut base.input {
                 spec.mean = mean.unwrap_or(spec.mean);
@@ -519,6 +695,13 @@ impl BaseModel {
             return Err(Error::Invalid(format!(
                 "zoo model '{}' has its own preprocessing; --mean/--std are for ONNX files",
                 m.name
+            )));
+        }
+        let shape = m.input.shape();
+        if options.input_shape.as_ref().is_some_and(|s| *s != shape) {
+            return Err(Error::Invalid(format!(
+                "zoo model '{}' takes input {shape:?}, not {:?}",
+                m.name, options.input_shape
             )));
         }
         let model_path = m.model_path();
@@ -548,8 +731,9 @@ impl BaseModel {
             ),
         };
         let options = BaseOptions {
-            cut: Some(cut.unwrap_or(&embedding).to_string()),
-            input_shape: Some(m.input.shape()),
+            cut: Some(options.cut.clone().unwrap_or(embedding)),
+            input_shape: Some(shape),
+            ..options.clone()
         };
         let mut base = Self::build(bytes, model_path, m.name.clone(), &options)?;
         base.input = Some(m.input.clone());
@@ -557,15 +741,37 @@ impl BaseModel {
     }
 
     /// Reopens the base a recognizer or index was made with, and checks it is the same file.
+    /// Runs on tract; see [`BaseModel::from_ref_with`].
     pub fn from_ref(reference: &BaseRef) -> Result<BaseModel> {
-        let mut base =
-            Self::open(&reference.name, Some(&reference.cut), None, None).or_else(|_| {
-                let options = BaseOptions {
-                    cut: Some(reference.cut.clone()),
-                    input_shape: Some(reference.input.shape()),
-                };
-                Self::load_with(Path::new(&reference.name), &options)
-            })?;
+        Self::from_ref_with(reference, &BaseOptions::default())
+    }
+
+    /// Like [`BaseModel::from_ref`] on the engine `options` names. The reference fixes the cut and
+    /// the input sizes: `options.cut` and `options.input_shape`, when given, must equal them.
+    pub fn from_ref_with(reference: &BaseRef, options: &BaseOptions) -> Result<BaseModel> {
+        let shape = reference.input.shape();
+        let differs = options.cut.as_ref().is_some_and(|c| *c != reference.cut)
+            || options.input_shape.as_ref().is_some_and(|s| *s != shape);
+        if differs {
+            return Err(Error::Invalid(format!(
+                "base '{}' was used cut at '{}' with input {shape:?}; the options ask for cut {:?}, \
+                 input {:?}",
+                reference.name, reference.cut, options.cut, options.input_shape
+            )));
+        }
+        options.check_backend()?;
+        let by_name = BaseOptions {
+            cut: Some(reference.cut.clone()),
+            input_shape: None,
+            ..options.clone()
+        };
+        let mut base = Self::open_with(&reference.name, &by_name, None, None).or_else(|_| {
+            let as_file = BaseOptions {
+                input_shape: Some(shape),
+                ..by_name.clone()
+            };
+            Self::load_with(Path::new(&reference.name), &as_file)
+        })?;
         if base.sha256 != reference.sha256 {
             return Err(Error::Invalid(format!(
                 "base '{}' now has sha256 {}, but this was trained with sha256 {}",

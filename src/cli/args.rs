@@ -4,7 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use graft::base::BaseModel;
+use graft::base::{Backend, BaseModel, BaseOptions};
+use graft::embeddings::BaseRef;
 use graft::gpu::DeviceChoice;
 use graft::head::Optimizer;
 use graft::train::TrainOptions;
@@ -28,6 +29,8 @@ pub struct BaseArgs {
     /// Do not read or write the embedding cache.
     #[arg(long)]
     pub no_cache: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 impl BaseArgs {
@@ -35,7 +38,11 @@ impl BaseArgs {
     pub fn open(&self) -> Result<BaseModel> {
         let mean = self.mean.as_deref().map(parse_triple).transpose()?;
         let std = self.std.as_deref().map(parse_triple).transpose()?;
-        Ok(BaseModel::open(&self.base, self.cut.as_deref(), mean, std)?)
+        let options = BaseOptions {
+            cut: self.cut.clone(),
+            ..self.backend.options()
+        };
+        Ok(BaseModel::open_with(&self.base, &options, mean, std)?)
     }
 
     /// The embedding cache root, unless `--no-cache`.
@@ -44,6 +51,41 @@ impl BaseArgs {
             return Ok(None);
         }
         Ok(Some(graft::zoo::cache_dir()?))
+    }
+}
+
+/// Which engine runs the base.
+#[derive(Args, Clone, Debug)]
+pub struct BackendArgs {
+    /// Inference engine for the base: tract, or ort (ONNX Runtime; needs a build with
+    /// `--features onnxruntime` and its library: $ORT_DYLIB_PATH, or
+    /// scripts/fetch-onnxruntime.sh).
+    #[arg(long, default_value_t = Backend::Tract)]
+    pub backend: Backend,
+}
+
+impl BackendArgs {
+    /// Base options that name only the engine.
+    pub fn options(&self) -> BaseOptions {
+        BaseOptions {
+            backend: self.backend,
+            ..BaseOptions::default()
+        }
+    }
+
+    /// Reopens the base a recognizer or index was made with, on this engine.
+    pub fn reopen(&self, reference: &BaseRef) -> Result<BaseModel> {
+        Ok(BaseModel::from_ref_with(reference, &self.options())?)
+    }
+
+    /// Opens a zoo model or ONNX file with its own cut and preprocessing, on this engine.
+    pub fn open(&self, name_or_path: &str) -> Result<BaseModel> {
+        Ok(BaseModel::open_with(
+            name_or_path,
+            &self.options(),
+            None,
+            None,
+        )?)
     }
 }
 

@@ -15,7 +15,7 @@ use graft::train::TrainOptions;
 use ndarray::Axis;
 use serde_json::json;
 
-use super::args::DeviceArgs;
+use super::args::{BackendArgs, DeviceArgs};
 use super::knn::index_of;
 use super::train::{embed_folder, train_and_report};
 use super::Ui;
@@ -33,6 +33,8 @@ pub struct DemoArgs {
     pub no_cache: bool,
     #[command(flatten)]
     pub device: DeviceArgs,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 /// The image set shipped in the repository.
@@ -42,7 +44,7 @@ pub fn demo_data() -> PathBuf {
 
 pub fn run(args: DemoArgs, ui: Ui) -> Result<()> {
     let start = Instant::now();
-    let base = BaseModel::open(DEMO_BASE, None, None, None)?;
+    let base = args.backend.open(DEMO_BASE)?;
     ui.say(format!(
         "base: {DEMO_BASE}, cut at '{}' ({}-d embedding), frozen",
         base.cut(),
@@ -95,6 +97,7 @@ pub fn run(args: DemoArgs, ui: Ui) -> Result<()> {
         &BaseOptions {
             cut: Some(PROBABILITIES.into()),
             input_shape: Some(base.input_shape().to_vec()),
+            ..args.backend.options()
         },
     )
     .context("reloading the exported ONNX file")?;

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
-use graft::base::BaseModel;
 use graft::embeddings::Embeddings;
 use graft::knn::Knn;
 use ndarray::Axis;
@@ -12,7 +11,7 @@ use serde_json::json;
 
 use std::sync::Arc;
 
-use super::args::{BaseArgs, DeviceArgs};
+use super::args::{BackendArgs, BaseArgs, DeviceArgs};
 use super::predict::for_each_file;
 use super::train::embed_folder;
 use super::Ui;
@@ -42,6 +41,8 @@ pub enum KnnCommand {
         k: usize,
         #[command(flatten)]
         device: DeviceArgs,
+        #[command(flatten)]
+        backend: BackendArgs,
     },
 }
 
@@ -64,10 +65,11 @@ pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
             files,
             k,
             device,
+            backend,
         } => {
             let knn = Knn::load(&index)?;
             let gpu = device.choice()?.open_gpu()?.map(Arc::new);
-            let model = BaseModel::from_ref(knn.base())?;
+            let model = backend.reopen(knn.base())?;
             for_each_file(&model, &files, ui, |embedding| {
                 let p = knn.classify_with(embedding, k, gpu.clone())?.remove(0);
                 let votes: Vec<String> = p

@@ -4,11 +4,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use graft::base::BaseModel;
 use graft::listen::{evaluate, listen_file, ListenOptions, WordTime};
 use graft::recognizer::Recognizer;
 use serde_json::json;
 
+use super::args::BackendArgs;
 use super::Ui;
 
 #[derive(Args)]
@@ -40,11 +40,13 @@ pub struct ListenArgs {
     /// Largest gap in seconds between a detection's window centre and a known word's time.
     #[arg(long, default_value_t = 0.5)]
     pub tolerance: f64,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 pub fn run(args: ListenArgs, ui: Ui) -> Result<()> {
     let recognizer = Recognizer::load(&args.recognizer)?;
-    let base = BaseModel::from_ref(&recognizer.base)?;
+    let base = args.backend.reopen(&recognizer.base)?;
     let options = ListenOptions {
         threshold: args.threshold,
         suppression_ms: args.suppression_ms,

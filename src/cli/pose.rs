@@ -8,6 +8,7 @@ use graft::input::image::decode_image;
 use graft::pose::{detect, draw, keypoint_model, LOW_SCORE};
 use serde_json::json;
 
+use super::args::BackendArgs;
 use super::Ui;
 
 #[derive(Args)]
@@ -22,6 +23,8 @@ pub struct PoseArgs {
     /// crops of one person), or an ONNX file with the same output as one of them.
     #[arg(long, default_value = "movenet-lightning")]
     pub base: String,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 pub fn run(args: PoseArgs, ui: Ui) -> Result<()> {
@@ -31,7 +34,7 @@ pub fn run(args: PoseArgs, ui: Ui) -> Result<()> {
             args.images.len()
         );
     }
-    let base = keypoint_model(&args.base)?;
+    let base = keypoint_model(&args.base, &args.backend.options())?;
     let mut results = Vec::with_capacity(args.images.len());
     for path in &args.images {
         let bytes = std::fs::read(path).map_err(|e| graft::Error::io(path, e))?;

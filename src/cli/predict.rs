@@ -10,6 +10,7 @@ use graft::recognizer::Recognizer;
 use ndarray::{ArrayView2, Axis};
 use serde_json::{json, Value};
 
+use super::args::BackendArgs;
 use super::train::embed_folder;
 use super::{AlreadyReported, Ui};
 
@@ -23,6 +24,8 @@ pub struct PredictArgs {
     /// How many classes to show per file.
     #[arg(short = 'k', long, default_value_t = 3)]
     pub top_k: usize,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 #[derive(Args)]
@@ -35,11 +38,13 @@ pub struct EvalArgs {
     /// Do not read or write the embedding cache.
     #[arg(long)]
     pub no_cache: bool,
+    #[command(flatten)]
+    pub backend: BackendArgs,
 }
 
 pub fn run(args: PredictArgs, ui: Ui) -> Result<()> {
     let recognizer = Recognizer::load(&args.recognizer)?;
-    let base = BaseModel::from_ref(&recognizer.base)?;
+    let base = args.backend.reopen(&recognizer.base)?;
     for_each_file(&base, &args.files, ui, |embedding| {
         let p = recognizer.predict(embedding, args.top_k)?.remove(0);
         let top: Vec<String> = p.top.iter().map(|(l, q)| format!("{l} {q:.3}")).collect();
@@ -92,7 +97,7 @@ pub fn for_each_file(
 
 pub fn eval(args: EvalArgs, ui: Ui) -> Result<()> {
     let recognizer = Recognizer::load(&args.recognizer)?;
-    let base = BaseModel::from_ref(&recognizer.base)?;
+    let base = args.backend.reopen(&recognizer.base)?;
     let cache = if args.no_cache {
         None
     } else {

@@ -40,7 +40,7 @@ use image::{DynamicImage, Rgb, RgbImage};
 use ndarray::{Array2, Axis};
 use serde::Serialize;
 
-use crate::base::BaseModel;
+use crate::base::{BaseModel, BaseOptions};
 use crate::embeddings::Embeddings;
 use crate::input::image::{preprocess, Letterbox};
 use crate::input::ImageSpec;
@@ -275,13 +275,18 @@ impl Keypoint {
 }
 
 /// Opens pose model `name_or_path` (a zoo name or an ONNX file) cut at its keypoints, for
-/// [`detect`]: a zoo model with pose features is cut before them, at its manifest's tensor.
-pub fn keypoint_model(name_or_path: &str) -> Result<BaseModel> {
+/// [`detect`], on the engine `options` names: a zoo model with pose features is cut before them,
+/// at its manifest's tensor; an ONNX file at `options.cut`, else its automatic cut.
+pub fn keypoint_model(name_or_path: &str, options: &BaseOptions) -> Result<BaseModel> {
     let cut = zoo::manifest(name_or_path)
         .ok()
         .filter(|m| m.embedding.features == Some(zoo::Features::Pose))
         .map(|m| m.embedding.tensor);
-    BaseModel::open(name_or_path, cut.as_deref(), None, None)
+    let options = BaseOptions {
+        cut: cut.or_else(|| options.cut.clone()),
+        ..options.clone()
+    };
+    BaseModel::open_with(name_or_path, &options, None, None)
 }
 
 /// Finds the keypoints of the person in `image` with a pose model cut at its keypoints (see
