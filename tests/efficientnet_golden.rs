@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use common::fresh_conversion_equals_committed;
+use common::{fresh_conversion_equals_committed, max_abs_diff};
 use graft::zoo;
 use tract_onnx::prelude::*;
 
@@ -66,14 +66,6 @@ fn run(plan: &Plan, input: Vec<f32>) -> (Vec<f32>, Vec<f32>) {
         view.iter().copied().collect::<Vec<f32>>()
     };
     (flat(0, 1280), flat(1, 1000))
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn top5(logits: &[f32]) -> Vec<usize> {

@@ -6,6 +6,9 @@
 //! photos (>= 90 %), its ONNX export against graft, mirror augmentation, and `graft train
 //! --base movenet-lightning --augment-mirror` + `graft export`.
 
+mod common;
+use common::max_abs_diff;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -256,14 +259,6 @@ fn onnx_features(base: &BaseModel, image: &DynamicImage) -> Vec<f32> {
     out.row(0).to_vec()
 }
 
-fn largest_difference(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
-
 #[test]
 fn onnx_pose_features_equal_the_rust_features() {
     let base = pose_features_base();
@@ -274,7 +269,7 @@ fn onnx_pose_features_equal_the_rust_features() {
     let image = astronaut();
     let rust = features(&normalise(&detect(&keypoints, &image).unwrap()).unwrap());
     let onnx = onnx_features(&base, &image);
-    let worst = largest_difference(&onnx, &rust);
+    let worst = max_abs_diff(&onnx, &rust);
     eprintln!("astronaut: ONNX vs Rust features differ by {worst:.2e} at most");
     assert!(worst <= FEATURE_TOLERANCE, "{onnx:?}\n{rust:?}");
     // Not a trivial agreement: the features are the normalised pose (nose above the hips).
@@ -285,7 +280,7 @@ fn onnx_pose_features_equal_the_rust_features() {
     let tall = DynamicImage::ImageRgb8(tall);
     let rust = features(&normalise(&detect(&keypoints, &tall).unwrap()).unwrap());
     let onnx = onnx_features(&base, &tall);
-    let worst = largest_difference(&onnx, &rust);
+    let worst = max_abs_diff(&onnx, &rust);
     eprintln!("padded astronaut: ONNX vs Rust features differ by {worst:.2e} at most");
     assert!(worst <= LETTERBOX_FEATURE_TOLERANCE, "{onnx:?}\n{rust:?}");
 }
@@ -370,7 +365,7 @@ fn turned_photos_are_recognised_and_the_export_agrees() {
         let got = exported
             .embed(input.insert_axis(Axis(0)).into_dyn().view())
             .unwrap();
-        worst = worst.max(largest_difference(
+        worst = worst.max(max_abs_diff(
             got.row(0).as_slice().unwrap(),
             want.as_slice().unwrap(),
         ));

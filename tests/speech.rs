@@ -1,6 +1,9 @@
 //! The speech base and speech recognizers: golden outputs of the merged graph, WAV decoding,
 //! training on spoken words, and `listen` on a long recording.
 
+mod common;
+use common::max_abs_diff;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -32,14 +35,6 @@ fn read_f32(rel: &str) -> Vec<f32> {
         .chunks_exact(4)
         .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
         .collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 fn base_cut_at(cut: &str) -> BaseModel {

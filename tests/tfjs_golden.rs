@@ -4,6 +4,9 @@
 //! npm), converted and run with tract; the committed zoo models must be byte-identical to a fresh
 //! conversion, and graft's base-model pipeline must load them by zoo name.
 
+mod common;
+use common::max_abs_diff;
+
 use std::path::{Path, PathBuf};
 
 use graft::base::BaseModel;
@@ -29,14 +32,6 @@ fn read_f32(folder: &str, name: &str) -> Vec<f32> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// Runs `model` on one NHWC float input; returns the named outputs flattened.

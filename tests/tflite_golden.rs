@@ -8,7 +8,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::fresh_conversion_equals_committed;
+use common::{fresh_conversion_equals_committed, max_abs_diff};
 use graft::zoo;
 use tract_onnx::prelude::*;
 
@@ -39,14 +39,6 @@ fn read_f32(name: &str) -> Vec<f32> {
         .chunks_exact(4)
         .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
         .collect()
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
 }
 
 /// Runs `model` on a batch of `batch` copies of the golden input; returns every output in order.

@@ -11,6 +11,15 @@ pub const OPSET: i64 = 13;
 /// IR version matching [`OPSET`].
 const IR_VERSION: i64 = 7;
 
+/// Version of the default (`ai.onnx`) operator set `model` imports, if any.
+pub fn default_opset(model: &pb::ModelProto) -> Option<i64> {
+    model
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+}
+
 /// One dimension of a graph input or output.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Dim {

@@ -15,7 +15,7 @@
 
 use tract_onnx::pb;
 
-use crate::onnx_builder::{attr_int, attr_ints, encode, Dim, GraphBuilder, OPSET};
+use crate::onnx_builder::{attr_int, attr_ints, default_opset, encode, Dim, GraphBuilder, OPSET};
 use crate::Error;
 
 /// Sample rate the models were trained on.
@@ -163,11 +163,7 @@ fn decode(what: &str, bytes: &[u8]) -> Result<pb::GraphProto, Error> {
     use prost::Message;
     let model = pb::ModelProto::decode(bytes)
         .map_err(|e| Error::Format(format!("{what}: not an ONNX file ({e})")))?;
-    let opset = model
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map(|o| o.version);
+    let opset = default_opset(&model);
     if opset != Some(OPSET) {
         return Err(Error::Format(format!(
             "{what}: expected ONNX opset {OPSET}, found {opset:?}"

@@ -11,6 +11,7 @@ use super::graph::{parse_onnx, GraphIndex};
 use super::{declared_input, guard, typed_model, CUT_HINT};
 use crate::cache::sha256_hex;
 use crate::{Error, Result};
+use graft_converters::onnx_builder::default_opset;
 
 /// One tensor dimension as declared in an ONNX file.
 #[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
@@ -169,11 +170,7 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
             shape,
         })
         .collect();
-    let opset = proto
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map_or(0, |o| o.version);
+    let opset = default_opset(&proto).unwrap_or(0);
     Ok(Inspection {
         path: path.to_path_buf(),
         sha256: sha256_hex(&bytes),

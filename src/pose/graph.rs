@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use graft_converters::onnx_builder::{
-    attr_int, attr_ints, encode, DataType, Dim, GraphBuilder, OPSET,
+    attr_int, attr_ints, default_opset, encode, DataType, Dim, GraphBuilder, OPSET,
 };
 use tract_onnx::pb;
 
@@ -25,11 +25,7 @@ pub fn feature_model(bytes: &[u8], keypoints: &str, path: &Path) -> Result<Vec<u
         msg,
     };
     let model = parse_onnx(bytes, path)?;
-    let opset = model
-        .opset_import
-        .iter()
-        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
-        .map(|o| o.version);
+    let opset = default_opset(&model);
     if opset != Some(OPSET) {
         return Err(model_err(format!(
             "pose features are appended to opset-{OPSET} models, this one is {opset:?}"
