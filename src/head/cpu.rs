@@ -238,21 +238,31 @@ fn apply_update(
     layer: &mut Dense,
     grad: &DenseGrad,
     state: &mut LayerState,
-) {
+) -> Result<()> {
     let opt = opts.optimizer;
     let k = opt.step_scalars(opts.learning_rate, t);
+    let not_contiguous = || Error::Invalid("head parameters are not contiguous in memory".into());
     let [w1, w2] = &mut state.weight;
-    Zip::from(&mut layer.weight)
-        .and(&grad.weight)
-        .and(w1)
-        .and(w2)
-        .for_each(|w, &g, s1, s2| opt.update(&k, opts.weight_decay, w, g, s1, s2));
+    let (Some(w), Some(g), Some(s1), Some(s2)) = (
+        layer.weight.as_slice_mut(),
+        grad.weight.as_slice(),
+        w1.as_slice_mut(),
+        w2.as_slice_mut(),
+    ) else {
+        return Err(not_contiguous());
+    };
+    opt.update_all(&k, opts.weight_decay, w, g, s1, s2);
     let [b1, b2] = &mut state.bias;
-    Zip::from(&mut layer.bias)
-        .and(&grad.bias)
-        .and(b1)
-        .and(b2)
-        .for_each(|w, &g, s1, s2| opt.update(&k, 0.0, w, g, s1, s2));
+    let (Some(w), Some(g), Some(s1), Some(s2)) = (
+        layer.bias.as_slice_mut(),
+        grad.bias.as_slice(),
+        b1.as_slice_mut(),
+        b2.as_slice_mut(),
+    ) else {
+        return Err(not_contiguous());
+    };
+    opt.update_all(&k, 0.0, w, g, s1, s2);
+    Ok(())
 }
 
 /// Everything a training run keeps between calls.
@@ -363,7 +373,7 @@ impl HeadBackend for CpuBackend {
             for ((layer, grad), state) in
                 s.head.layers.iter_mut().zip(&pass.grads).zip(&mut s.state)
             {
-                apply_update(&s.opts, s.steps, layer, grad, state);
+                apply_update(&s.opts, s.steps, layer, grad, state)?;
             }
         }
         Ok(stats(weighted_sum, correct, n))

@@ -140,6 +140,62 @@ impl Optimizer {
     }
 }
 
+impl Optimizer {
+    /// [`Optimizer::update`] on every element of equally long slices. The variant is matched once,
+    /// outside the loop, so the compiler can vectorise it (per element, the match kept Adam's
+    /// square roots and divisions scalar: 40 % of a small head's training time).
+    pub fn update_all(
+        &self,
+        k: &StepScalars,
+        weight_decay: f32,
+        w: &mut [f32],
+        g: &[f32],
+        s1: &mut [f32],
+        s2: &mut [f32],
+    ) {
+        #[inline(always)]
+        fn each(
+            opt: Optimizer,
+            k: &StepScalars,
+            weight_decay: f32,
+            w: &mut [f32],
+            g: &[f32],
+            s1: &mut [f32],
+            s2: &mut [f32],
+        ) {
+            let n = w.len().min(g.len()).min(s1.len()).min(s2.len());
+            let (w, g, s1, s2) = (&mut w[..n], &g[..n], &mut s1[..n], &mut s2[..n]);
+            for i in 0..n {
+                opt.update(k, weight_decay, &mut w[i], g[i], &mut s1[i], &mut s2[i]);
+            }
+        }
+        // Each arm hands `each` a value whose variant the inlined `update` can see.
+        match *self {
+            Optimizer::Sgd { momentum } => {
+                each(Optimizer::Sgd { momentum }, k, weight_decay, w, g, s1, s2)
+            }
+            Optimizer::Adam { beta1, beta2, eps } => each(
+                Optimizer::Adam { beta1, beta2, eps },
+                k,
+                weight_decay,
+                w,
+                g,
+                s1,
+                s2,
+            ),
+            Optimizer::RmsProp { rho, eps } => each(
+                Optimizer::RmsProp { rho, eps },
+                k,
+                weight_decay,
+                w,
+                g,
+                s1,
+                s2,
+            ),
+        }
+    }
+}
+
 /// Per-step scalars: learning rate and Adam's bias corrections (1 for the other optimisers).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct StepScalars {
@@ -153,6 +209,32 @@ pub struct StepScalars {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn update_all_equals_the_element_update_bit_for_bit() {
+        let n = 37;
+        let value = |i: usize, f: f32| (i as f32 * f).sin() * 2.0;
+        for opt in [
+            Optimizer::Sgd { momentum: 0.9 },
+            Optimizer::adam(),
+            Optimizer::rmsprop(),
+        ] {
+            let k = opt.step_scalars(0.01, 3);
+            let g: Vec<f32> = (0..n).map(|i| value(i, 0.7)).collect();
+            let mut w: Vec<f32> = (0..n).map(|i| value(i, 1.3)).collect();
+            let mut s1: Vec<f32> = (0..n).map(|i| value(i, 0.3) * 0.1).collect();
+            let mut s2: Vec<f32> = (0..n).map(|i| value(i, 0.9).abs()).collect();
+            let (mut ew, mut e1, mut e2) = (w.clone(), s1.clone(), s2.clone());
+            for i in 0..n {
+                opt.update(&k, 0.01, &mut ew[i], g[i], &mut e1[i], &mut e2[i]);
+            }
+            opt.update_all(&k, 0.01, &mut w, &g, &mut s1, &mut s2);
+            let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&w), bits(&ew), "{opt:?}");
+            assert_eq!(bits(&s1), bits(&e1), "{opt:?}");
+            assert_eq!(bits(&s2), bits(&e2), "{opt:?}");
+        }
+    }
 
     #[test]
     fn adam_first_step_moves_by_learning_rate() {
