@@ -21,9 +21,10 @@
 //!   `s = 1 / (1 - p)` when dropout is active and `1` otherwise ([`relu_dropout_backward`]).
 //! - Update: [`crate::head::Optimizer::update`] on every weight and bias, step counter `t` from 1.
 
-use ndarray::{Array1, Array2, ArrayView2, Axis, Zip};
+use ndarray::{Array, Array1, Array2, ArrayView2, Axis, Dimension, Zip};
 
 use crate::head::backend::{check_begin, EpochStats, Examples, HeadBackend};
+use crate::head::optim::StepScalars;
 use crate::head::random::{self, DropoutSite};
 use crate::head::{argmax_rows, Dense, Head};
 use crate::train::TrainOptions;
@@ -239,29 +240,42 @@ fn apply_update(
     grad: &DenseGrad,
     state: &mut LayerState,
 ) -> Result<()> {
-    let opt = opts.optimizer;
-    let k = opt.step_scalars(opts.learning_rate, t);
-    let not_contiguous = || Error::Invalid("head parameters are not contiguous in memory".into());
+    let k = opts.optimizer.step_scalars(opts.learning_rate, t);
     let [w1, w2] = &mut state.weight;
-    let (Some(w), Some(g), Some(s1), Some(s2)) = (
-        layer.weight.as_slice_mut(),
-        grad.weight.as_slice(),
-        w1.as_slice_mut(),
-        w2.as_slice_mut(),
-    ) else {
-        return Err(not_contiguous());
-    };
-    opt.update_all(&k, opts.weight_decay, w, g, s1, s2);
+    update_params(
+        opts,
+        &k,
+        opts.weight_decay,
+        &mut layer.weight,
+        &grad.weight,
+        w1,
+        w2,
+    )?;
     let [b1, b2] = &mut state.bias;
+    update_params(opts, &k, 0.0, &mut layer.bias, &grad.bias, b1, b2)
+}
+
+/// [`crate::head::Optimizer::update_all`] on one parameter array, its gradient and its state.
+fn update_params<D: Dimension>(
+    opts: &TrainOptions,
+    k: &StepScalars,
+    weight_decay: f32,
+    w: &mut Array<f32, D>,
+    g: &Array<f32, D>,
+    s1: &mut Array<f32, D>,
+    s2: &mut Array<f32, D>,
+) -> Result<()> {
     let (Some(w), Some(g), Some(s1), Some(s2)) = (
-        layer.bias.as_slice_mut(),
-        grad.bias.as_slice(),
-        b1.as_slice_mut(),
-        b2.as_slice_mut(),
+        w.as_slice_mut(),
+        g.as_slice(),
+        s1.as_slice_mut(),
+        s2.as_slice_mut(),
     ) else {
-        return Err(not_contiguous());
+        return Err(Error::Invalid(
+            "head parameters are not contiguous in memory".into(),
+        ));
     };
-    opt.update_all(&k, 0.0, w, g, s1, s2);
+    opts.optimizer.update_all(k, weight_decay, w, g, s1, s2);
     Ok(())
 }
 

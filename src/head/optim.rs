@@ -169,29 +169,11 @@ impl Optimizer {
                 opt.update(k, weight_decay, &mut w[i], g[i], &mut s1[i], &mut s2[i]);
             }
         }
-        // Each arm hands `each` a value whose variant the inlined `update` can see.
+        // In each arm the variant is known, so the inlined `update` loses its match.
         match *self {
-            Optimizer::Sgd { momentum } => {
-                each(Optimizer::Sgd { momentum }, k, weight_decay, w, g, s1, s2)
-            }
-            Optimizer::Adam { beta1, beta2, eps } => each(
-                Optimizer::Adam { beta1, beta2, eps },
-                k,
-                weight_decay,
-                w,
-                g,
-                s1,
-                s2,
-            ),
-            Optimizer::RmsProp { rho, eps } => each(
-                Optimizer::RmsProp { rho, eps },
-                k,
-                weight_decay,
-                w,
-                g,
-                s1,
-                s2,
-            ),
+            opt @ Optimizer::Sgd { .. } => each(opt, k, weight_decay, w, g, s1, s2),
+            opt @ Optimizer::Adam { .. } => each(opt, k, weight_decay, w, g, s1, s2),
+            opt @ Optimizer::RmsProp { .. } => each(opt, k, weight_decay, w, g, s1, s2),
         }
     }
 }
