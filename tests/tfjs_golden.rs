@@ -5,7 +5,7 @@
 //! conversion, and graft's base-model pipeline must load them by zoo name.
 
 mod common;
-use common::max_abs_diff;
+use common::{fresh_conversion_equals_committed, max_abs_diff};
 
 use std::path::{Path, PathBuf};
 
@@ -63,14 +63,8 @@ fn run(model: &[u8], outputs: &[&str], shape: [usize; 4], input: Vec<f32>) -> Ve
 /// A fresh conversion through the zoo, checked byte for byte against the committed model and its
 /// manifest's sha256.
 fn fresh_and_committed(name: &str) -> Vec<u8> {
+    let model = fresh_conversion_equals_committed(name);
     let m = zoo::manifest(name).unwrap();
-    let original = zoo::fetch_original(&m, None).unwrap();
-    let model = zoo::convert(&m, &original).unwrap();
-    let committed = std::fs::read(m.model_path()).unwrap();
-    assert!(
-        committed == model,
-        "zoo model {name} differs from a fresh conversion"
-    );
     assert_eq!(zoo::sha256_file(&m.model_path()).unwrap(), m.model.sha256);
     model
 }
