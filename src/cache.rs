@@ -4,6 +4,9 @@
 //! sha256 of the example file's bytes, so renaming a file keeps its entry and changing any of the four
 //! makes a new one. Entries are raw little-endian f32 files written atomically; one whose length does
 //! not match the embedding size is ignored and recomputed.
+//!
+//! The one rule for graft's cache folder (embeddings, fetched originals, the ONNX Runtime library)
+//! is [`cache_dir`]; [`CacheOptions`] is how a verb is told to use it or not.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +14,39 @@ use sha2::{Digest, Sha256};
 
 use crate::atomic::write_atomic;
 use crate::{Error, Result};
+
+/// graft's cache folder: `$GRAFT_CACHE`, else `$XDG_CACHE_HOME/graft`, else `$HOME/.cache/graft`.
+pub fn cache_dir() -> Result<PathBuf> {
+    let var = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    var("GRAFT_CACHE")
+        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("graft")))
+        .or_else(|| var("HOME").map(|d| d.join(".cache/graft")))
+        .ok_or_else(|| Error::Invalid("no cache folder: set GRAFT_CACHE or HOME".into()))
+}
+
+/// Whether embeddings are read from and written to the cache (in [`cache_dir`]). Default: yes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct CacheOptions {
+    /// Do not read or write the embedding cache (embed every example again).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub no_cache: bool,
+}
+
+impl CacheOptions {
+    /// The cache root to use: [`cache_dir`], or `None` with `no_cache` or when there is no cache
+    /// folder (then nothing is cached).
+    pub fn root(&self) -> Option<PathBuf> {
+        match self.no_cache {
+            true => None,
+            false => cache_dir().ok(),
+        }
+    }
+}
 
 /// Embedding cache for one (base model, cut, preprocessing) combination.
 #[derive(Clone, Debug)]

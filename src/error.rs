@@ -26,6 +26,9 @@ pub enum Error {
     /// An argument or option is out of range or inconsistent (e.g. mismatched embedding sizes).
     #[error("invalid argument: {0}")]
     Invalid(String),
+    /// Something made with one base model (a recognizer, an index, embeddings) meets another.
+    #[error("base mismatch: {0}")]
+    BaseMismatch(String),
     /// The base model failed while running.
     #[error("inference: {0}")]
     Inference(String),
@@ -38,6 +41,9 @@ pub enum Error {
     /// A zoo manifest or download failed.
     #[error("zoo: {0}")]
     Zoo(String),
+    /// A bug in graft: a state its own checks should have made impossible. Please report it.
+    #[error("internal error (a bug in graft, please report it): {0}")]
+    Internal(String),
 }
 
 /// Short for `std::result::Result<T, graft::Error>`.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use crate::embeddings::BaseRef;
+use crate::base::BaseRef;
 use crate::gpu::{cosine_similarity, Gpu};
 use crate::tensor_file::{self, Entry, TensorFile};
 use crate::{Error, Result};

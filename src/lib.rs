@@ -14,18 +14,20 @@
 //!    ([`export::export_onnx`]).
 //! 5. Or skip training: a [`knn::Knn`] classifier over the same embeddings.
 //!
+//! [`task`] runs each of these flows as one call (what the `graft` command line runs), with one
+//! options struct each; `doc/ARCHITECTURE.md` draws the modules and which may import which.
+//!
 //! ```no_run
-//! use graft::{base::BaseModel, dataset::Dataset, embeddings::Embeddings, head::CpuBackend};
-//! use graft::{recognizer::Recognizer, train::TrainOptions};
+//! use graft::base::{BaseModel, BaseOptions};
+//! use graft::dataset::Dataset;
+//! use graft::task::{self, CreateOptions, Silent};
 //!
 //! # fn main() -> graft::Result<()> {
-//! let base = BaseModel::open("efficientnet-lite0", None, None, None)?;
+//! let base = BaseModel::open("efficientnet-lite0", &BaseOptions::default())?;
 //! let data = Dataset::from_folder("photos")?;
-//! let (embeddings, _skipped) = Embeddings::from_dataset(&base, &data, None, &|_| {})?;
-//! let (train, val) = embeddings.split(0.3, 42)?;
-//! let opts = TrainOptions::default();
-//! let recognizer = Recognizer::train(&train, &val, &opts, &mut CpuBackend::new(), &mut |_| {})?;
-//! recognizer.save("recognizer.safetensors".as_ref())?;
+//! let created = task::create(&base, &data, &CreateOptions::default(), &Silent)?;
+//! println!("{:?}", created.recognizer.training.as_ref().and_then(|t| t.validation.as_ref()));
+//! created.recognizer.save("recognizer.safetensors".as_ref())?;
 //! # Ok(()) }
 //! ```
 
@@ -44,6 +46,7 @@ pub mod listen;
 pub mod metrics;
 pub mod pose;
 pub mod recognizer;
+pub mod task;
 pub mod tensor_file;
 pub mod train;
 pub mod zoo;

@@ -25,26 +25,36 @@ pub const NOT_WORDS: &[&str] = &[BACKGROUND_NOISE, "_unknown_", "_silence_"];
 
 /// How [`Listener`] decides what to report; the CLI's defaults come from here.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ListenOptions {
     /// Lowest probability of a word that counts. Default 0.7 (synth-commands listen evaluation,
     /// default recognizer: 83 % of 60 words found with 2 false alarms in 4 minutes; 0.8 found
     /// 70 % with none, 0.5 found 90 % with 4).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = ListenOptions::default().threshold))]
     pub threshold: f32,
     /// After a report, windows starting within this many milliseconds of the reported window's
     /// start are ignored. Default 1000: the windows that still overlap the reported word.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = ListenOptions::default().suppression_ms))]
     pub suppression_ms: u32,
     /// Fraction by which consecutive windows overlap, in `[0, 1)`. Default 0.75 (a window every
     /// 250 ms).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = ListenOptions::default().overlap))]
     pub overlap: f32,
     /// How far (as a fraction of the window) the centre of a window's sound energy may lie from
     /// the window's middle for the window to count; 0.5 lets every window count. Default 0.3: a
     /// window that holds only the start or end of a word (often heard, confidently, as another
     /// word) is skipped; with windows every 250 ms a word still has one centred window.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = ListenOptions::default().centring))]
     pub centring: f32,
     /// Windows whose RMS level is below this (dB relative to full scale) are silence and never
     /// count. Default -50.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = ListenOptions::default().silence_db, allow_hyphen_values = true)
+    )]
     pub silence_db: f32,
     /// Windows embedded per call to the base. Default 16.
+    #[cfg_attr(feature = "cli", arg(long = "listen-batch", default_value_t = ListenOptions::default().batch))]
     pub batch: usize,
 }
 
@@ -310,6 +320,35 @@ pub fn listen_file(
     let mut found = listener.push(&samples)?;
     found.extend(listener.finish());
     Ok(found)
+}
+
+/// Reads the words known to be spoken in a recording, for [`evaluate`]: a CSV of `time_s,word`
+/// lines, the time at the word's middle (blank lines and `#` comments skipped).
+pub fn read_truth(path: &Path) -> Result<Vec<WordTime>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let mut out = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let parsed = line
+            .split_once(',')
+            .and_then(|(t, w)| Some((t.trim().parse::<f64>().ok()?, w.trim())));
+        match parsed {
+            Some((time_s, word)) if time_s.is_finite() && !word.is_empty() => out.push(WordTime {
+                word: word.to_string(),
+                time_s,
+            }),
+            _ => {
+                return Err(Error::Input {
+                    path: path.to_path_buf(),
+                    msg: format!("line {}: expected `time_s,word`, got {line:?}", n + 1),
+                })
+            }
+        }
+    }
+    Ok(out)
 }
 
 /// A word known to be spoken at a time (its middle), for [`evaluate`].

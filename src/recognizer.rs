@@ -10,7 +10,8 @@ use std::path::Path;
 use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use crate::embeddings::{BaseRef, Embeddings};
+use crate::base::BaseRef;
+use crate::embeddings::Embeddings;
 use crate::head::{Dense, Examples, Head, HeadBackend};
 use crate::metrics::Metrics;
 use crate::tensor_file::{self, Entry, TensorFile};
@@ -72,24 +73,24 @@ impl Recognizer {
         backend: &mut dyn HeadBackend,
         on_epoch: &mut dyn FnMut(&EpochRecord),
     ) -> Result<Recognizer> {
-        if train_set.classes != val_set.classes || train_set.base != val_set.base {
+        if train_set.classes() != val_set.classes() || train_set.base() != val_set.base() {
             return Err(Error::Invalid(
                 "training and validation embeddings come from different data sets or bases".into(),
             ));
         }
-        crate::dataset::check_classes(&train_set.classes, &train_set.counts())?;
+        crate::dataset::check_classes(&train_set.classes(), &train_set.counts())?;
         let (head, report) = train(
-            train_set.classes.len(),
-            Examples::new(train_set.vectors.view(), &train_set.labels),
-            Examples::new(val_set.vectors.view(), &val_set.labels),
+            train_set.classes().len(),
+            Examples::new(train_set.vectors().view(), &train_set.labels()),
+            Examples::new(val_set.vectors().view(), &val_set.labels()),
             opts,
             backend,
             on_epoch,
         )?;
         let mut recognizer = Recognizer {
             head,
-            labels: train_set.classes.clone(),
-            base: train_set.base.clone(),
+            labels: train_set.classes().to_vec(),
+            base: train_set.base().clone(),
             training: None,
         };
         let validation = if val_set.is_empty() {
@@ -139,14 +140,14 @@ impl Recognizer {
     /// matched to the recognizer's by name (a subset in any order is fine); a class the recognizer
     /// does not know is an error, as are embeddings from another base.
     pub fn evaluate(&self, data: &Embeddings) -> Result<Metrics> {
-        self.check_base(&data.base)?;
+        self.check_base(&data.base())?;
         let mapping = data
-            .classes
+            .classes()
             .iter()
             .map(|c| self.labels.iter().position(|l| l == c))
             .collect::<Vec<_>>();
         let unknown: Vec<&str> = data
-            .classes
+            .classes()
             .iter()
             .zip(&mapping)
             .filter(|(_, m)| m.is_none())
@@ -160,28 +161,17 @@ impl Recognizer {
             )));
         }
         let truth: Vec<usize> = data
-            .labels
+            .labels()
             .iter()
             .map(|&l| mapping[l].unwrap_or_default())
             .collect();
-        let predicted = self.head.predict(data.vectors.view())?;
+        let predicted = self.head.predict(data.vectors().view())?;
         Metrics::compute(&truth, &predicted, &self.labels)
     }
 
-    /// Errors unless `other` is the base this recognizer was trained on.
+    /// A [`Error::BaseMismatch`] unless `other` is the base this recognizer was trained on.
     pub fn check_base(&self, other: &BaseRef) -> Result<()> {
-        if other.sha256 != self.base.sha256 || other.cut != self.base.cut {
-            return Err(Error::Invalid(format!(
-                "the recognizer was trained on base '{}' (sha256 {}, cut {}), not on '{}' (sha256 {}, cut {})",
-                self.base.name,
-                short(&self.base.sha256),
-                self.base.cut,
-                other.name,
-                short(&other.sha256),
-                other.cut
-            )));
-        }
-        Ok(())
+        self.base.check_same(other, "the recognizer")
     }
 
     /// The metadata document stored with the weights.
@@ -248,10 +238,6 @@ impl Recognizer {
             training: meta.training,
         })
     }
-}
-
-fn short(sha: &str) -> &str {
-    &sha[..sha.len().min(12)]
 }
 
 #[cfg(test)]

@@ -14,39 +14,54 @@ use crate::{Error, Result};
 /// their defaults when deserialising.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct TrainOptions {
     /// Passes over the training data (at most). Default 100.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = TrainOptions::default().epochs))]
     pub epochs: usize,
     /// Examples per optimiser step; the last batch of an epoch may be smaller. Default 32.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = TrainOptions::default().batch_size))]
     pub batch_size: usize,
     /// Step size. Default 1e-3 (suits Adam; SGD and RMSprop usually want ~1e-2).
+    #[cfg_attr(feature = "cli", arg(long = "lr", default_value_t = TrainOptions::default().learning_rate))]
     pub learning_rate: f32,
     /// Update rule. Default [`Optimizer::adam`] (beta1 0.9, beta2 0.999, eps 1e-8).
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub optimizer: Optimizer,
     /// L2 coefficient added to the gradient of the weights (not biases): `g += weight_decay * w`.
     /// Default 0.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = TrainOptions::default().weight_decay))]
     pub weight_decay: f32,
-    /// Hidden layer widths (ReLU); empty gives softmax regression. Default empty.
+    /// Hidden layer widths (ReLU; repeat the flag for more layers); empty gives softmax
+    /// regression. Default empty.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub hidden: Vec<usize>,
     /// Probability of zeroing each hidden activation during training, in `[0, 1)`; kept activations
     /// are scaled by `1 / (1 - dropout)`. Default 0.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = TrainOptions::default().dropout))]
     pub dropout: f32,
-    /// `e` in the targets `(1 - e) * onehot + e / C`, in `[0, 1)`. Default 0.
+    /// Label smoothing: `e` in the targets `(1 - e) * onehot + e / C`, in `[0, 1)`. Default 0.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = TrainOptions::default().label_smoothing))]
     pub label_smoothing: f32,
     /// Weight each class's loss by `N / (C * n_c)` (from the training labels). Default false.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub balance: bool,
     /// Stop after this many epochs without a lower validation loss and return the weights of the
     /// best epoch; `None` trains all epochs and returns the last weights. Ignored (no early
-    /// stopping, last weights) when there is no validation data. Default `Some(10)`.
-    pub patience: Option<usize>,
-    /// Seed of the initial weights, the shuffling and dropout. Default 42.
+    /// stopping, last weights) when there is no validation data. Default `Some(10)`; on the
+    /// command line a number, 0 for `None`.
+    #[cfg_attr(feature = "cli", arg(long, value_parser = parse_patience, default_value = patience_flag(TrainOptions::default().patience)))]
+    pub patience: ::std::option::Option<usize>,
+    /// Seed of the split, the initial weights, the shuffling and dropout. Default 42.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = TrainOptions::default().seed))]
     pub seed: u64,
     /// Train on standardised embeddings (each dimension centred on its training mean, all divided
     /// by one common scale: the root of their mean variance), then fold that into the first
     /// layer, so the saved head still takes raw embeddings. Base features can sit far from zero
     /// (speech-embedding: means -34..66 against deviations 2..10), which slows gradient descent
     /// down so much that early stopping ends it unconverged (synth-commands: 71 % raw, 87 %
-    /// standardised). Default true.
+    /// standardised). Default true; `--no-standardize` trains on the raw embeddings.
+    #[cfg_attr(feature = "cli", arg(long = "no-standardize", action = clap::ArgAction::SetFalse))]
     pub standardize: bool,
 }
 
@@ -106,6 +121,87 @@ impl TrainOptions {
             return Err(Error::Invalid("hidden layer sizes must be positive".into()));
         }
         self.optimizer.validate()
+    }
+}
+
+/// `--patience N`: 0 means never stop early.
+#[cfg(feature = "cli")]
+fn parse_patience(text: &str) -> Result<Option<usize>> {
+    let n: usize = text
+        .trim()
+        .parse()
+        .map_err(|_| Error::Invalid(format!("patience '{text}' is not a whole number")))?;
+    Ok((n > 0).then_some(n))
+}
+
+/// How `--patience` writes `patience`.
+#[cfg(feature = "cli")]
+fn patience_flag(patience: Option<usize>) -> String {
+    patience.unwrap_or(0).to_string()
+}
+
+/// `--optimizer adam|sgd|rmsprop` and `--momentum M` (SGD), with the defaults of
+/// [`Optimizer::default`] and [`Optimizer::sgd`].
+#[cfg(feature = "cli")]
+mod optimizer_flags {
+    use clap::{value_parser, Arg, ArgMatches, Args, Command, FromArgMatches};
+
+    use crate::head::Optimizer;
+
+    const NAME: &str = "optimizer";
+    const MOMENTUM: &str = "momentum";
+
+    fn name(o: &Optimizer) -> &'static str {
+        match o {
+            Optimizer::Sgd { .. } => "sgd",
+            Optimizer::Adam { .. } => "adam",
+            Optimizer::RmsProp { .. } => "rmsprop",
+        }
+    }
+
+    impl Args for Optimizer {
+        fn augment_args(cmd: Command) -> Command {
+            let Optimizer::Sgd { momentum } = Optimizer::sgd() else {
+                return cmd;
+            };
+            cmd.arg(
+                Arg::new(NAME)
+                    .long("optimizer")
+                    .value_parser(["adam", "sgd", "rmsprop"])
+                    .default_value(name(&Optimizer::default()))
+                    .help("Update rule (SGD uses --momentum; Adam and RMSprop PyTorch's defaults)"),
+            )
+            .arg(
+                Arg::new(MOMENTUM)
+                    .long("momentum")
+                    .value_parser(value_parser!(f32))
+                    .default_value(momentum.to_string())
+                    .help("SGD momentum"),
+            )
+        }
+
+        fn augment_args_for_update(cmd: Command) -> Command {
+            Self::augment_args(cmd)
+        }
+    }
+
+    impl FromArgMatches for Optimizer {
+        fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+            let momentum = m.get_one::<f32>(MOMENTUM).copied();
+            Ok(match m.get_one::<String>(NAME).map(String::as_str) {
+                Some("sgd") => match momentum {
+                    Some(momentum) => Optimizer::Sgd { momentum },
+                    None => Optimizer::sgd(),
+                },
+                Some("rmsprop") => Optimizer::rmsprop(),
+                _ => Optimizer::adam(),
+            })
+        }
+
+        fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+            *self = Self::from_arg_matches(m)?;
+            Ok(())
+        }
     }
 }
 

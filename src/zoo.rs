@@ -8,7 +8,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::cache::sha256_hex;
+use crate::cache::{cache_dir, sha256_hex};
 use serde::{Deserialize, Serialize};
 
 use crate::input::InputSpec;
@@ -202,19 +202,6 @@ pub fn zoo_dir() -> PathBuf {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("zoo"),
     }
-}
-
-/// graft's cache folder: `$GRAFT_CACHE`, else `$XDG_CACHE_HOME/graft`, else `$HOME/.cache/graft`.
-pub fn cache_dir() -> Result<PathBuf> {
-    let var = |k: &str| {
-        std::env::var_os(k)
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-    };
-    var("GRAFT_CACHE")
-        .or_else(|| var("XDG_CACHE_HOME").map(|d| d.join("graft")))
-        .or_else(|| var("HOME").map(|d| d.join(".cache/graft")))
-        .ok_or_else(|| Error::Zoo("no cache folder: set GRAFT_CACHE or HOME".into()))
 }
 
 /// All manifests in [`zoo_dir`], sorted by name.

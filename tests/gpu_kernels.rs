@@ -327,7 +327,7 @@ fn device_choice_parses_and_selects() {
 #[test]
 fn knn_votes_the_same_with_gpu_similarities() {
     let Some(gpu) = gpu() else { return };
-    use graft::embeddings::BaseRef;
+    use graft::base::BaseRef;
     use graft::input::{ChannelOrder, ImageSpec, InputSpec, Layout};
     let mut knn = graft::knn::Knn::new(BaseRef {
         name: "synthetic".into(),

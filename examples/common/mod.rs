@@ -6,9 +6,9 @@
 
 use std::path::PathBuf;
 
+use graft::base::BaseRef;
 use graft::base::{Backend, BaseModel, BaseOptions};
 use graft::dataset::Dataset;
-use graft::embeddings::BaseRef;
 use graft::input::image::{load_image, stack_batch};
 use graft::input::{ImageSpec, InputSpec};
 use graft::knn::Knn;

@@ -8,7 +8,9 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 use super::graph::{parse_onnx, GraphIndex};
-use super::{declared_input, guard, typed_model, CUT_HINT};
+use super::guard;
+use super::resolve::{declared_input, CUT_HINT};
+use super::tract::typed_model;
 use crate::cache::sha256_hex;
 use crate::{Error, Result};
 use graft_converters::onnx_builder::default_opset;

@@ -7,7 +7,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::{zoo, Result};
+use crate::cache::cache_dir;
+use crate::Result;
 
 /// The ONNX Runtime release graft is tested with (and the fetch script installs).
 pub const ORT_VERSION: &str = "1.32.0";
@@ -31,9 +32,9 @@ fn library_file_name() -> String {
 
 /// Where graft looks for ONNX Runtime when neither a path nor `$ORT_DYLIB_PATH` is given:
 /// `<graft cache>/onnxruntime/1.32.0/libonnxruntime.so.1.32.0` (the cache is `$GRAFT_CACHE`, else
-/// `$XDG_CACHE_HOME/graft`, else `~/.cache/graft`; see [`zoo::cache_dir`]).
+/// `$XDG_CACHE_HOME/graft`, else `~/.cache/graft`; see [`cache_dir`]).
 pub fn default_library() -> Result<PathBuf> {
-    Ok(zoo::cache_dir()?
+    Ok(cache_dir()?
         .join("onnxruntime")
         .join(ORT_VERSION)
         .join(library_file_name()))
@@ -247,10 +248,7 @@ mod tests {
         let explicit = Path::new("/opt/ort/libonnxruntime.so");
         assert_eq!(library_path(Some(explicit)).unwrap(), explicit);
         let default = default_library().unwrap();
-        assert!(
-            default.starts_with(zoo::cache_dir().unwrap()),
-            "{default:?}"
-        );
+        assert!(default.starts_with(cache_dir().unwrap()), "{default:?}");
         assert!(default.ends_with(Path::new("onnxruntime/1.32.0").join(library_file_name())));
     }
 
@@ -266,15 +264,13 @@ mod tests {
             backend: Backend::Ort,
             ..BaseOptions::default()
         };
-        let err = BaseModel::load_with(&model, &options)
-            .unwrap_err()
-            .to_string();
+        let err = BaseModel::open(&model, &options).unwrap_err().to_string();
         assert!(err.contains("--features onnxruntime"), "{err}");
         let options = BaseOptions {
             backend: Backend::Ort,
             ..BaseOptions::default()
         };
-        let err = BaseModel::open_with("efficientnet-lite0", &options, None, None)
+        let err = BaseModel::open("efficientnet-lite0", &options)
             .unwrap_err()
             .to_string();
         assert!(

@@ -4,9 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use graft::base::BaseModel;
-use graft::export::export_onnx;
-use graft::recognizer::Recognizer;
+use graft::base::EngineOptions;
+use graft::task::Classifier;
 use serde_json::json;
 
 use super::Ui;
@@ -21,17 +20,17 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs, ui: Ui) -> Result<()> {
-    let recognizer = Recognizer::load(&args.recognizer)?;
-    let base = BaseModel::from_ref(&recognizer.base)?;
-    export_onnx(&base, &recognizer.head, &recognizer.labels, &args.out)?;
+    let classifier = Classifier::load(&args.recognizer, &EngineOptions::default())?;
+    let r = classifier.export(&args.out)?;
     ui.say(format!(
         "wrote {}: input '{}' {:?} -> 'probabilities' [N, {}] and 'embedding' [N, {}]",
-        args.out.display(),
-        base.input_name(),
-        base.input_shape(),
-        recognizer.labels.len(),
-        base.embedding_dim()
+        r.onnx.display(),
+        r.input,
+        r.input_shape,
+        r.classes,
+        r.embedding_dim
     ));
-    ui.finish(json!({ "onnx": args.out, "labels": recognizer.labels, "input": base.input_name() }));
+    let labels = &classifier.recognizer().labels;
+    ui.finish(json!({ "onnx": r.onnx, "labels": labels, "input": r.input }));
     Ok(())
 }

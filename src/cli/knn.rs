@@ -1,19 +1,20 @@
 //! `graft knn`: build a KNN index from a labelled folder, classify files with it.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use anyhow::Result;
 use clap::Subcommand;
-use graft::embeddings::Embeddings;
-use graft::knn::Knn;
-use ndarray::Axis;
+use graft::base::EngineOptions;
+use graft::cache::CacheOptions;
+use graft::dataset::Dataset;
+use graft::gpu::DeviceChoice;
+use graft::task::KnnClassifier;
 use serde_json::json;
 
-use std::sync::Arc;
-
-use super::args::{BackendArgs, BaseArgs, DeviceArgs};
-use super::predict::for_each_file;
-use super::train::embed_folder;
+use super::args::BaseArgs;
+use super::predict::report_answers;
+use super::train::say_embedded;
 use super::Ui;
 
 #[derive(Subcommand)]
@@ -25,6 +26,8 @@ pub enum KnnCommand {
         data: PathBuf,
         #[command(flatten)]
         base: BaseArgs,
+        #[command(flatten)]
+        cache: CacheOptions,
         /// Where to write the index.
         #[arg(short, long, default_value = "index.safetensors")]
         out: PathBuf,
@@ -33,25 +36,35 @@ pub enum KnnCommand {
     Classify {
         /// An index written by `graft knn build`.
         index: PathBuf,
-        /// Image files to classify.
+        /// Files to classify.
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Number of neighbours that vote.
         #[arg(short, long, default_value_t = 3)]
         k: usize,
+        /// Where the similarity product runs: auto, cpu or gpu. Default: $GRAFT_DEVICE, else auto.
+        #[arg(long)]
+        device: Option<DeviceChoice>,
         #[command(flatten)]
-        device: DeviceArgs,
+        cache: CacheOptions,
         #[command(flatten)]
-        backend: BackendArgs,
+        engine: EngineOptions,
     },
 }
 
 pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
     match command {
-        KnnCommand::Build { data, base, out } => {
-            let model = base.open()?;
-            let embeddings = embed_folder(&model, &data, base.cache()?.as_deref(), ui)?;
-            let knn = index_of(&embeddings)?;
+        KnnCommand::Build {
+            data,
+            base,
+            cache,
+            out,
+        } => {
+            let model = Arc::new(base.open()?);
+            let data = Dataset::from_folder(&data)?;
+            let (index, embedded) = KnnClassifier::build(model, &data, &cache, &ui.progress())?;
+            say_embedded(&embedded, ui);
+            let knn = index.knn();
             knn.save(&out)?;
             let counts = knn.class_counts();
             for (label, n) in &counts {
@@ -65,13 +78,12 @@ pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
             files,
             k,
             device,
-            backend,
+            cache,
+            engine,
         } => {
-            let knn = Knn::load(&index)?;
-            let gpu = device.choice()?.open_gpu()?.map(Arc::new);
-            let model = backend.reopen(knn.base())?;
-            for_each_file(&model, &files, ui, |embedding| {
-                let p = knn.classify_with(embedding, k, gpu.clone())?.remove(0);
+            let classifier = KnnClassifier::load(&index, &engine, device)?;
+            let answers = classifier.classify_files(&files, k, &cache, &ui.progress())?;
+            report_answers(answers, ui, |p| {
                 let votes: Vec<String> = p
                     .confidences
                     .iter()
@@ -79,23 +91,9 @@ pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
                     .map(|(l, c)| format!("{l} {c:.2}"))
                     .collect();
                 let line = format!("{}  ({})", p.label, votes.join(", "));
-                Ok((line, json!({ "prediction": p })))
+                (line, json!({ "prediction": p }))
             })?;
         }
     }
     Ok(())
-}
-
-/// A KNN index holding every example of `embeddings`.
-pub fn index_of(embeddings: &Embeddings) -> Result<Knn> {
-    let mut knn = Knn::new(embeddings.base.clone());
-    for (class, name) in embeddings.classes.iter().enumerate() {
-        let rows: Vec<usize> = (0..embeddings.len())
-            .filter(|&i| embeddings.labels[i] == class)
-            .collect();
-        if !rows.is_empty() {
-            knn.add_many(name, embeddings.vectors.select(Axis(0), &rows).view())?;
-        }
-    }
-    Ok(knn)
 }

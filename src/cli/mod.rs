@@ -1,4 +1,6 @@
-//! The `graft` command line: argument parsing and one thin file per verb; the work is in the library.
+//! The `graft` command line: one thin file per verb that parses its flags (derived from the
+//! library's option structs), calls one function of [`graft::task`] (or the module that owns the
+//! job) and prints the result.
 
 mod args;
 mod convert;
@@ -24,7 +26,7 @@ pub use ui::Ui;
 #[command(name = "graft", version, about, long_about = None)]
 struct Cli {
     /// Print nothing but errors (no progress bars, no tables).
-    #[arg(long, global = true)]
+    #[arg(short, long, global = true)]
     quiet: bool,
     /// Print the result as one JSON object on stdout (the last line).
     #[arg(long, global = true)]
@@ -36,7 +38,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Train, evaluate, save, predict, export and build a KNN index on the shipped demo images.
-    Demo(demo::DemoArgs),
+    Demo(graft::task::demo::DemoOptions),
     /// Train a transfer recognizer on a folder of class folders.
     Train(train::TrainArgs),
     /// Evaluate a saved recognizer on another labelled folder.

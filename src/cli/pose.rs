@@ -8,7 +8,8 @@ use graft::input::image::decode_image;
 use graft::pose::{detect, draw, keypoint_model, LOW_SCORE};
 use serde_json::json;
 
-use super::args::BackendArgs;
+use graft::base::{BaseOptions, EngineOptions};
+
 use super::Ui;
 
 #[derive(Args)]
@@ -24,7 +25,7 @@ pub struct PoseArgs {
     #[arg(long, default_value = "movenet-lightning")]
     pub base: String,
     #[command(flatten)]
-    pub backend: BackendArgs,
+    pub engine: EngineOptions,
 }
 
 pub fn run(args: PoseArgs, ui: Ui) -> Result<()> {
@@ -34,7 +35,7 @@ pub fn run(args: PoseArgs, ui: Ui) -> Result<()> {
             args.images.len()
         );
     }
-    let base = keypoint_model(&args.base, &args.backend.options())?;
+    let base = keypoint_model(&args.base, &BaseOptions::from(args.engine))?;
     let mut results = Vec::with_capacity(args.images.len());
     for path in &args.images {
         let bytes = std::fs::read(path).map_err(|e| graft::Error::io(path, e))?;

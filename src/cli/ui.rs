@@ -1,6 +1,9 @@
 //! How the CLI talks: human text on stdout, progress bars and warnings on stderr, `--quiet` to silence
 //! both, `--json` for one JSON object on stdout as the last line.
 
+use std::sync::Mutex;
+
+use graft::task::{Event, Phase, Progress};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde_json::Value;
 
@@ -28,6 +31,14 @@ impl Ui {
         bar
     }
 
+    /// Progress bars for a library task's events.
+    pub fn progress(&self) -> Bars {
+        Bars {
+            ui: *self,
+            bar: Mutex::new(None),
+        }
+    }
+
     /// Human-readable output (stdout), unless quiet or JSON.
     pub fn say(&self, text: impl AsRef<str>) {
         if !self.quiet && !self.json {
@@ -46,6 +57,48 @@ impl Ui {
     pub fn finish(&self, result: Value) {
         if self.json {
             out(&result.to_string());
+        }
+    }
+}
+
+/// One bar per phase of a task: embedding files, training epochs (with the loss).
+pub struct Bars {
+    ui: Ui,
+    bar: Mutex<Option<ProgressBar>>,
+}
+
+impl Progress for Bars {
+    fn on(&self, event: Event<'_>) {
+        let mut bar = self.bar.lock().unwrap_or_else(|p| p.into_inner());
+        match event {
+            Event::Started(phase, total) => {
+                *bar = Some(match phase {
+                    Phase::Augmenting => {
+                        let b = self.ui.bar(0, phase.name());
+                        b.enable_steady_tick(std::time::Duration::from_millis(200));
+                        b
+                    }
+                    _ => self.ui.bar(total, phase.name()),
+                });
+            }
+            Event::Advanced(n) => {
+                if let Some(b) = bar.as_ref() {
+                    b.inc(n);
+                }
+            }
+            Event::Epoch(r) => {
+                if let Some(b) = bar.as_ref() {
+                    let val = r
+                        .val_acc
+                        .map_or(String::new(), |a| format!(" val acc {a:.3}"));
+                    b.set_message(format!("loss {:.4}{val}", r.train_loss));
+                }
+            }
+            Event::Finished(_) => {
+                if let Some(b) = bar.take() {
+                    b.finish_and_clear();
+                }
+            }
         }
     }
 }

@@ -19,7 +19,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use super::{features, normalise, Keypoint, FEATURE_DIM, KEYPOINT_NAMES};
-use crate::embeddings::{BaseRef, Embeddings};
+use crate::base::BaseRef;
+use crate::embeddings::{Embeddings, Source};
 use crate::{Error, Result};
 
 /// The pose classes, in the order of their labels.
@@ -179,18 +180,13 @@ pub fn embeddings(per_class: usize, seed: u64, base: BaseRef) -> Result<Embeddin
         for i in 0..per_class {
             rows.extend(features(&normalise(&generate(label, &mut rng)?)?));
             labels.push(label);
-            sources.push(PathBuf::from(format!("stick/{class}/{i}")));
+            sources.push(Source::File(PathBuf::from(format!("stick/{class}/{i}"))));
         }
     }
     let vectors = Array2::from_shape_vec((labels.len(), FEATURE_DIM), rows)
         .map_err(|e| Error::Invalid(e.to_string()))?;
-    Ok(Embeddings {
-        base,
-        classes: CLASSES.iter().map(|c| c.to_string()).collect(),
-        vectors,
-        labels,
-        sources,
-    })
+    let classes = CLASSES.iter().map(|c| c.to_string()).collect();
+    Embeddings::new(base, classes, vectors, labels, sources)
 }
 
 #[cfg(test)]

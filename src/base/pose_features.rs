@@ -8,9 +8,39 @@ use graft_converters::onnx_builder::{
 };
 use tract_onnx::pb;
 
-use super::{FEATURE_DIM, KEYPOINT_NAMES, LEFT_HIP, LEFT_SHOULDER, MIN_TORSO};
-use crate::base::parse_onnx;
+use super::parse_onnx;
 use crate::{Error, Result};
+
+/// The 17 COCO keypoints, in the order pose models report them.
+pub const KEYPOINT_NAMES: [&str; 17] = [
+    "nose",
+    "left_eye",
+    "right_eye",
+    "left_ear",
+    "right_ear",
+    "left_shoulder",
+    "right_shoulder",
+    "left_elbow",
+    "right_elbow",
+    "left_wrist",
+    "right_wrist",
+    "left_hip",
+    "right_hip",
+    "left_knee",
+    "right_knee",
+    "left_ankle",
+    "right_ankle",
+];
+
+/// Numbers per pose in `pose::features`: x, y and score of each of the 17 keypoints.
+pub const FEATURE_DIM: usize = 51;
+
+/// Smallest torso length `pose::normalise` divides by (in the keypoints' units; the ONNX graph uses
+/// the same value in units of the model's input): a degenerate pose gives finite features.
+pub const MIN_TORSO: f32 = 1e-6;
+
+pub(crate) const LEFT_SHOULDER: usize = 5;
+pub(crate) const LEFT_HIP: usize = 11;
 
 /// Name of the pose features tensor `[N, 51]` in a [`feature_model`].
 pub const FEATURES_TENSOR: &str = "pose_features";

@@ -1,0 +1,172 @@
+//! A loaded recognizer with its base: predict files, bytes or tensors, evaluate on a folder,
+//! export. One `Classifier` serves many threads.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ndarray::{Array2, ArrayViewD, Axis};
+use serde::Serialize;
+
+use super::embed::{embed_folder, EmbedReport};
+use super::{Event, Phase, Progress};
+use crate::base::{BaseModel, EngineOptions};
+use crate::cache::CacheOptions;
+use crate::dataset::Dataset;
+use crate::embeddings::{embed_files, prepare};
+use crate::export::export_onnx;
+use crate::metrics::Metrics;
+use crate::recognizer::{Prediction, Recognizer};
+use crate::{Error, Result};
+
+/// A recognizer and the base it was trained on, ready to answer.
+#[derive(Debug, Clone)]
+pub struct Classifier {
+    recognizer: Arc<Recognizer>,
+    base: Arc<BaseModel>,
+}
+
+/// One file's answer, or why it has none.
+#[derive(Debug)]
+pub struct FileAnswer<T> {
+    pub file: PathBuf,
+    pub answer: Result<T>,
+}
+
+/// A recognizer's metrics on a labelled folder.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Evaluation {
+    pub metrics: Metrics,
+    pub embedded: EmbedReport,
+}
+
+/// What [`Classifier::export`] wrote.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ExportReport {
+    pub onnx: PathBuf,
+    /// The graph's input: its name and dims after the batch.
+    pub input: String,
+    pub input_shape: Vec<usize>,
+    pub classes: usize,
+    pub embedding_dim: usize,
+}
+
+impl Classifier {
+    /// `recognizer` with `base`, which must be the base it was trained on.
+    pub fn new(recognizer: Recognizer, base: Arc<BaseModel>) -> Result<Classifier> {
+        recognizer.check_base(&base.reference()?)?;
+        Ok(Classifier {
+            recognizer: Arc::new(recognizer),
+            base,
+        })
+    }
+
+    /// Loads a recognizer file and reopens its base on the engine `options` names.
+    pub fn load(path: &Path, engine: &EngineOptions) -> Result<Classifier> {
+        let recognizer = Recognizer::load(path)?;
+        let base = BaseModel::from_ref(&recognizer.base, &engine.clone().into())?;
+        Classifier::new(recognizer, Arc::new(base))
+    }
+
+    /// The recognizer.
+    pub fn recognizer(&self) -> &Recognizer {
+        &self.recognizer
+    }
+
+    /// The base, shared.
+    pub fn base(&self) -> &Arc<BaseModel> {
+        &self.base
+    }
+
+    /// The `top_k` best classes of each file (embedded through the cache unless
+    /// `cache.no_cache`), in order; a file that cannot be used gets its error in place.
+    pub fn predict_files(
+        &self,
+        files: &[PathBuf],
+        top_k: usize,
+        cache: &CacheOptions,
+        progress: &dyn Progress,
+    ) -> Result<Vec<FileAnswer<Prediction>>> {
+        answer_files(&self.base, files, cache, progress, |row| {
+            Ok(self.recognizer.predict(row, top_k)?.remove(0))
+        })
+    }
+
+    /// The answer for one example file's bytes (an image or a WAV, as the base takes); `name`
+    /// stands for the file in errors.
+    pub fn predict_bytes(&self, bytes: &[u8], name: &str, top_k: usize) -> Result<Prediction> {
+        let tensor = prepare(bytes, Path::new(name), self.base.input_spec()?)?;
+        let mut answers = self.predict_tensor(tensor.insert_axis(Axis(0)).view(), top_k)?;
+        answers
+            .pop()
+            .ok_or_else(|| Error::Internal("no prediction for one example".into()))
+    }
+
+    /// The answers for a batch of prepared inputs `[N, base input...]`.
+    pub fn predict_tensor(&self, batch: ArrayViewD<f32>, top_k: usize) -> Result<Vec<Prediction>> {
+        let embeddings = self.base.embed(batch)?;
+        self.recognizer.predict(embeddings.view(), top_k)
+    }
+
+    /// Class probabilities `[N, classes]` for a batch of prepared inputs.
+    pub fn probabilities(&self, batch: ArrayViewD<f32>) -> Result<Array2<f32>> {
+        let embeddings = self.base.embed(batch)?;
+        self.recognizer.probabilities(embeddings.view())
+    }
+
+    /// Accuracy, per-class figures and the confusion matrix on a labelled folder whose classes
+    /// are among the recognizer's.
+    pub fn evaluate(
+        &self,
+        data: &Dataset,
+        cache: &CacheOptions,
+        progress: &dyn Progress,
+    ) -> Result<Evaluation> {
+        let embedded = embed_folder(&self.base, data, cache, progress)?;
+        Ok(Evaluation {
+            metrics: self.recognizer.evaluate(&embedded.embeddings)?,
+            embedded: embedded.report,
+        })
+    }
+
+    /// Writes base (cut) + head + softmax as one ONNX file at `out` (atomically; never over the
+    /// recognizer's own file).
+    pub fn export(&self, out: &Path) -> Result<ExportReport> {
+        export_onnx(
+            &self.base,
+            &self.recognizer.head,
+            &self.recognizer.labels,
+            out,
+        )?;
+        Ok(ExportReport {
+            onnx: out.to_path_buf(),
+            input: self.base.input_name().to_string(),
+            input_shape: self.base.input_shape().to_vec(),
+            classes: self.recognizer.labels.len(),
+            embedding_dim: self.base.embedding_dim(),
+        })
+    }
+}
+
+/// Embeds `files` with `base` (cached) and answers each embedding with `answer`.
+pub(super) fn answer_files<T>(
+    base: &BaseModel,
+    files: &[PathBuf],
+    cache: &CacheOptions,
+    progress: &dyn Progress,
+    answer: impl Fn(ndarray::ArrayView2<f32>) -> Result<T>,
+) -> Result<Vec<FileAnswer<T>>> {
+    progress.on(Event::Started(Phase::Embedding, files.len() as u64));
+    let root = cache.root();
+    let results = embed_files(base, files, root.as_deref(), &|n| {
+        progress.on(Event::Advanced(n))
+    });
+    progress.on(Event::Finished(Phase::Embedding));
+    Ok(files
+        .iter()
+        .zip(results?)
+        .map(|(file, embedding)| FileAnswer {
+            file: file.clone(),
+            answer: embedding.and_then(|v| answer(v.view().insert_axis(Axis(0)))),
+        })
+        .collect())
+}

@@ -1,0 +1,308 @@
+//! Creating a recognizer: embed a labelled folder, split it, augment the training part, train a
+//! head, validate, as one call with one options struct.
+
+use std::time::Instant;
+
+use serde::Serialize;
+
+use super::embed::{embed_folder, EmbedReport};
+use super::{Event, Phase, Progress};
+use crate::base::BaseModel;
+use crate::cache::CacheOptions;
+use crate::dataset::{Dataset, DEFAULT_VAL_SPLIT};
+use crate::embeddings::{
+    noise_recordings, Embeddings, NoiseAugmentation, NoiseRecording, DEFAULT_NOISE_SNR_DB,
+};
+use crate::gpu::DeviceChoice;
+use crate::recognizer::Recognizer;
+use crate::train::TrainOptions;
+use crate::{Error, Result};
+
+/// A way of adding copies of the training examples (validation always stays clean).
+#[derive(Clone, Debug, PartialEq)]
+pub enum Augmentation {
+    /// `copies` noisy copies per training clip of an audio base: each mixes the clip with a random
+    /// 1 s segment of the folder's `_background_noise_` recordings (seeded pink noise when there
+    /// are none) at a random SNR in `snr_db` (low, high), as tfjs speech-commands'
+    /// `augmentByMixingNoiseRatio`.
+    Noise { copies: usize, snr_db: (f32, f32) },
+    /// A left/right mirrored copy of each training example of a pose base (x negated, left and
+    /// right keypoints swapped); only for classes that do not tell left from right.
+    Mirror,
+}
+
+/// The augmentations of a training run, applied in order. Default: none.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Augmentations(pub Vec<Augmentation>);
+
+/// Everything that shapes [`create`], with its defaults.
+#[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct CreateOptions {
+    /// Fraction of each class held out for validation, in [0, 1). Default 0.3 (a 70/30 split,
+    /// seeded by the training seed).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = DEFAULT_VAL_SPLIT))]
+    pub val_split: f32,
+    #[cfg_attr(feature = "cli", command(flatten))]
+    pub augment: Augmentations,
+    #[cfg_attr(feature = "cli", command(flatten))]
+    pub train: TrainOptions,
+    /// Where the head trains: auto (a hardware GPU if there is one, else the CPU), cpu, or gpu
+    /// (any GPU, software ones included). Default: $GRAFT_DEVICE, else auto.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub device: Option<DeviceChoice>,
+    #[cfg_attr(feature = "cli", command(flatten))]
+    pub cache: CacheOptions,
+}
+
+impl Default for CreateOptions {
+    fn default() -> Self {
+        CreateOptions {
+            val_split: DEFAULT_VAL_SPLIT,
+            augment: Augmentations::default(),
+            train: TrainOptions::default(),
+            device: None,
+            cache: CacheOptions::default(),
+        }
+    }
+}
+
+/// A trained recognizer with how it was made.
+#[derive(Clone, Debug)]
+pub struct Created {
+    pub recognizer: Recognizer,
+    pub report: CreateReport,
+}
+
+/// Examples of one class on each side of the split (after augmentation).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ClassSplit {
+    pub class: String,
+    pub train: usize,
+    pub val: usize,
+}
+
+/// What one augmentation added.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct AugmentReport {
+    /// `noise` or `mirror`.
+    pub kind: &'static str,
+    /// Training examples added.
+    pub added: usize,
+    /// For noise: the background-noise recordings used (0: generated pink noise).
+    pub noise_recordings: usize,
+    pub seconds: f64,
+}
+
+/// What [`create`] did, beside the recognizer's own training record.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct CreateReport {
+    /// The folder's embedding; `None` when [`create_from_embeddings`] was given embeddings.
+    pub embedded: Option<EmbedReport>,
+    pub augmented: Vec<AugmentReport>,
+    pub split: Vec<ClassSplit>,
+    /// The training backend (`cpu (ndarray)` or the GPU adapter).
+    pub backend: String,
+    /// Wall time of the whole call.
+    pub seconds: f64,
+}
+
+/// Embeds the labelled folder `data` with `base` and trains a recognizer on it as `options` say.
+pub fn create(
+    base: &BaseModel,
+    data: &Dataset,
+    options: &CreateOptions,
+    progress: &dyn Progress,
+) -> Result<Created> {
+    let start = Instant::now();
+    let embedded = embed_folder(base, data, &options.cache, progress)?;
+    let needs_noise = options
+        .augment
+        .0
+        .iter()
+        .any(|a| matches!(a, Augmentation::Noise { .. }));
+    let noise = match needs_noise {
+        true => noise_recordings(base, &data.root)?,
+        false => Vec::new(),
+    };
+    let mut created =
+        create_from_embeddings(base, &embedded.embeddings, &noise, options, progress)?;
+    created.report.embedded = Some(embedded.report);
+    created.report.seconds = start.elapsed().as_secs_f64();
+    Ok(created)
+}
+
+/// Trains a recognizer on embeddings already made by `base`: splits them, augments the training
+/// part (noise copies mix in `noise`, or generated noise when it is empty), trains and validates.
+pub fn create_from_embeddings(
+    base: &BaseModel,
+    data: &Embeddings,
+    noise: &[NoiseRecording],
+    options: &CreateOptions,
+    progress: &dyn Progress,
+) -> Result<Created> {
+    let start = Instant::now();
+    options.train.validate()?;
+    let (mut train_set, val_set) = data.split(options.val_split, options.train.seed)?;
+    let mut augmented = Vec::new();
+    for aug in &options.augment.0 {
+        let begun = Instant::now();
+        let before = train_set.len();
+        progress.on(Event::Started(Phase::Augmenting, 0));
+        let result = match aug {
+            Augmentation::Mirror => crate::pose::with_mirrored(&train_set),
+            Augmentation::Noise { copies, snr_db } => {
+                let noise_aug = NoiseAugmentation {
+                    ratio: *copies,
+                    snr_db: *snr_db,
+                    seed: options.train.seed,
+                };
+                let root = options.cache.root();
+                train_set.augmented_with_noise(base, noise, &noise_aug, root.as_deref())
+            }
+        };
+        progress.on(Event::Finished(Phase::Augmenting));
+        train_set = result?;
+        augmented.push(AugmentReport {
+            kind: match aug {
+                Augmentation::Mirror => "mirror",
+                Augmentation::Noise { .. } => "noise",
+            },
+            added: train_set.len() - before,
+            noise_recordings: match aug {
+                Augmentation::Mirror => 0,
+                Augmentation::Noise { .. } => noise.len(),
+            },
+            seconds: begun.elapsed().as_secs_f64(),
+        });
+    }
+    let split = data
+        .classes()
+        .iter()
+        .zip(train_set.counts().into_iter().zip(val_set.counts()))
+        .map(|(class, (train, val))| ClassSplit {
+            class: class.clone(),
+            train,
+            val,
+        })
+        .collect();
+    let device = DeviceChoice::resolve(options.device)?;
+    let mut backend = crate::gpu::head_backend(device)?;
+    progress.on(Event::Started(Phase::Training, options.train.epochs as u64));
+    let recognizer = Recognizer::train(
+        &train_set,
+        &val_set,
+        &options.train,
+        backend.as_mut(),
+        &mut |record| {
+            progress.on(Event::Advanced(1));
+            progress.on(Event::Epoch(record));
+        },
+    );
+    progress.on(Event::Finished(Phase::Training));
+    Ok(Created {
+        recognizer: recognizer?,
+        report: CreateReport {
+            embedded: None,
+            augmented,
+            split,
+            backend: backend.name(),
+            seconds: start.elapsed().as_secs_f64(),
+        },
+    })
+}
+
+impl Augmentations {
+    /// Noise copies per clip (0: none) and their SNR range, as the command line gives them.
+    fn from_flags(noise: usize, snr: &[f32], mirror: bool) -> Result<Augmentations> {
+        let mut out = Vec::new();
+        if mirror {
+            out.push(Augmentation::Mirror);
+        }
+        if noise > 0 {
+            let [low, high] = snr[..] else {
+                return Err(Error::Invalid(
+                    "the noise SNR range takes two values, LOW,HIGH".into(),
+                ));
+            };
+            out.push(Augmentation::Noise {
+                copies: noise,
+                snr_db: (low, high),
+            });
+        }
+        Ok(Augmentations(out))
+    }
+}
+
+#[cfg(feature = "cli")]
+mod flags {
+    use clap::{value_parser, Arg, ArgAction, ArgMatches, Args, Command, FromArgMatches};
+
+    use super::{Augmentations, DEFAULT_NOISE_SNR_DB};
+
+    const NOISE: &str = "augment_noise";
+    const SNR: &str = "augment_snr";
+    const MIRROR: &str = "augment_mirror";
+
+    /// `--augment-noise N`, `--augment-snr LOW,HIGH`, `--augment-mirror`.
+    impl Args for Augmentations {
+        fn augment_args(cmd: Command) -> Command {
+            let (low, high) = DEFAULT_NOISE_SNR_DB;
+            cmd.arg(
+                Arg::new(NOISE)
+                    .long("augment-noise")
+                    .value_name("N")
+                    .value_parser(value_parser!(usize))
+                    .default_value("0")
+                    .help(
+                        "Noisy copies added per training clip of an audio base (0 = off): each \
+                         mixes the clip with a random 1 s segment of the `_background_noise_` \
+                         recordings (seeded pink noise when there are none) at a random SNR \
+                         from --augment-snr. Validation stays clean",
+                    ),
+            )
+            .arg(
+                Arg::new(SNR)
+                    .long("augment-snr")
+                    .value_name("LOW,HIGH")
+                    .value_parser(value_parser!(f32))
+                    .value_delimiter(',')
+                    .allow_hyphen_values(true)
+                    .default_values([low.to_string(), high.to_string()])
+                    .help("SNR range in dB of the noisy copies"),
+            )
+            .arg(
+                Arg::new(MIRROR)
+                    .long("augment-mirror")
+                    .action(ArgAction::SetTrue)
+                    .help(
+                        "Add a left/right mirrored copy of each training example of a pose base \
+                         (x negated, left and right keypoints swapped); only for classes that \
+                         do not tell left from right",
+                    ),
+            )
+        }
+
+        fn augment_args_for_update(cmd: Command) -> Command {
+            Self::augment_args(cmd)
+        }
+    }
+
+    impl FromArgMatches for Augmentations {
+        fn from_arg_matches(m: &ArgMatches) -> Result<Self, clap::Error> {
+            let noise = m.get_one::<usize>(NOISE).copied().unwrap_or(0);
+            let snr: Vec<f32> = m
+                .get_many::<f32>(SNR)
+                .map(|v| v.copied().collect())
+                .unwrap_or_default();
+            let mirror = m.get_flag(MIRROR);
+            Augmentations::from_flags(noise, &snr, mirror)
+                .map_err(|e| clap::Error::raw(clap::error::ErrorKind::ValueValidation, e))
+        }
+
+        fn update_from_arg_matches(&mut self, m: &ArgMatches) -> Result<(), clap::Error> {
+            *self = Self::from_arg_matches(m)?;
+            Ok(())
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! A KNN index with its base: build it from a folder, add examples, classify files or bytes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use ndarray::Axis;
+
+use super::classify::{answer_files, FileAnswer};
+use super::embed::{embed_folder, EmbedReport};
+use super::Progress;
+use crate::base::{BaseModel, EngineOptions};
+use crate::cache::CacheOptions;
+use crate::dataset::Dataset;
+use crate::embeddings::{prepare, Embeddings};
+use crate::gpu::{DeviceChoice, Gpu};
+use crate::knn::{Knn, KnnPrediction};
+use crate::{Error, Result};
+
+/// A KNN index holding every example of `embeddings`, under their class names.
+pub fn knn_index(embeddings: &Embeddings) -> Result<Knn> {
+    let mut knn = Knn::new(embeddings.base().clone());
+    for (class, name) in embeddings.classes().iter().enumerate() {
+        let rows = embeddings.of_class(class);
+        if !rows.is_empty() {
+            knn.add_many(name, rows.vectors())?;
+        }
+    }
+    Ok(knn)
+}
+
+/// A KNN index and the base whose embeddings it holds, ready to answer; the similarity product
+/// runs on a GPU when one was asked for.
+#[derive(Clone)]
+pub struct KnnClassifier {
+    knn: Knn,
+    base: Arc<BaseModel>,
+    gpu: Option<Arc<Gpu>>,
+}
+
+impl std::fmt::Debug for KnnClassifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KnnClassifier")
+            .field("base", &self.knn.base().name)
+            .field("examples", &self.knn.len())
+            .field("gpu", &self.gpu.is_some())
+            .finish()
+    }
+}
+
+impl KnnClassifier {
+    /// `knn` with `base`, which must be the base its embeddings come from; classification on
+    /// the GPU `device` selects (none for `Cpu`, and for `Auto` without a hardware GPU).
+    pub fn new(knn: Knn, base: Arc<BaseModel>, device: Option<DeviceChoice>) -> Result<Self> {
+        knn.base().check_same(&base.reference()?, "the KNN index")?;
+        let gpu = DeviceChoice::resolve(device)?.open_gpu()?.map(Arc::new);
+        Ok(KnnClassifier { knn, base, gpu })
+    }
+
+    /// Embeds every example of `data` with `base` (cached) into a new index.
+    pub fn build(
+        base: Arc<BaseModel>,
+        data: &Dataset,
+        cache: &CacheOptions,
+        progress: &dyn Progress,
+    ) -> Result<(KnnClassifier, EmbedReport)> {
+        let embedded = embed_folder(&base, data, cache, progress)?;
+        let knn = knn_index(&embedded.embeddings)?;
+        Ok((
+            KnnClassifier::new(knn, base, Some(DeviceChoice::Cpu))?,
+            embedded.report,
+        ))
+    }
+
+    /// Loads an index file and reopens its base on the engine `options` names.
+    pub fn load(path: &Path, engine: &EngineOptions, device: Option<DeviceChoice>) -> Result<Self> {
+        let knn = Knn::load(path)?;
+        let base = BaseModel::from_ref(knn.base(), &engine.clone().into())?;
+        KnnClassifier::new(knn, Arc::new(base), device)
+    }
+
+    /// The index.
+    pub fn knn(&self) -> &Knn {
+        &self.knn
+    }
+
+    /// The base, shared.
+    pub fn base(&self) -> &Arc<BaseModel> {
+        &self.base
+    }
+
+    /// Adds example files under `label` (tfjs knn-classifier's `addExample`); a file that cannot
+    /// be used is an error naming it, and then nothing is added.
+    pub fn add_files(
+        &mut self,
+        label: &str,
+        files: &[PathBuf],
+        cache: &CacheOptions,
+    ) -> Result<()> {
+        let root = cache.root();
+        let rows = crate::embeddings::embed_files(&self.base, files, root.as_deref(), &|_| {})?;
+        let mut knn = self.knn.clone();
+        for row in rows {
+            knn.add(label, row?.view())?;
+        }
+        self.knn = knn;
+        Ok(())
+    }
+
+    /// Each file's class by its `k` nearest stored examples, in order; a file that cannot be used
+    /// gets its error in place.
+    pub fn classify_files(
+        &self,
+        files: &[PathBuf],
+        k: usize,
+        cache: &CacheOptions,
+        progress: &dyn Progress,
+    ) -> Result<Vec<FileAnswer<KnnPrediction>>> {
+        answer_files(&self.base, files, cache, progress, |row| {
+            let mut answers = self.knn.classify_with(row, k, self.gpu.clone())?;
+            answers
+                .pop()
+                .ok_or_else(|| Error::Internal("no KNN answer for one example".into()))
+        })
+    }
+
+    /// The class of one example file's bytes; `name` stands for the file in errors.
+    pub fn classify_bytes(&self, bytes: &[u8], name: &str, k: usize) -> Result<KnnPrediction> {
+        let tensor = prepare(bytes, Path::new(name), self.base.input_spec()?)?;
+        let embedding = self.base.embed(tensor.insert_axis(Axis(0)).view())?;
+        let mut answers = self
+            .knn
+            .classify_with(embedding.view(), k, self.gpu.clone())?;
+        answers
+            .pop()
+            .ok_or_else(|| Error::Internal("no KNN answer for one example".into()))
+    }
+}
