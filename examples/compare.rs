@@ -92,10 +92,11 @@ fn head_benchmark(base: &BaseModel, data: &graft::dataset::Dataset, out: &Path) 
     let options_json = out.join("train_options.json");
     let options = serde_json::to_string(&opts).map_err(|e| Error::Invalid(e.to_string()))?;
     std::fs::write(&options_json, options).map_err(|e| Error::io(&options_json, e))?;
-    let (train_idx, val_idx) = stratified_split(&embeddings.labels, DEFAULT_VAL_SPLIT, opts.seed)?;
+    let (train_idx, val_idx) = stratified_split(&embeddings.labels(), DEFAULT_VAL_SPLIT, opts.seed)?;
     let files: Vec<String> = embeddings
-        .sources
+        .sources()
         .iter()
+        .map(|s| s.file())
         .map(|p| {
             p.strip_prefix(&data.root)
                 .unwrap_or(p)
@@ -105,27 +106,27 @@ fn head_benchmark(base: &BaseModel, data: &graft::dataset::Dataset, out: &Path) 
         .collect();
     let files_txt = out.join("files.txt");
     std::fs::write(&files_txt, files.join("\n") + "\n").map_err(|e| Error::io(&files_txt, e))?;
-    let vectors = &embeddings.vectors;
+    let vectors = &embeddings.vectors();
     write_f32(&out.join("embeddings.npy"), vectors.shape(), vectors.iter())?;
-    write_i64(&out.join("labels.npy"), &embeddings.labels)?;
+    write_i64(&out.join("labels.npy"), &embeddings.labels())?;
     write_i64(&out.join("train.npy"), &train_idx)?;
     write_i64(&out.join("val.npy"), &val_idx)?;
     let (train_set, val_set) = (embeddings.subset(&train_idx), embeddings.subset(&val_idx));
     let fit = |backend: &mut dyn HeadBackend| -> Result<Value> {
         let start = Instant::now();
         let (head, report) = train(
-            embeddings.classes.len(),
-            Examples::new(train_set.vectors.view(), &train_set.labels),
-            Examples::new(val_set.vectors.view(), &val_set.labels),
+            embeddings.classes().len(),
+            Examples::new(train_set.vectors().view(), &train_set.labels()),
+            Examples::new(val_set.vectors().view(), &val_set.labels()),
             &opts,
             backend,
             &mut |_| {},
         )?;
         let seconds = start.elapsed().as_secs_f64();
-        let predicted = head.predict(val_set.vectors.view())?;
+        let predicted = head.predict(val_set.vectors().view())?;
         let right = predicted
             .iter()
-            .zip(&val_set.labels)
+            .zip(val_set.labels())
             .filter(|(p, y)| p == y)
             .count();
         Ok(json!({

@@ -11,17 +11,17 @@
 //! 40 photos per class).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use graft::base::{BaseModel, BaseOptions};
+use graft::cache::CacheOptions;
 use graft::dataset::Dataset;
 use graft::embeddings::Embeddings;
-use graft::export::export_onnx;
-use graft::head::CpuBackend;
 use graft::input::image::{decode_image, preprocess};
 use graft::pose::{stick, turned};
 use graft::recognizer::Recognizer;
-use graft::train::TrainOptions;
+use graft::task::{self, Classifier, CreateOptions, Silent};
 use ndarray::Axis;
 
 /// Seed of the generated data and of the split.
@@ -31,21 +31,23 @@ fn main() -> graft::Result<()> {
     let mut args = std::env::args().skip(1);
     let out_dir = PathBuf::from(args.next().unwrap_or_else(|| "pose-classifier-out".into()));
     let per_class: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(40);
-    let base = BaseModel::open("movenet-lightning", None, None, None)?;
-    let options = TrainOptions::default();
+    let base = Arc::new(BaseModel::open("movenet-lightning", &BaseOptions::default())?);
+    let options = CreateOptions {
+        cache: CacheOptions { no_cache: true },
+        ..CreateOptions::default()
+    };
 
     // 1. Stick figures: 100 per class, seeded 70/30 split.
     let start = Instant::now();
     let poses = stick::embeddings(100, SEED, base.reference()?)?;
     let generated = start.elapsed().as_secs_f64() / poses.len() as f64;
-    let (train, val) = poses.split(0.3, SEED)?;
-    let recognizer =
-        Recognizer::train(&train, &val, &options, &mut CpuBackend::new(), &mut |_| {})?;
-    let metrics = recognizer.evaluate(&val)?;
+    let created = task::create_from_embeddings(&base, &poses, &[], &options, &Silent)?;
+    let (_, val) = poses.split(options.val_split, options.train.seed)?;
+    let metrics = created.recognizer.evaluate(&val)?;
     println!(
         "stick figures: {} poses in {} classes ({:.1} µs each), validation {metrics}",
         poses.len(),
-        poses.classes.len(),
+        poses.classes().len(),
         generated * 1e6
     );
 
@@ -58,27 +60,29 @@ fn main() -> graft::Result<()> {
     let written = turned::write_set(&[photo], &data_dir, per_class, SEED)?;
     let dataset = Dataset::from_folder(&data_dir)?;
     let start = Instant::now();
-    let (photos, skipped) = Embeddings::from_dataset(&base, &dataset, None, &|_| {})?;
+    let embedded = task::embed_folder(&base, &dataset, &options.cache, &Silent)?;
     let per_image = start.elapsed().as_secs_f64() / written as f64;
-    for (path, why) in &skipped {
+    for (path, why) in &embedded.report.skipped {
         eprintln!("skipped {}: {why}", path.display());
     }
-    let (train, val) = photos.split(0.3, SEED)?;
-    let recognizer =
-        Recognizer::train(&train, &val, &options, &mut CpuBackend::new(), &mut |_| {})?;
+    let photos = embedded.embeddings;
+    let created = task::create_from_embeddings(&base, &photos, &[], &options, &Silent)?;
+    let (_, val) = photos.split(options.val_split, options.train.seed)?;
+    let recognizer = created.recognizer;
     let metrics = recognizer.evaluate(&val)?;
     println!(
         "turned photos: {written} images in {} classes ({:.1} ms each to decode, letterbox and \
          embed, 2 threads), validation {metrics}",
-        photos.classes.len(),
+        photos.classes().len(),
         per_image * 1e3
     );
 
     // Export, then run the ONNX file in tract on the validation photos and compare.
     let onnx = out_dir.join("pose-recognizer.onnx");
     recognizer.save(&out_dir.join("pose-recognizer.safetensors"))?;
-    export_onnx(&base, &recognizer.head, &recognizer.labels, &onnx)?;
-    let worst = compare_export(&onnx, &base, &recognizer, &val)?;
+    let classifier = Classifier::new(recognizer, base.clone())?;
+    classifier.export(&onnx)?;
+    let worst = compare_export(&onnx, &base, classifier.recognizer(), &val)?;
     println!(
         "wrote {}: largest difference to graft's probabilities {worst:.1e} over {} photos",
         onnx.display(),
@@ -99,11 +103,12 @@ fn compare_export(
         cut: Some(graft::export::PROBABILITIES.into()),
         ..BaseOptions::default()
     };
-    let exported = BaseModel::load_with(onnx, &options)?;
+    let exported = BaseModel::open(onnx, &options)?;
     let spec = base.image_spec()?;
-    let want = recognizer.probabilities(val.vectors.view())?;
+    let want = recognizer.probabilities(val.vectors())?;
     let mut worst = 0.0f32;
-    for (path, want) in val.sources.iter().zip(want.rows()) {
+    for (source, want) in val.sources().iter().zip(want.rows()) {
+        let path = source.file();
         let bytes = std::fs::read(path).map_err(|e| graft::Error::io(path, e))?;
         let input = preprocess(&decode_image(&bytes, path)?, spec)?;
         let got = exported.embed(input.insert_axis(Axis(0)).into_dyn().view())?;

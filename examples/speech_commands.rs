@@ -8,16 +8,14 @@
 //! `../shared/data/audio/synth-commands` is the full set).
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use graft::base::BaseModel;
+use graft::base::{BaseModel, BaseOptions};
+use graft::cache::CacheOptions;
 use graft::dataset::Dataset;
-use graft::embeddings::Embeddings;
-use graft::export::export_onnx;
-use graft::head::CpuBackend;
 use graft::input::audio::{decode_wav, resample};
 use graft::listen::{ListenOptions, Listener};
-use graft::recognizer::Recognizer;
-use graft::train::TrainOptions;
+use graft::task::{self, Classifier, CreateOptions, Silent};
 use graft::Error;
 
 fn main() -> graft::Result<()> {
@@ -26,45 +24,37 @@ fn main() -> graft::Result<()> {
         PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/audio/words")
     });
     let out_dir = PathBuf::from(args.next().unwrap_or_else(|| "speech-commands-out".into()));
-    let cache = graft::zoo::cache_dir().ok();
 
     // 1. The frozen base: 1 s of 16 kHz audio -> 192-d embedding (mean and max of 16 windows).
-    let base = BaseModel::open("speech-embedding", None, None, None)?;
+    let base = Arc::new(BaseModel::open("speech-embedding", &BaseOptions::default())?);
     // 2. Embed every clip once (WAVs at any rate/format are resampled to 16 kHz mono).
     let dataset = Dataset::from_folder(&data_dir)?;
-    let (embeddings, skipped) =
-        Embeddings::from_dataset(&base, &dataset, cache.as_deref(), &|_| {})?;
-    for (path, why) in &skipped {
+    let embedded = task::embed_folder(&base, &dataset, &CacheOptions::default(), &Silent)?;
+    for (path, why) in &embedded.report.skipped {
         eprintln!("skipped {}: {why}", path.display());
     }
     // 3. Seeded 70/30 split, softmax head, evaluation, save, export.
-    let (train, val) = embeddings.split(0.3, 42)?;
-    let recognizer = Recognizer::train(
-        &train,
-        &val,
-        &TrainOptions::default(),
-        &mut CpuBackend::new(),
-        &mut |_| {},
-    )?;
-    println!("validation {}", recognizer.evaluate(&val)?);
-    recognizer.save(&out_dir.join("words.safetensors"))?;
-    export_onnx(
-        &base,
-        &recognizer.head,
-        &recognizer.labels,
-        &out_dir.join("words.onnx"),
-    )?;
-    println!("wrote {}", out_dir.join("words.onnx").display());
+    let options = CreateOptions::default();
+    let created =
+        task::create_from_embeddings(&base, &embedded.embeddings, &[], &options, &Silent)?;
+    let (_, val) = embedded.embeddings.split(options.val_split, options.train.seed)?;
+    println!("validation {}", created.recognizer.evaluate(&val)?);
+    created.recognizer.save(&out_dir.join("words.safetensors"))?;
+    let classifier = Classifier::new(created.recognizer, base.clone())?;
+    let exported = classifier.export(&out_dir.join("words.onnx"))?;
+    println!("wrote {}", exported.onnx.display());
 
     // 4. Streaming: validation clips one after another with 1 s of silence between them, pushed
     //    in 100 ms chunks; each detection is printed as soon as its utterance ends.
-    let mut listener = Listener::new(&base, &recognizer, ListenOptions::default())?;
+    let mut listener = Listener::new(&base, classifier.recognizer(), ListenOptions::default())?;
     let rate = listener.sample_rate();
     let mut stream = Vec::new();
     println!("spoken:");
     for source in val
-        .sources
+        .sources()
         .iter()
+        .filter(|s| s.is_file())
+        .map(|s| s.file())
         .filter(|s| s.extension().is_some_and(|e| e == "wav"))
     {
         let bytes = std::fs::read(source).map_err(|e| Error::io(source, e))?;

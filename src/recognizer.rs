@@ -286,7 +286,9 @@ mod tests {
             classes: classes.iter().map(|s| s.to_string()).collect(),
             vectors: Array2::from_shape_vec((n, 8), rows).unwrap(),
             labels,
-            sources: (0..n).map(|i| format!("{i}.png").into()).collect(),
+            sources: (0..n)
+                .map(|i| crate::embeddings::Source::File(format!("{i}.png").into()))
+                .collect(),
         }
     }
 

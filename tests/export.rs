@@ -23,7 +23,7 @@ fn base(cut: Option<&str>) -> BaseModel {
         input_shape: Some(INPUT.to_vec()),
         ..BaseOptions::default()
     };
-    BaseModel::load_with(&fixture(), &options).unwrap()
+    BaseModel::open(&fixture(), &options).unwrap()
 }
 
 fn dense(rng: &mut ChaCha8Rng, inputs: usize, outputs: usize) -> Dense {
@@ -77,9 +77,9 @@ fn check_roundtrip(base: &BaseModel, head: &Head) {
         input_shape: Some(INPUT.to_vec()),
         ..BaseOptions::default()
     };
-    let probs = BaseModel::load_with(&out, &options("probabilities")).unwrap();
+    let probs = BaseModel::open(&out, &options("probabilities")).unwrap();
     assert_close(&probs.embed(x.view()).unwrap(), &expected, 1e-5);
-    let emb = BaseModel::load_with(&out, &options("embedding")).unwrap();
+    let emb = BaseModel::open(&out, &options("embedding")).unwrap();
     assert_close(&emb.embed(x.view()).unwrap(), &embedding, 1e-5);
 
     let proto =

@@ -136,7 +136,7 @@ fn mlp_with_dropout_smoothing_and_balance_matches_cpu_for_every_optimizer() {
 #[test]
 fn tuxpaint_embeddings_train_the_same_on_gpu_and_cpu() {
     let Some(gpu) = gpu() else { return };
-    let base = graft::base::BaseModel::open("efficientnet-lite0", None, None, None).unwrap();
+    let base = graft::base::BaseModel::open("efficientnet-lite0", &graft::base::BaseOptions::default()).unwrap();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/tuxpaint-dev");
     let dataset = graft::dataset::Dataset::from_folder(dir).unwrap();
     let (embeddings, skipped) =
@@ -144,9 +144,9 @@ fn tuxpaint_embeddings_train_the_same_on_gpu_and_cpu() {
     assert!(skipped.is_empty());
     let (train_set, val_set) = embeddings.split(0.3, 42).unwrap();
     let data = Data {
-        classes: embeddings.classes.len(),
-        train: (train_set.vectors, train_set.labels),
-        val: (val_set.vectors, val_set.labels),
+        classes: embeddings.classes().len(),
+        train: (train_set.vectors().to_owned(), train_set.labels().to_vec()),
+        val: (val_set.vectors().to_owned(), val_set.labels().to_vec()),
     };
     let defaults = TrainOptions::default();
     let mlp = TrainOptions {

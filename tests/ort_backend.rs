@@ -57,15 +57,18 @@ fn ort_options(cut: Option<&str>, input_shape: Option<Vec<usize>>) -> BaseOption
     BaseOptions {
         cut: cut.map(str::to_string),
         input_shape,
-        backend: Backend::Ort,
-        ort_library: Some(library()),
+        engine: graft::base::EngineOptions {
+            backend: Backend::Ort,
+            ort_library: Some(library()),
+        },
+        ..BaseOptions::default()
     }
 }
 
 /// The same base on both engines.
 fn both(name: &str) -> (BaseModel, BaseModel) {
-    let tract = BaseModel::open(name, None, None, None).unwrap();
-    let ort = BaseModel::open_with(name, &ort_options(None, None), None, None).unwrap();
+    let tract = BaseModel::open(name, &graft::base::BaseOptions::default()).unwrap();
+    let ort = BaseModel::open(name, &ort_options(None, None)).unwrap();
     assert_eq!(tract.backend(), Backend::Tract);
     assert_eq!(ort.backend(), Backend::Ort);
     (tract, ort)
@@ -155,9 +158,9 @@ fn a_cut_given_by_name_matches_tract() {
         input_shape: Some(shape.clone()),
         ..BaseOptions::default()
     };
-    let tract = BaseModel::load_with(&path, &tract_options).unwrap();
+    let tract = BaseModel::open(&path, &tract_options).unwrap();
     let ort_options = ort_options(Some("pool2d_10.tmp_0"), Some(shape.clone()));
-    let ort = BaseModel::load_with(&path, &ort_options).unwrap();
+    let ort = BaseModel::open(&path, &ort_options).unwrap();
     // The cut is inside the graph (its outputs are the class probabilities), and not flat.
     assert_eq!(ort.cut_shape(), tract.cut_shape());
     assert_eq!(ort.cut_shape().len(), 3);
@@ -171,11 +174,13 @@ fn a_cut_given_by_name_matches_tract() {
 fn a_missing_library_is_a_clear_error() {
     let bogus = std::env::temp_dir().join("graft-no-such-dir/libonnxruntime.so.1.32.0");
     let options = BaseOptions {
-        backend: Backend::Ort,
-        ort_library: Some(bogus.clone()),
+        engine: graft::base::EngineOptions {
+            backend: Backend::Ort,
+            ort_library: Some(bogus.clone()),
+        },
         ..BaseOptions::default()
     };
-    let err = BaseModel::open_with("efficientnet-lite0", &options, None, None).unwrap_err();
+    let err = BaseModel::open("efficientnet-lite0", &options).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     for needle in [ORT_DYLIB_ENV, FETCH_SCRIPT, bogus.to_str().unwrap()] {

@@ -33,17 +33,17 @@ fn embeddings_are_cached_by_content_and_reused() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");
     let data = small_set(&tmp.path().join("data"));
-    let base = BaseModel::open("efficientnet-lite0", None, None, None).unwrap();
+    let base = BaseModel::open("efficientnet-lite0", &graft::base::BaseOptions::default()).unwrap();
 
     let (first, skipped) = Embeddings::from_dataset(&base, &data, Some(&cache), &|_| {}).unwrap();
     assert!(skipped.is_empty());
-    assert_eq!(first.vectors.dim(), (6, 1280));
+    assert_eq!(first.vectors().dim(), (6, 1280));
     let entries: Vec<PathBuf> = walk(&cache);
     assert_eq!(entries.len(), 6, "one cache entry per example: {entries:?}");
 
     // Without the cache the same numbers come out.
     let (fresh, _) = Embeddings::from_dataset(&base, &data, None, &|_| {}).unwrap();
-    assert_eq!(fresh.vectors, first.vectors);
+    assert_eq!(fresh.vectors(), first.vectors());
 
     // Overwrite every entry with a marker: a second run must return the markers, not recompute.
     let marker: Vec<u8> = (0..1280)
@@ -54,15 +54,15 @@ fn embeddings_are_cached_by_content_and_reused() {
     }
     let (second, _) = Embeddings::from_dataset(&base, &data, Some(&cache), &|_| {}).unwrap();
     assert!(second
-        .vectors
+        .vectors()
         .rows()
         .into_iter()
         .all(|r| r[3] == 1.5 && r[1279] == 639.5));
 
     // Another cut is another cache: nothing is reused across cuts.
-    let logits = BaseModel::open("efficientnet-lite0", Some("logits"), None, None).unwrap();
+    let logits = BaseModel::open("efficientnet-lite0", &graft::base::BaseOptions { cut: Some("logits".into()), ..graft::base::BaseOptions::default() }).unwrap();
     let (other, _) = Embeddings::from_dataset(&logits, &data, Some(&cache), &|_| {}).unwrap();
-    assert_eq!(other.vectors.ncols(), 1000);
+    assert_eq!(other.vectors().ncols(), 1000);
     assert_eq!(walk(&cache).len(), 12);
 }
 

@@ -237,7 +237,7 @@ fn mirrored_features_match_the_flipped_photo() {
 
 #[test]
 fn a_base_that_is_not_a_pose_model_is_an_error() {
-    let base = BaseModel::open("efficientnet-lite0", None, None, None).unwrap();
+    let base = BaseModel::open("efficientnet-lite0", &graft::base::BaseOptions::default()).unwrap();
     let err = detect(&base, &astronaut()).unwrap_err();
     assert!(err.to_string().contains("pose"), "{err}");
     // The pose features base gives 51 numbers too, but not keypoints.
@@ -247,7 +247,7 @@ fn a_base_that_is_not_a_pose_model_is_an_error() {
 
 /// MoveNet with graft's pose features, as `graft train --base movenet-lightning` opens it.
 fn pose_features_base() -> BaseModel {
-    BaseModel::open("movenet-lightning", None, None, None).unwrap()
+    BaseModel::open("movenet-lightning", &graft::base::BaseOptions::default()).unwrap()
 }
 
 /// The features base's embedding of `image` (letterboxed as its spec says).
@@ -323,13 +323,24 @@ fn stick_figure_poses_are_recognised() {
 
 #[test]
 fn mirroring_needs_pose_features() {
-    let base = BaseModel::open("efficientnet-lite0", None, None, None).unwrap();
-    let mut data = stick::embeddings(2, 1, pose_features_base().reference().unwrap()).unwrap();
+    let data = stick::embeddings(2, 1, pose_features_base().reference().unwrap()).unwrap();
     let m = with_mirrored(&data).unwrap();
     // Left wrist (keypoint 9) of the copy = right wrist (10) of the original, x negated.
-    assert_eq!(m.vectors[[10, 27]], -data.vectors[[0, 30]]);
-    assert_eq!(m.vectors[[10, 28]], data.vectors[[0, 31]]);
-    data.base = base.reference().unwrap();
+    assert_eq!(m.vectors()[[10, 27]], -data.vectors()[[0, 30]]);
+    assert_eq!(m.vectors()[[10, 28]], data.vectors()[[0, 31]]);
+    // The same numbers, said to come from a base cut elsewhere.
+    let other = graft::base::BaseRef {
+        cut: "features".into(),
+        ..data.base().clone()
+    };
+    let data = graft::embeddings::Embeddings::new(
+        other,
+        data.classes().to_vec(),
+        data.vectors().to_owned(),
+        data.labels().to_vec(),
+        data.sources().to_vec(),
+    )
+    .unwrap();
     let err = with_mirrored(&data).unwrap_err();
     assert!(err.to_string().contains("pose features"), "{err}");
 }
@@ -356,10 +367,11 @@ fn turned_photos_are_recognised_and_the_export_agrees() {
         cut: Some(PROBABILITIES.into()),
         ..BaseOptions::default()
     };
-    let exported = BaseModel::load_with(&onnx, &options).unwrap();
-    let want = recognizer.probabilities(val.vectors.view()).unwrap();
+    let exported = BaseModel::open(&onnx, &options).unwrap();
+    let want = recognizer.probabilities(val.vectors().view()).unwrap();
     let mut worst = 0.0f32;
-    for (path, want) in val.sources.iter().take(8).zip(want.rows()) {
+    for (source, want) in val.sources().iter().take(8).zip(want.rows()) {
+        let path = source.file();
         let image = decode_image(&std::fs::read(path).unwrap(), path).unwrap();
         let input = preprocess(&image, base.image_spec().unwrap()).unwrap();
         let got = exported

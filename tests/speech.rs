@@ -38,7 +38,7 @@ fn read_f32(rel: &str) -> Vec<f32> {
 }
 
 fn base_cut_at(cut: &str) -> BaseModel {
-    BaseModel::open("speech-embedding", Some(cut), None, None).unwrap()
+    BaseModel::open("speech-embedding", &graft::base::BaseOptions { cut: Some(cut.into()), ..graft::base::BaseOptions::default() }).unwrap()
 }
 
 /// Golden outputs of the ORIGINAL two models (onnxruntime; see make_golden.py) against the
@@ -174,7 +174,7 @@ fn cosine(a: &[f32], b: &[f32]) -> f32 {
 /// (nearly) the embedding of the 16 kHz original.
 #[test]
 fn wavs_at_other_rates_and_formats_embed_like_the_original() {
-    let base = BaseModel::open("speech-embedding", None, None, None).unwrap();
+    let base = BaseModel::open("speech-embedding", &graft::base::BaseOptions::default()).unwrap();
     let spec = base.input_spec().unwrap().clone();
     let word = word_samples("audio/words/yes/000_flite-rms.wav");
     let original_path = fixture("audio/words/yes/000_flite-rms.wav");
@@ -223,7 +223,7 @@ fn wavs_at_other_rates_and_formats_embed_like_the_original() {
 /// Bad files are per-file errors that say what is wrong; nothing panics.
 #[test]
 fn bad_audio_gives_clear_errors() {
-    let base = BaseModel::open("speech-embedding", None, None, None).unwrap();
+    let base = BaseModel::open("speech-embedding", &graft::base::BaseOptions::default()).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let good = std::fs::read(fixture("audio/words/no/001_espeak-en-029_m6.wav")).unwrap();
     // A WAV whose format tag is 2 (MS ADPCM) instead of 1 (PCM).
@@ -261,7 +261,7 @@ fn bad_audio_gives_clear_errors() {
 }
 
 fn train_words(data: &Dataset) -> (BaseModel, Embeddings, Embeddings, Recognizer) {
-    let base = BaseModel::open("speech-embedding", None, None, None).unwrap();
+    let base = BaseModel::open("speech-embedding", &graft::base::BaseOptions::default()).unwrap();
     let (all, skipped) = Embeddings::from_dataset(&base, data, None, &|_| {}).unwrap();
     assert!(skipped.is_empty(), "{skipped:?}");
     let (train, val) = all.split(0.3, 42).unwrap();
@@ -471,6 +471,6 @@ fn zoo_manifest_describes_the_speech_base() {
         graft::zoo::sha256_file(&m.model_path()).unwrap(),
         m.model.sha256
     );
-    let base = BaseModel::open("speech-embedding", None, None, None).unwrap();
+    let base = BaseModel::open("speech-embedding", &graft::base::BaseOptions::default()).unwrap();
     assert_eq!(base.embedding_dim(), m.embedding.size);
 }

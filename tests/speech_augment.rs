@@ -44,7 +44,7 @@ fn max_abs_diff(a: ndarray::ArrayView1<f32>, b: ndarray::ArrayView1<f32>) -> f32
 /// Embeds the three-word fixture and splits it as `graft train` does (seeded 70/30); the folder
 /// lives as long as the returned guard (the embeddings' sources point into it).
 fn split() -> (tempfile::TempDir, BaseModel, Embeddings, Embeddings) {
-    let base = BaseModel::open("speech-embedding", None, None, None).unwrap();
+    let base = BaseModel::open("speech-embedding", &graft::base::BaseOptions::default()).unwrap();
     let words = words();
     let data = Dataset::from_folder(words.path()).unwrap();
     let (all, skipped) = Embeddings::from_dataset(&base, &data, None, &|_| {}).unwrap();
@@ -57,7 +57,7 @@ fn split() -> (tempfile::TempDir, BaseModel, Embeddings, Embeddings) {
 fn noisy_copies_are_seeded_labelled_and_differ_from_the_clips() {
     let (_words, base, train, val) = split();
     let n = train.len();
-    let val_before = val.vectors.clone();
+    let val_before = val.vectors().clone();
     let twice = train
         .augmented_with_noise(&base, &[], &aug(2, 7), None)
         .unwrap();
@@ -67,25 +67,25 @@ fn noisy_copies_are_seeded_labelled_and_differ_from_the_clips() {
         train.counts().iter().map(|c| 3 * c).collect::<Vec<_>>()
     );
     // The originals come first, untouched; each copy has its clip's label and is not the clip.
-    assert_eq!(twice.vectors.slice(ndarray::s![..n, ..]), train.vectors);
-    assert_eq!(&twice.labels[..n], &train.labels[..]);
+    assert_eq!(twice.vectors().slice(ndarray::s![..n, ..]), train.vectors());
+    assert_eq!(&twice.labels()[..n], &train.labels()[..]);
     for k in 0..2 * n {
         let clip = k / 2;
-        assert_eq!(twice.labels[n + k], train.labels[clip]);
-        let d = max_abs_diff(twice.vectors.row(n + k), train.vectors.row(clip));
+        assert_eq!(twice.labels()[n + k], train.labels()[clip]);
+        let d = max_abs_diff(twice.vectors().row(n + k), train.vectors().row(clip));
         assert!(d > 1e-3, "copy {k} equals its clip (diff {d})");
     }
     // Same seed, same copies; another seed, other copies.
     let again = train
         .augmented_with_noise(&base, &[], &aug(2, 7), None)
         .unwrap();
-    assert_eq!(again.vectors, twice.vectors);
+    assert_eq!(again.vectors(), twice.vectors());
     let other = train
         .augmented_with_noise(&base, &[], &aug(1, 8), None)
         .unwrap();
-    assert!(max_abs_diff(other.vectors.row(n), twice.vectors.row(n)) > 1e-3);
+    assert!(max_abs_diff(other.vectors().row(n), twice.vectors().row(n)) > 1e-3);
     // Validation is a separate set the augmentation never sees.
-    assert_eq!(val.vectors, val_before);
+    assert_eq!(val.vectors(), val_before);
 }
 
 #[test]
@@ -110,13 +110,13 @@ fn recordings_are_mixed_and_cached_by_their_content() {
         .unwrap();
     assert_eq!(mixed.len(), 6);
     for k in 3..6 {
-        assert!(max_abs_diff(mixed.vectors.row(k), pink.vectors.row(k)) > 1e-3);
+        assert!(max_abs_diff(mixed.vectors().row(k), pink.vectors().row(k)) > 1e-3);
     }
     // The second run reads the copies back from the cache: same rows.
     let cached = train
         .augmented_with_noise(&base, &noise, &aug(1, 7), Some(cache.path()))
         .unwrap();
-    assert_eq!(cached.vectors, mixed.vectors);
+    assert_eq!(cached.vectors(), mixed.vectors());
     let files = std::fs::read_dir(cache.path().join("embeddings"))
         .unwrap()
         .flat_map(|d| std::fs::read_dir(d.unwrap().path()).unwrap())

@@ -127,7 +127,7 @@ fn movenet_lightning_matches_golden_keypoints() {
 
 #[test]
 fn zoo_mobilenet_v2_opens_as_a_base_and_embeds() {
-    let base = BaseModel::open("mobilenet-v2", None, None, None).unwrap();
+    let base = BaseModel::open("mobilenet-v2", &graft::base::BaseOptions::default()).unwrap();
     assert_eq!(base.cut(), "flatten_1");
     assert_eq!(base.embedding_dim(), 1280);
     assert_eq!(base.input_shape(), [224, 224, 3]);

@@ -18,11 +18,7 @@ use rand_chacha::ChaCha8Rng;
 
 /// EfficientNet-Lite0 from the zoo, run by `backend`.
 pub fn efficientnet_lite0(backend: Backend) -> graft::Result<BaseModel> {
-    let options = BaseOptions {
-        backend,
-        ..BaseOptions::default()
-    };
-    BaseModel::open_with("efficientnet-lite0", &options, None, None)
+    BaseModel::open("efficientnet-lite0", &BaseOptions::on(backend))
 }
 
 /// The 86 Tux Paint photos in 7 classes that the repository ships.

@@ -71,11 +71,11 @@ impl fmt::Display for Source {
 /// finite numbers.
 #[derive(Clone, Debug)]
 pub struct Embeddings {
-    base: BaseRef,
-    classes: Vec<String>,
-    vectors: Array2<f32>,
-    labels: Vec<usize>,
-    sources: Vec<Source>,
+    pub(crate) base: BaseRef,
+    pub(crate) classes: Vec<String>,
+    pub(crate) vectors: Array2<f32>,
+    pub(crate) labels: Vec<usize>,
+    pub(crate) sources: Vec<Source>,
 }
 
 impl Embeddings {
