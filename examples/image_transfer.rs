@@ -15,11 +15,17 @@ use graft::task::{self, Classifier, CreateOptions, Silent};
 
 fn main() -> graft::Result<()> {
     let mut args = std::env::args().skip(1);
-    let data_dir = args.next().map(PathBuf::from).unwrap_or_else(task::demo::demo_data);
+    let data_dir = args
+        .next()
+        .map(PathBuf::from)
+        .unwrap_or_else(task::demo::demo_data);
     let out_dir = PathBuf::from(args.next().unwrap_or_else(|| "image-transfer-out".into()));
 
     // 1. Import the base and freeze it (cut at the zoo's 1280-d embedding).
-    let base = Arc::new(BaseModel::open("efficientnet-lite0", &BaseOptions::default())?);
+    let base = Arc::new(BaseModel::open(
+        "efficientnet-lite0",
+        &BaseOptions::default(),
+    )?);
     // 2. Embed every example once (cached), split 70/30 (seeded, stratified), train a head.
     let dataset = Dataset::from_folder(&data_dir)?;
     let created = task::create(&base, &dataset, &CreateOptions::default(), &Silent)?;
@@ -37,10 +43,20 @@ fn main() -> graft::Result<()> {
     created.recognizer.save(&saved)?;
     // 4. Predict files with the reloaded recognizer (its base reopened from the reference).
     let classifier = Classifier::load(&saved, &EngineOptions::default())?;
-    let files: Vec<PathBuf> = dataset.examples.iter().take(3).map(|e| e.path.clone()).collect();
+    let files: Vec<PathBuf> = dataset
+        .examples
+        .iter()
+        .take(3)
+        .map(|e| e.path.clone())
+        .collect();
     for answer in classifier.predict_files(&files, 1, &CacheOptions::default(), &Silent)? {
         let best = answer.answer?;
-        println!("{}: {} ({:.3})", answer.file.display(), best.label, best.probability);
+        println!(
+            "{}: {} ({:.3})",
+            answer.file.display(),
+            best.label,
+            best.probability
+        );
     }
     // 5. Export base + head as one ONNX file.
     let exported = classifier.export(&out_dir.join("recognizer.onnx"))?;

@@ -31,7 +31,10 @@ fn main() -> graft::Result<()> {
     let mut args = std::env::args().skip(1);
     let out_dir = PathBuf::from(args.next().unwrap_or_else(|| "pose-classifier-out".into()));
     let per_class: usize = args.next().and_then(|n| n.parse().ok()).unwrap_or(40);
-    let base = Arc::new(BaseModel::open("movenet-lightning", &BaseOptions::default())?);
+    let base = Arc::new(BaseModel::open(
+        "movenet-lightning",
+        &BaseOptions::default(),
+    )?);
     let options = CreateOptions {
         cache: CacheOptions { no_cache: true },
         ..CreateOptions::default()

@@ -26,7 +26,10 @@ fn main() -> graft::Result<()> {
     let out_dir = PathBuf::from(args.next().unwrap_or_else(|| "speech-commands-out".into()));
 
     // 1. The frozen base: 1 s of 16 kHz audio -> 192-d embedding (mean and max of 16 windows).
-    let base = Arc::new(BaseModel::open("speech-embedding", &BaseOptions::default())?);
+    let base = Arc::new(BaseModel::open(
+        "speech-embedding",
+        &BaseOptions::default(),
+    )?);
     // 2. Embed every clip once (WAVs at any rate/format are resampled to 16 kHz mono).
     let dataset = Dataset::from_folder(&data_dir)?;
     let embedded = task::embed_folder(&base, &dataset, &CacheOptions::default(), &Silent)?;
@@ -37,9 +40,13 @@ fn main() -> graft::Result<()> {
     let options = CreateOptions::default();
     let created =
         task::create_from_embeddings(&base, &embedded.embeddings, &[], &options, &Silent)?;
-    let (_, val) = embedded.embeddings.split(options.val_split, options.train.seed)?;
+    let (_, val) = embedded
+        .embeddings
+        .split(options.val_split, options.train.seed)?;
     println!("validation {}", created.recognizer.evaluate(&val)?);
-    created.recognizer.save(&out_dir.join("words.safetensors"))?;
+    created
+        .recognizer
+        .save(&out_dir.join("words.safetensors"))?;
     let classifier = Classifier::new(created.recognizer, base.clone())?;
     let exported = classifier.export(&out_dir.join("words.onnx"))?;
     println!("wrote {}", exported.onnx.display());

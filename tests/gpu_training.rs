@@ -136,7 +136,9 @@ fn mlp_with_dropout_smoothing_and_balance_matches_cpu_for_every_optimizer() {
 #[test]
 fn tuxpaint_embeddings_train_the_same_on_gpu_and_cpu() {
     let Some(gpu) = gpu() else { return };
-    let base = graft::base::BaseModel::open("efficientnet-lite0", &graft::base::BaseOptions::default()).unwrap();
+    let base =
+        graft::base::BaseModel::open("efficientnet-lite0", &graft::base::BaseOptions::default())
+            .unwrap();
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/tuxpaint-dev");
     let dataset = graft::dataset::Dataset::from_folder(dir).unwrap();
     let (embeddings, skipped) =

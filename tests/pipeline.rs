@@ -60,7 +60,14 @@ fn embeddings_are_cached_by_content_and_reused() {
         .all(|r| r[3] == 1.5 && r[1279] == 639.5));
 
     // Another cut is another cache: nothing is reused across cuts.
-    let logits = BaseModel::open("efficientnet-lite0", &graft::base::BaseOptions { cut: Some("logits".into()), ..graft::base::BaseOptions::default() }).unwrap();
+    let logits = BaseModel::open(
+        "efficientnet-lite0",
+        &graft::base::BaseOptions {
+            cut: Some("logits".into()),
+            ..graft::base::BaseOptions::default()
+        },
+    )
+    .unwrap();
     let (other, _) = Embeddings::from_dataset(&logits, &data, Some(&cache), &|_| {}).unwrap();
     assert_eq!(other.vectors().ncols(), 1000);
     assert_eq!(walk(&cache).len(), 12);

@@ -38,7 +38,14 @@ fn read_f32(rel: &str) -> Vec<f32> {
 }
 
 fn base_cut_at(cut: &str) -> BaseModel {
-    BaseModel::open("speech-embedding", &graft::base::BaseOptions { cut: Some(cut.into()), ..graft::base::BaseOptions::default() }).unwrap()
+    BaseModel::open(
+        "speech-embedding",
+        &graft::base::BaseOptions {
+            cut: Some(cut.into()),
+            ..graft::base::BaseOptions::default()
+        },
+    )
+    .unwrap()
 }
 
 /// Golden outputs of the ORIGINAL two models (onnxruntime; see make_golden.py) against the

@@ -133,9 +133,12 @@ impl BaseModel {
     pub fn open(name_or_path: impl AsRef<Path>, options: &BaseOptions) -> Result<BaseModel> {
         options.check_backend()?;
         let path = name_or_path.as_ref();
+        // Anything that is not a zoo name and looks like a path is read as a file.
+        let looks_like_path =
+            path.exists() || path.extension().is_some() || path.components().count() > 1;
         match path.to_str().map(zoo::manifest) {
             Some(Ok(m)) => Self::open_zoo(&m, options),
-            _ if path.is_file() => {
+            _ if looks_like_path => {
                 let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
                 let name = path.display().to_string();
                 Self::build(bytes, path.to_path_buf(), name, options)

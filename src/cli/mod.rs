@@ -79,7 +79,10 @@ impl std::error::Error for AlreadyReported {}
 
 /// Runs the CLI; errors are printed (and, with `--json`, given as `{"error": ...}`), never panics.
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return refuse_arguments(e),
+    };
     quiet_gpu_drivers();
     let ui = Ui {
         quiet: cli.quiet,
@@ -106,6 +109,33 @@ pub fn run() -> ExitCode {
                 ui::out(&serde_json::json!({ "error": format!("{e:#}") }).to_string());
             }
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Help and version go to stdout with success; a flag value the library refuses (an unknown
+/// device, a malformed number) is an error like any other (exit 1, and a JSON object with
+/// `--json`); other usage errors keep clap's message and exit code.
+fn refuse_arguments(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            let _ = e.print();
+            ExitCode::SUCCESS
+        }
+        ErrorKind::ValueValidation | ErrorKind::InvalidValue => {
+            let _ = e.print();
+            if std::env::args().any(|a| a == "--json") {
+                let first = e.to_string();
+                let first = first.lines().next().unwrap_or_default();
+                let msg = first.strip_prefix("error: ").unwrap_or(first);
+                ui::out(&serde_json::json!({ "error": msg }).to_string());
+            }
+            ExitCode::FAILURE
+        }
+        _ => {
+            let _ = e.print();
+            ExitCode::from(2)
         }
     }
 }

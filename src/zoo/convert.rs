@@ -1,0 +1,50 @@
+//! Converting a zoo model's original with the converter its manifest names.
+
+use std::path::{Path, PathBuf};
+
+use super::{fetch_original, manifest, Manifest};
+use super::{ONNX_SPEECH_EMBEDDING, TFJS_GRAPH, TFJS_LAYERS, TFLITE, TORCH_EFFICIENTNET_LITE};
+use crate::{Error, Result};
+
+/// Converts the original file of `m` with its converter; returns the model bytes.
+pub fn convert(m: &Manifest, original: &Path) -> Result<Vec<u8>> {
+    match m.conversion.converter.as_str() {
+        TORCH_EFFICIENTNET_LITE => {
+            let sd = graft_converters::torch::load_state_dict(original)?;
+            Ok(graft_converters::efficientnet_lite::to_onnx(&sd)?)
+        }
+        TFJS_LAYERS | TFJS_GRAPH => Ok(graft_converters::tfjs::convert(original)?),
+        TFLITE => Ok(graft_converters::tflite::convert(original)?),
+        ONNX_SPEECH_EMBEDDING => {
+            let [embedding] = m.source.files.as_slice() else {
+                return Err(Error::Zoo(format!(
+                    "{}: the speech converter needs the embedding model as the one further file",
+                    m.name
+                )));
+            };
+            let embedding = original.with_file_name(embedding.file_name());
+            let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p, e));
+            Ok(graft_converters::speech::merge(
+                &read(original)?,
+                &read(&embedding)?,
+                graft_converters::speech::CLIP_SAMPLES,
+                graft_converters::speech::PADDING,
+            )?)
+        }
+        other => Err(Error::Zoo(format!(
+            "{}: unknown converter {other:?}",
+            m.name
+        ))),
+    }
+}
+
+/// Fetches, converts and writes base model `name` into the zoo folder (atomically); returns the
+/// model's path. Nothing else is changed: compare [`sha256_file`] of the result with the manifest.
+pub fn build(name: &str, local: Option<&Path>) -> Result<PathBuf> {
+    let m = manifest(name)?;
+    let original = fetch_original(&m, local)?;
+    let bytes = convert(&m, &original)?;
+    let path = m.model_path();
+    crate::atomic::write_atomic(&path, &bytes)?;
+    Ok(path)
+}
