@@ -35,7 +35,7 @@ fn main() -> graft::Result<()> {
         }
     }
     // 3. The validation metrics, then save.
-    let record = created.recognizer.training.as_ref();
+    let record = created.recognizer.training();
     if let Some(metrics) = record.and_then(|r| r.validation.as_ref()) {
         println!("validation {metrics}");
     }

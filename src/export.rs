@@ -4,6 +4,7 @@
 use std::collections::HashSet;
 use std::path::Path;
 
+use graft_converters::onnx_builder::attr_int;
 use prost::Message;
 use tract_onnx::pb;
 
@@ -111,15 +112,6 @@ fn node(op: &str, name: &str, inputs: &[&str], output: &str) -> pb::NodeProto {
     }
 }
 
-fn int_attribute(name: &str, value: i64) -> pb::AttributeProto {
-    pb::AttributeProto {
-        name: name.into(),
-        r#type: pb::attribute_proto::AttributeType::Int as i32,
-        i: value,
-        ..Default::default()
-    }
-}
-
 fn float_initializer(
     name: &str,
     dims: &[usize],
@@ -171,7 +163,7 @@ fn append_head(graph: &mut pb::GraphProto, base: &BaseModel, head: &Head) -> Res
         }
         (false, false) => {
             let mut flatten = node("Flatten", &fresh("graft_flatten".into()), &[cut], EMBEDDING);
-            flatten.attribute.push(int_attribute("axis", 1));
+            flatten.attribute.push(attr_int("axis", 1));
             graph.node.push(flatten);
         }
     }
@@ -219,7 +211,7 @@ fn append_head(graph: &mut pb::GraphProto, base: &BaseModel, head: &Head) -> Res
         &[&h],
         PROBABILITIES,
     );
-    softmax.attribute.push(int_attribute("axis", 1));
+    softmax.attribute.push(attr_int("axis", 1));
     graph.node.push(softmax);
     graph.output = vec![
         batch_value_info(PROBABILITIES, &[head.classes()]),

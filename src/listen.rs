@@ -149,11 +149,11 @@ impl<'a> Listener<'a> {
         let InputSpec::Audio(spec) = base.input_spec()? else {
             return Err(Error::Invalid(format!(
                 "base {} does not take audio: listen needs a speech recognizer",
-                recognizer.base.name
+                recognizer.base().name
             )));
         };
         let is_word: Vec<bool> = recognizer
-            .labels
+            .labels()
             .iter()
             .map(|l| !NOT_WORDS.contains(&l.as_str()))
             .collect();
@@ -273,7 +273,7 @@ impl<'a> Listener<'a> {
         Some(Detection {
             start_s: start as f64 / rate,
             end_s: (start + self.spec.clip_samples) as f64 / rate,
-            word: self.recognizer.labels[class].clone(),
+            word: self.recognizer.labels()[class].clone(),
             probability,
         })
     }

@@ -20,14 +20,14 @@ use crate::{Error, Result};
 
 const FORMAT: &str = "graft-recognizer-1";
 
-/// A head trained on embeddings of one frozen base, with its class labels.
+/// A head trained on embeddings of one frozen base, with its class labels; checked when made
+/// ([`Recognizer::new`], [`Recognizer::train`], [`Recognizer::load`]).
 #[derive(Clone, Debug)]
 pub struct Recognizer {
-    pub head: Head,
-    pub labels: Vec<String>,
-    pub base: BaseRef,
-    /// How it was trained; `None` for a head made otherwise.
-    pub training: Option<TrainingRecord>,
+    head: Head,
+    labels: Vec<String>,
+    base: BaseRef,
+    training: Option<TrainingRecord>,
 }
 
 /// The settings and results of the training run that made a recognizer.
@@ -64,6 +64,53 @@ pub struct RecognizerMeta {
 }
 
 impl Recognizer {
+    /// A recognizer of `head` (made otherwise than by [`Recognizer::train`]) for embeddings of
+    /// `base`: its layers must chain, take the base's embedding and give one logit per label;
+    /// labels must be distinct.
+    pub fn new(head: Head, labels: Vec<String>, base: BaseRef) -> Result<Recognizer> {
+        head.check()?;
+        if head.input_dim() != base.embedding_dim || head.classes() != labels.len() {
+            return Err(Error::Invalid(format!(
+                "the head maps {} -> {} but the base gives {} and there are {} labels",
+                head.input_dim(),
+                head.classes(),
+                base.embedding_dim,
+                labels.len()
+            )));
+        }
+        let mut sorted: Vec<&String> = labels.iter().collect();
+        sorted.sort();
+        if sorted.windows(2).any(|w| w[0] == w[1]) {
+            return Err(Error::Invalid(format!("labels repeat: {labels:?}")));
+        }
+        Ok(Recognizer {
+            head,
+            labels,
+            base,
+            training: None,
+        })
+    }
+
+    /// The head.
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Class names, in the head's output order.
+    pub fn labels(&self) -> &[String] {
+        &self.labels
+    }
+
+    /// The base it takes embeddings of.
+    pub fn base(&self) -> &BaseRef {
+        &self.base
+    }
+
+    /// How it was trained; `None` for a head made otherwise.
+    pub fn training(&self) -> Option<&TrainingRecord> {
+        self.training.as_ref()
+    }
+
     /// Trains a head on `train` (and validates on `val`, which may be empty) with `backend`.
     /// `on_epoch` sees each epoch's numbers as they come.
     pub fn train(

@@ -246,7 +246,7 @@ fn the_same_seed_gives_bit_identical_weights() {
         let mut args: Vec<&str> = args.to_vec();
         args.extend(["--seed", seed, "-o", s(&out), "--quiet"]);
         graft(&cache, &args).ok();
-        Recognizer::load(&out).unwrap().head
+        Recognizer::load(&out).unwrap().head().clone()
     };
     let a = train("a.safetensors", "7");
     let b = train("b.safetensors", "7");
@@ -395,7 +395,7 @@ fn training_on_the_gpu_is_recorded_in_the_recognizer() {
         .to_string();
     assert!(backend.starts_with("gpu: "), "{backend}");
     let loaded = Recognizer::load(&rec).unwrap();
-    assert_eq!(loaded.training.unwrap().report.backend, backend);
+    assert_eq!(loaded.training().unwrap().report.backend, backend);
     // An unknown device is a clear error.
     graft(&cache, &["train", "--data", s(&data), "--device", "tpu"]).fails_with("tpu");
 }

@@ -362,7 +362,7 @@ fn turned_photos_are_recognised_and_the_export_agrees() {
 
     // Export: image in, probabilities out, run by tract as a plain ONNX file.
     let onnx = dir.path().join("pose.onnx");
-    export_onnx(&base, &recognizer.head, &recognizer.labels, &onnx).unwrap();
+    export_onnx(&base, &recognizer.head(), &recognizer.labels(), &onnx).unwrap();
     let options = BaseOptions {
         cut: Some(PROBABILITIES.into()),
         ..BaseOptions::default()
@@ -425,8 +425,8 @@ fn cli_trains_and_exports_a_pose_recognizer_with_mirrored_copies() {
     // 5 per class, 30 % held out: 2 x 3 training photos, each mirrored once.
     assert!(out.contains("6 mirrored training copies"), "{out}");
     let loaded = Recognizer::load(&recognizer).unwrap();
-    assert_eq!(loaded.base.cut, FEATURES_TENSOR);
-    assert_eq!(loaded.training.unwrap().train_counts, vec![6; 2]);
+    assert_eq!(loaded.base().cut, FEATURES_TENSOR);
+    assert_eq!(loaded.training().unwrap().train_counts, vec![6; 2]);
     graft(&[
         "export".as_ref(),
         recognizer.as_os_str(),

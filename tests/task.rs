@@ -64,7 +64,7 @@ fn a_recognizer_is_created_used_evaluated_exported_and_shared_by_threads() {
     assert_eq!(split, vec![(4, 2); 3]);
     let validation = created
         .recognizer
-        .training
+        .training()
         .as_ref()
         .unwrap()
         .validation

@@ -30,7 +30,7 @@ pub fn run(args: ExportArgs, ui: Ui) -> Result<()> {
         r.classes,
         r.embedding_dim
     ));
-    let labels = &classifier.recognizer().labels;
+    let labels = &classifier.recognizer().labels();
     ui.finish(json!({ "onnx": r.onnx, "labels": labels, "input": r.input }));
     Ok(())
 }

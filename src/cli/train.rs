@@ -38,9 +38,9 @@ pub fn run(args: TrainArgs, ui: Ui) -> Result<()> {
     let r = &created.recognizer;
     ui.finish(json!({
         "recognizer": args.out,
-        "labels": r.labels,
-        "base": r.base,
-        "training": r.training,
+        "labels": r.labels(),
+        "base": r.base(),
+        "training": r.training(),
         "report": created.report,
     }));
     Ok(())
@@ -75,7 +75,7 @@ pub fn say_created(report: &CreateReport, recognizer: &graft::recognizer::Recogn
         ui.say(format!("{:<16} {:>6} {:>6}", c.class, c.train, c.val));
     }
     ui.say(format!("training on {}", report.backend));
-    if let Some(record) = &recognizer.training {
+    if let Some(record) = &recognizer.training() {
         let r = &record.report;
         ui.say(format!(
             "trained on {} for {} epoch(s) in {:.2} s{}; weights of epoch {}",

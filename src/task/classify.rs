@@ -63,7 +63,7 @@ impl Classifier {
     /// Loads a recognizer file and reopens its base on the engine `options` names.
     pub fn load(path: &Path, engine: &EngineOptions) -> Result<Classifier> {
         let recognizer = Recognizer::load(path)?;
-        let base = BaseModel::from_ref(&recognizer.base, &engine.clone().into())?;
+        let base = BaseModel::from_ref(&recognizer.base(), &engine.clone().into())?;
         Classifier::new(recognizer, Arc::new(base))
     }
 
@@ -133,15 +133,15 @@ impl Classifier {
     pub fn export(&self, out: &Path) -> Result<ExportReport> {
         export_onnx(
             &self.base,
-            &self.recognizer.head,
-            &self.recognizer.labels,
+            &self.recognizer.head(),
+            &self.recognizer.labels(),
             out,
         )?;
         Ok(ExportReport {
             onnx: out.to_path_buf(),
             input: self.base.input_name().to_string(),
             input_shape: self.base.input_shape().to_vec(),
-            classes: self.recognizer.labels.len(),
+            classes: self.recognizer.labels().len(),
             embedding_dim: self.base.embedding_dim(),
         })
     }

@@ -168,7 +168,7 @@ pub fn run(options: &DemoOptions, progress: &dyn Progress) -> Result<DemoReport>
         .zip(val_set.labels())
         .filter(|(p, &l)| p.label == classes[l])
         .count();
-    let training = reloaded.recognizer().training.as_ref();
+    let training = reloaded.recognizer().training();
     Ok(DemoReport {
         base: DEMO_BASE.into(),
         cut: base.cut().into(),
