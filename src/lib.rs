@@ -31,7 +31,7 @@
 //! # Ok(()) }
 //! ```
 
-pub mod atomic;
+pub(crate) mod atomic;
 pub mod base;
 pub mod cache;
 pub mod dataset;
@@ -47,7 +47,7 @@ pub mod metrics;
 pub mod pose;
 pub mod recognizer;
 pub mod task;
-pub mod tensor_file;
+pub(crate) mod tensor_file;
 pub mod train;
 pub mod zoo;
 

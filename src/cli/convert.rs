@@ -1,9 +1,10 @@
 //! `graft convert`: other frameworks' files to safetensors / ONNX.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Subcommand;
+use graft::task::{self, Format};
 use serde_json::json;
 
 use super::Ui;
@@ -38,47 +39,25 @@ pub enum ConvertCommand {
 }
 
 pub fn run(command: ConvertCommand, ui: Ui) -> Result<()> {
-    match command {
-        ConvertCommand::Torch { input, out } => {
-            let state =
-                graft_converters::torch::load_state_dict(&input).map_err(graft::Error::from)?;
-            let bytes =
-                graft_converters::torch::to_safetensors(&state).map_err(graft::Error::from)?;
-            graft::atomic::write_atomic(&out, &bytes)?;
-            ui.say(format!(
-                "wrote {} tensors to {}",
-                state.len(),
-                out.display()
-            ));
-            ui.finish(json!({ "tensors": state.len(), "out": out }));
-        }
-        ConvertCommand::Tfjs { input, out } => {
-            let onnx = graft_converters::tfjs::convert(&input).map_err(graft::Error::from)?;
-            write_onnx(&out, &onnx, ui)?;
-        }
-        ConvertCommand::Tflite { input, out } => {
-            let onnx = graft_converters::tflite::convert(&input).map_err(graft::Error::from)?;
-            write_onnx(&out, &onnx, ui)?;
-        }
+    let (format, input, out) = match command {
+        ConvertCommand::Torch { input, out } => (Format::Torch, input, out),
+        ConvertCommand::Tfjs { input, out } => (Format::Tfjs, input, out),
+        ConvertCommand::Tflite { input, out } => (Format::Tflite, input, out),
+    };
+    let c = task::convert(format, &input, &out)?;
+    match c.tensors {
+        Some(n) => ui.say(format!("wrote {n} tensors to {}", c.out.display())),
+        None => ui.say(format!(
+            "wrote {} ({} bytes): inputs {:?}, outputs {:?}; `graft inspect` lists cut points",
+            c.out.display(),
+            c.bytes,
+            c.inputs,
+            c.outputs
+        )),
     }
-    Ok(())
-}
-
-/// Writes a converted model and says what it holds (`graft inspect` shows more).
-fn write_onnx(out: &Path, onnx: &[u8], ui: Ui) -> Result<()> {
-    graft::atomic::write_atomic(out, onnx)?;
-    let info = graft::base::inspect(out)?;
-    let names =
-        |ts: &[graft::base::TensorInfo]| ts.iter().map(|t| t.name.clone()).collect::<Vec<_>>();
-    ui.say(format!(
-        "wrote {} ({} bytes): inputs {:?}, outputs {:?}; `graft inspect` lists cut points",
-        out.display(),
-        onnx.len(),
-        names(&info.inputs),
-        names(&info.outputs)
-    ));
-    ui.finish(
-        json!({ "out": out, "inputs": names(&info.inputs), "outputs": names(&info.outputs) }),
-    );
+    ui.finish(match c.tensors {
+        Some(n) => json!({ "tensors": n, "out": c.out }),
+        None => json!({ "out": c.out, "inputs": c.inputs, "outputs": c.outputs }),
+    });
     Ok(())
 }

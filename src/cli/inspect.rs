@@ -1,7 +1,5 @@
 //! `graft inspect`: what is inside an ONNX model, and where it can be cut.
 
-use std::path::PathBuf;
-
 use anyhow::Result;
 use clap::Args;
 
@@ -14,11 +12,7 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs, ui: Ui) -> Result<()> {
-    let path = match graft::zoo::manifest(&args.model) {
-        Ok(m) => m.model_path(),
-        Err(_) => PathBuf::from(&args.model),
-    };
-    let inspection = graft::base::inspect(&path)?;
+    let inspection = graft::base::inspect(&graft::zoo::model_file(&args.model))?;
     ui.say(inspection.to_string());
     ui.finish(serde_json::to_value(&inspection)?);
     Ok(())

@@ -2,10 +2,9 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args;
-use graft::input::image::decode_image;
-use graft::pose::{detect, draw, keypoint_model, LOW_SCORE};
+use graft::pose::{detect_file, keypoint_model, save_drawing, Detected, LOW_SCORE};
 use serde_json::json;
 
 use graft::base::{BaseOptions, EngineOptions};
@@ -38,9 +37,7 @@ pub fn run(args: PoseArgs, ui: Ui) -> Result<()> {
     let base = keypoint_model(&args.base, &BaseOptions::from(args.engine))?;
     let mut results = Vec::with_capacity(args.images.len());
     for path in &args.images {
-        let bytes = std::fs::read(path).map_err(|e| graft::Error::io(path, e))?;
-        let image = decode_image(&bytes, path)?;
-        let keypoints = detect(&base, &image)?;
+        let Detected { image, keypoints } = detect_file(&base, path)?;
         ui.say(format!(
             "{} ({}x{})",
             path.display(),
@@ -55,9 +52,7 @@ pub fn run(args: PoseArgs, ui: Ui) -> Result<()> {
             ));
         }
         if let Some(out) = &args.draw {
-            draw(&image, &keypoints)
-                .save_with_format(out, image::ImageFormat::Png)
-                .with_context(|| format!("writing {}", out.display()))?;
+            save_drawing(&image, &keypoints, out)?;
             ui.say(format!("skeleton drawn to {}", out.display()));
         }
         let keypoints: Vec<_> = keypoints

@@ -61,17 +61,17 @@ pub fn run(command: ZooCommand, ui: Ui) -> Result<()> {
         ZooCommand::Build { name, from } => {
             let bar = ui.bar(1, "building");
             bar.set_message(name.clone());
-            let path = graft::zoo::build(&name, from.as_deref())?;
+            let built = graft::zoo::build(&name, from.as_deref())?;
             bar.finish_and_clear();
-            let sha = graft::zoo::sha256_file(&path)?;
-            let expected = graft::zoo::manifest(&name)?.model.sha256;
-            ui.say(format!("wrote {} (sha256 {sha})", path.display()));
-            if sha != expected {
-                ui.warn(format!(
-                    "the manifest records sha256 {expected}: the converter's output changed"
-                ));
+            ui.say(format!(
+                "wrote {} (sha256 {})",
+                built.model.display(),
+                built.sha256
+            ));
+            if !built.matches_manifest {
+                ui.warn("the manifest records another sha256: the converter's output changed");
             }
-            ui.finish(json!({ "model": path, "sha256": sha, "matches_manifest": sha == expected }));
+            ui.finish(serde_json::to_value(&built)?);
         }
     }
     Ok(())

@@ -123,3 +123,16 @@ fn fill_disc(canvas: &mut RgbImage, cx: f32, cy: f32, radius: f32, colour: Rgb<u
         }
     }
 }
+
+/// Writes `image` with `keypoints` drawn on it to `out` as a PNG (atomically).
+pub fn save_drawing(
+    image: &DynamicImage,
+    keypoints: &[Keypoint],
+    out: &std::path::Path,
+) -> crate::Result<()> {
+    let mut png = std::io::Cursor::new(Vec::new());
+    draw(image, keypoints)
+        .write_to(&mut png, image::ImageFormat::Png)
+        .map_err(|e| crate::Error::Invalid(format!("encoding {}: {e}", out.display())))?;
+    crate::atomic::write_atomic(out, png.get_ref())
+}

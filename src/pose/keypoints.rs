@@ -200,3 +200,18 @@ pub fn detect(base: &BaseModel, image: &DynamicImage) -> Result<Vec<Keypoint>> {
     }
     Ok(keypoints)
 }
+
+/// An image file and the keypoints found in it.
+#[derive(Clone, Debug)]
+pub struct Detected {
+    pub image: DynamicImage,
+    pub keypoints: Vec<Keypoint>,
+}
+
+/// Reads and decodes the image file `path` and finds its keypoints (see [`detect`]).
+pub fn detect_file(base: &BaseModel, path: &std::path::Path) -> Result<Detected> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let image = crate::input::image::decode_image(&bytes, path)?;
+    let keypoints = detect(base, &image)?;
+    Ok(Detected { image, keypoints })
+}

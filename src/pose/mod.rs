@@ -45,9 +45,10 @@ pub mod stick;
 pub mod turned;
 
 pub use crate::base::pose_features::{FEATURES_TENSOR, FEATURE_DIM, KEYPOINT_NAMES, MIN_TORSO};
-pub use draw::{draw, BLAZEPOSE_SKELETON, SKELETON};
+pub use draw::{draw, save_drawing, BLAZEPOSE_SKELETON, SKELETON};
 pub use features::{features, mirror, mirror_features, normalise, with_mirrored, TWINS};
-pub use keypoints::{detect, keypoint_model, Keypoint, BLAZEPOSE_NAMES, LOW_SCORE};
+pub use keypoints::{detect, detect_file, keypoint_model, Detected, Keypoint};
+pub use keypoints::{BLAZEPOSE_NAMES, LOW_SCORE};
 
 #[cfg(test)]
 mod tests {

@@ -8,12 +8,14 @@
 //!   files, bytes or tensors, evaluate on a folder, export;
 //! - [`KnnClassifier`]: the same for a KNN index, which examples can be added to;
 //! - [`embed_folder`]: a labelled folder -> [`Embeddings`](crate::embeddings::Embeddings), cached;
+//! - [`convert`]: another framework's model file to ONNX (or safetensors);
 //! - [`demo`]: the whole job on the shipped images.
 //!
 //! Long calls report through a [`Progress`] (the CLI draws bars from it; [`Silent`] ignores it).
 //! Nothing here holds global state.
 
 mod classify;
+mod convert;
 mod create;
 pub mod demo;
 mod embed;
@@ -22,6 +24,7 @@ mod knn;
 use crate::train::EpochRecord;
 
 pub use classify::{Classifier, Evaluation, ExportReport, FileAnswer};
+pub use convert::{convert, Converted, Format};
 pub use create::{create, create_from_embeddings, Augmentation, Augmentations, ClassSplit};
 pub use create::{AugmentReport, CreateOptions, CreateReport, Created};
 pub use embed::{embed_folder, EmbedReport, Embedded};

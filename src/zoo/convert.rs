@@ -38,13 +38,27 @@ pub fn convert(m: &Manifest, original: &Path) -> Result<Vec<u8>> {
     }
 }
 
-/// Fetches, converts and writes base model `name` into the zoo folder (atomically); returns the
-/// model's path. Nothing else is changed: compare [`sha256_file`] of the result with the manifest.
-pub fn build(name: &str, local: Option<&Path>) -> Result<PathBuf> {
+/// What [`build`] wrote.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+pub struct Built {
+    pub model: PathBuf,
+    pub sha256: String,
+    /// Whether the result is the file the manifest records (false: the converter's output changed).
+    pub matches_manifest: bool,
+}
+
+/// Fetches, converts and writes base model `name` into the zoo folder (atomically). Nothing else is
+/// changed: [`Built::matches_manifest`] says whether the result is the recorded file.
+pub fn build(name: &str, local: Option<&Path>) -> Result<Built> {
     let m = manifest(name)?;
     let original = fetch_original(&m, local)?;
     let bytes = convert(&m, &original)?;
     let path = m.model_path();
     crate::atomic::write_atomic(&path, &bytes)?;
-    Ok(path)
+    let sha256 = crate::cache::sha256_hex(&bytes);
+    Ok(Built {
+        matches_manifest: sha256 == m.model.sha256,
+        model: path,
+        sha256,
+    })
 }

@@ -9,7 +9,7 @@
 mod convert;
 mod fetch;
 
-pub use convert::{build, convert};
+pub use convert::{build, convert, Built};
 pub use fetch::fetch_original;
 
 use std::path::{Path, PathBuf};
@@ -204,6 +204,14 @@ pub fn zoo_dir() -> PathBuf {
     match std::env::var_os("GRAFT_ZOO") {
         Some(d) if !d.is_empty() => PathBuf::from(d),
         _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("zoo"),
+    }
+}
+
+/// The converted model file of zoo model `name_or_path`, or else the path itself.
+pub fn model_file(name_or_path: &str) -> PathBuf {
+    match manifest(name_or_path) {
+        Ok(m) => m.model_path(),
+        Err(_) => PathBuf::from(name_or_path),
     }
 }
 

@@ -1,0 +1,84 @@
+//! Converting another framework's model file (`graft convert`): PyTorch checkpoints to
+//! safetensors, TF.js and TFLite models to ONNX.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::atomic::write_atomic;
+use crate::base::inspect;
+use crate::{Error, Result};
+
+/// What `graft convert` reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Format {
+    /// A PyTorch checkpoint (legacy or zip `torch.save`), read without running any code from it;
+    /// written as safetensors.
+    Torch,
+    /// A TF.js layers or graph model (`model.json` with its weight shards); written as ONNX.
+    Tfjs,
+    /// A TFLite flatbuffer; written as ONNX.
+    Tflite,
+}
+
+/// What a conversion wrote.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Converted {
+    pub out: PathBuf,
+    pub bytes: usize,
+    /// For a checkpoint: the tensors written.
+    pub tensors: Option<usize>,
+    /// For an ONNX model: its inputs and outputs.
+    pub inputs: Vec<String>,
+    pub outputs: Vec<String>,
+}
+
+/// Converts `input` (of `format`) and writes the result to `out` atomically; `out` may not be
+/// `input` itself.
+pub fn convert(format: Format, input: &Path, out: &Path) -> Result<Converted> {
+    refuse_overwriting(input, out)?;
+    let (bytes, tensors) = match format {
+        Format::Torch => {
+            let state = graft_converters::torch::load_state_dict(input)?;
+            (
+                graft_converters::torch::to_safetensors(&state)?,
+                Some(state.len()),
+            )
+        }
+        Format::Tfjs => (graft_converters::tfjs::convert(input)?, None),
+        Format::Tflite => (graft_converters::tflite::convert(input)?, None),
+    };
+    write_atomic(out, &bytes)?;
+    let (inputs, outputs) = match format {
+        Format::Torch => (Vec::new(), Vec::new()),
+        Format::Tfjs | Format::Tflite => {
+            let info = inspect(out)?;
+            let names =
+                |ts: &[crate::base::TensorInfo]| ts.iter().map(|t| t.name.clone()).collect();
+            (names(&info.inputs), names(&info.outputs))
+        }
+    };
+    Ok(Converted {
+        out: out.to_path_buf(),
+        bytes: bytes.len(),
+        tensors,
+        inputs,
+        outputs,
+    })
+}
+
+/// An error when `out` is the file `input` (after resolving links and `..`).
+pub(crate) fn refuse_overwriting(input: &Path, out: &Path) -> Result<()> {
+    let same = match (input.canonicalize(), out.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(Error::Invalid(format!(
+            "the output {} is the input file itself: give another output path",
+            out.display()
+        )));
+    }
+    Ok(())
+}
