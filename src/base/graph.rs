@@ -13,6 +13,13 @@ use crate::{Error, Result};
 /// Name of a graph output that graft takes as the embedding when no cut is given.
 pub const FEATURES_OUTPUT: &str = "features";
 
+/// The ONNX name of element type `elem_type` (e.g. `float`), for messages.
+pub(super) fn dtype_name(elem_type: i32) -> String {
+    pb::tensor_proto::DataType::try_from(elem_type)
+        .map(|t| t.as_str_name().to_lowercase())
+        .unwrap_or_else(|_| format!("type {elem_type}"))
+}
+
 /// Ops that only reshape, copy or post-process scores, skipped when walking back from the output.
 const PASS_THROUGH_OPS: &[&str] = &[
     "Softmax",

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
+use super::graph::dtype_name;
 use super::graph::{parse_onnx, GraphIndex};
 use super::guard;
 use super::resolve::{declared_input, CUT_HINT};
@@ -80,12 +81,6 @@ pub struct Inspection {
     pub candidates: Vec<CutCandidate>,
     /// The automatic cut, or why there is none.
     pub auto_cut: std::result::Result<String, String>,
-}
-
-pub(super) fn dtype_name(elem_type: i32) -> String {
-    pb::tensor_proto::DataType::try_from(elem_type)
-        .map(|t| t.as_str_name().to_lowercase())
-        .unwrap_or_else(|_| format!("type {elem_type}"))
 }
 
 fn shape_of(info: &pb::ValueInfoProto) -> Option<Vec<Dim>> {

@@ -7,8 +7,7 @@ use prost::Message;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
-use super::graph::{cut_model, parse_onnx, GraphIndex};
-use super::inspect::dtype_name;
+use super::graph::{cut_model, dtype_name, parse_onnx, GraphIndex};
 use super::onnxruntime::OrtSession;
 use super::pose_features;
 use super::tract::{cut_fact, prepare_tract, PlanSource, TractPlans};
