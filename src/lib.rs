@@ -26,7 +26,7 @@
 //! let base = BaseModel::open("efficientnet-lite0", &BaseOptions::default())?;
 //! let data = Dataset::from_folder("photos")?;
 //! let created = task::create(&base, &data, &CreateOptions::default(), &Silent)?;
-//! println!("{:?}", created.recognizer.training.as_ref().and_then(|t| t.validation.as_ref()));
+//! println!("{:?}", created.recognizer.training().and_then(|t| t.validation.as_ref()));
 //! created.recognizer.save("recognizer.safetensors".as_ref())?;
 //! # Ok(()) }
 //! ```
