@@ -93,7 +93,7 @@ fn head_benchmark(base: &BaseModel, data: &graft::dataset::Dataset, out: &Path) 
     let options = serde_json::to_string(&opts).map_err(|e| Error::Invalid(e.to_string()))?;
     std::fs::write(&options_json, options).map_err(|e| Error::io(&options_json, e))?;
     let (train_idx, val_idx) =
-        stratified_split(&embeddings.labels(), DEFAULT_VAL_SPLIT, opts.seed)?;
+        stratified_split(embeddings.labels(), DEFAULT_VAL_SPLIT, opts.seed)?;
     let files: Vec<String> = embeddings
         .sources()
         .iter()
@@ -107,9 +107,9 @@ fn head_benchmark(base: &BaseModel, data: &graft::dataset::Dataset, out: &Path) 
         .collect();
     let files_txt = out.join("files.txt");
     std::fs::write(&files_txt, files.join("\n") + "\n").map_err(|e| Error::io(&files_txt, e))?;
-    let vectors = &embeddings.vectors();
+    let vectors = embeddings.vectors();
     write_f32(&out.join("embeddings.npy"), vectors.shape(), vectors.iter())?;
-    write_i64(&out.join("labels.npy"), &embeddings.labels())?;
+    write_i64(&out.join("labels.npy"), embeddings.labels())?;
     write_i64(&out.join("train.npy"), &train_idx)?;
     write_i64(&out.join("val.npy"), &val_idx)?;
     let (train_set, val_set) = (embeddings.subset(&train_idx), embeddings.subset(&val_idx));
@@ -117,8 +117,8 @@ fn head_benchmark(base: &BaseModel, data: &graft::dataset::Dataset, out: &Path) 
         let start = Instant::now();
         let (head, report) = train(
             embeddings.classes().len(),
-            Examples::new(train_set.vectors().view(), &train_set.labels()),
-            Examples::new(val_set.vectors().view(), &val_set.labels()),
+            Examples::new(train_set.vectors().view(), train_set.labels()),
+            Examples::new(val_set.vectors().view(), val_set.labels()),
             &opts,
             backend,
             &mut |_| {},

@@ -125,11 +125,11 @@ impl Recognizer {
                 "training and validation embeddings come from different data sets or bases".into(),
             ));
         }
-        crate::dataset::check_classes(&train_set.classes(), &train_set.counts())?;
+        crate::dataset::check_classes(train_set.classes(), &train_set.counts())?;
         let (head, report) = train(
             train_set.classes().len(),
-            Examples::new(train_set.vectors().view(), &train_set.labels()),
-            Examples::new(val_set.vectors().view(), &val_set.labels()),
+            Examples::new(train_set.vectors().view(), train_set.labels()),
+            Examples::new(val_set.vectors().view(), val_set.labels()),
             opts,
             backend,
             on_epoch,
@@ -187,7 +187,7 @@ impl Recognizer {
     /// matched to the recognizer's by name (a subset in any order is fine); a class the recognizer
     /// does not know is an error, as are embeddings from another base.
     pub fn evaluate(&self, data: &Embeddings) -> Result<Metrics> {
-        self.check_base(&data.base())?;
+        self.check_base(data.base())?;
         let mapping = data
             .classes()
             .iter()

@@ -27,7 +27,7 @@ fn options(cut: Option<&str>) -> BaseOptions {
 }
 
 fn load(cut: Option<&str>) -> BaseModel {
-    BaseModel::open(&fixture(), &options(cut)).unwrap()
+    BaseModel::open(fixture(), &options(cut)).unwrap()
 }
 
 fn random_batch(n: usize, seed: u64) -> Array4<f32> {
@@ -93,7 +93,7 @@ fn cut_at_the_output_gives_probabilities() {
 
 #[test]
 fn unknown_cut_lists_candidates() {
-    let err = BaseModel::open(&fixture(), &options(Some("no_such_tensor"))).unwrap_err();
+    let err = BaseModel::open(fixture(), &options(Some("no_such_tensor"))).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::Model { .. }), "{err:?}");
     assert!(msg.contains("no_such_tensor"), "{msg}");
@@ -103,14 +103,14 @@ fn unknown_cut_lists_candidates() {
 
 #[test]
 fn open_input_size_must_be_given_and_must_fit() {
-    let err = BaseModel::open(&fixture(), &graft::base::BaseOptions::default()).unwrap_err();
+    let err = BaseModel::open(fixture(), &graft::base::BaseOptions::default()).unwrap_err();
     assert!(err.to_string().contains("input shape"), "{err}");
     let wrong_channels = BaseOptions {
         cut: None,
         input_shape: Some(vec![1, 48, 192]),
         ..BaseOptions::default()
     };
-    let err = BaseModel::open(&fixture(), &wrong_channels).unwrap_err();
+    let err = BaseModel::open(fixture(), &wrong_channels).unwrap_err();
     assert!(err.to_string().contains("does not fit"), "{err}");
 }
 

@@ -23,7 +23,7 @@ fn base(cut: Option<&str>) -> BaseModel {
         input_shape: Some(INPUT.to_vec()),
         ..BaseOptions::default()
     };
-    BaseModel::open(&fixture(), &options).unwrap()
+    BaseModel::open(fixture(), &options).unwrap()
 }
 
 fn dense(rng: &mut ChaCha8Rng, inputs: usize, outputs: usize) -> Dense {

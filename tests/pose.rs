@@ -362,7 +362,7 @@ fn turned_photos_are_recognised_and_the_export_agrees() {
 
     // Export: image in, probabilities out, run by tract as a plain ONNX file.
     let onnx = dir.path().join("pose.onnx");
-    export_onnx(&base, &recognizer.head(), &recognizer.labels(), &onnx).unwrap();
+    export_onnx(&base, recognizer.head(), recognizer.labels(), &onnx).unwrap();
     let options = BaseOptions {
         cut: Some(PROBABILITIES.into()),
         ..BaseOptions::default()

@@ -57,7 +57,7 @@ fn split() -> (tempfile::TempDir, BaseModel, Embeddings, Embeddings) {
 fn noisy_copies_are_seeded_labelled_and_differ_from_the_clips() {
     let (_words, base, train, val) = split();
     let n = train.len();
-    let val_before = val.vectors().clone();
+    let val_before = val.vectors().to_owned();
     let twice = train
         .augmented_with_noise(&base, &[], &aug(2, 7), None)
         .unwrap();
@@ -68,7 +68,7 @@ fn noisy_copies_are_seeded_labelled_and_differ_from_the_clips() {
     );
     // The originals come first, untouched; each copy has its clip's label and is not the clip.
     assert_eq!(twice.vectors().slice(ndarray::s![..n, ..]), train.vectors());
-    assert_eq!(&twice.labels()[..n], &train.labels()[..]);
+    assert_eq!(&twice.labels()[..n], train.labels());
     for k in 0..2 * n {
         let clip = k / 2;
         assert_eq!(twice.labels()[n + k], train.labels()[clip]);

@@ -127,7 +127,7 @@ fn converted_tflite_matches_golden_outputs() {
 fn committed_zoo_model_matches_manifest_and_runs_batches() {
     let m = zoo::manifest("blazepose-lite").unwrap();
     assert_eq!(zoo::sha256_file(&m.model_path()).unwrap(), m.model.sha256);
-    assert_eq!(m.task, "pose");
+    assert_eq!(m.task, zoo::Task::Pose);
     assert_eq!(
         (m.embedding.tensor.as_str(), m.embedding.size),
         ("Identity", 195)

@@ -48,8 +48,6 @@ pub const BLAZEPOSE_NAMES: [&str; 33] = [
     "right_foot_index",
 ];
 
-/// Bones of the BlazePose skeleton: pairs of indexes into [`BLAZEPOSE_NAMES`].
-
 /// Numbers per landmark in BlazePose's landmark output: x, y, z, visibility, presence.
 const BLAZEPOSE_STRIDE: usize = 5;
 /// Landmarks in BlazePose's output: the 33 body landmarks, then 6 auxiliary ones.

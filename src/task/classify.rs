@@ -63,7 +63,7 @@ impl Classifier {
     /// Loads a recognizer file and reopens its base on the engine `options` names.
     pub fn load(path: &Path, engine: &EngineOptions) -> Result<Classifier> {
         let recognizer = Recognizer::load(path)?;
-        let base = BaseModel::from_ref(&recognizer.base(), &engine.clone().into())?;
+        let base = BaseModel::from_ref(recognizer.base(), &engine.clone().into())?;
         Classifier::new(recognizer, Arc::new(base))
     }
 
@@ -133,8 +133,8 @@ impl Classifier {
     pub fn export(&self, out: &Path) -> Result<ExportReport> {
         export_onnx(
             &self.base,
-            &self.recognizer.head(),
-            &self.recognizer.labels(),
+            self.recognizer.head(),
+            self.recognizer.labels(),
             out,
         )?;
         Ok(ExportReport {

@@ -2,20 +2,22 @@
 
 use std::path::{Path, PathBuf};
 
+use super::Converter;
 use super::{fetch_original, manifest, Manifest};
-use super::{ONNX_SPEECH_EMBEDDING, TFJS_GRAPH, TFJS_LAYERS, TFLITE, TORCH_EFFICIENTNET_LITE};
 use crate::{Error, Result};
 
 /// Converts the original file of `m` with its converter; returns the model bytes.
 pub fn convert(m: &Manifest, original: &Path) -> Result<Vec<u8>> {
-    match m.conversion.converter.as_str() {
-        TORCH_EFFICIENTNET_LITE => {
+    match m.conversion.converter {
+        Converter::TorchEfficientNetLite => {
             let sd = graft_converters::torch::load_state_dict(original)?;
             Ok(graft_converters::efficientnet_lite::to_onnx(&sd)?)
         }
-        TFJS_LAYERS | TFJS_GRAPH => Ok(graft_converters::tfjs::convert(original)?),
-        TFLITE => Ok(graft_converters::tflite::convert(original)?),
-        ONNX_SPEECH_EMBEDDING => {
+        Converter::TfjsLayers | Converter::TfjsGraph => {
+            Ok(graft_converters::tfjs::convert(original)?)
+        }
+        Converter::Tflite => Ok(graft_converters::tflite::convert(original)?),
+        Converter::OnnxSpeechEmbedding => {
             let [embedding] = m.source.files.as_slice() else {
                 return Err(Error::Zoo(format!(
                     "{}: the speech converter needs the embedding model as the one further file",
@@ -31,10 +33,6 @@ pub fn convert(m: &Manifest, original: &Path) -> Result<Vec<u8>> {
                 graft_converters::speech::PADDING,
             )?)
         }
-        other => Err(Error::Zoo(format!(
-            "{}: unknown converter {other:?}",
-            m.name
-        ))),
     }
 }
 

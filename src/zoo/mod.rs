@@ -25,8 +25,8 @@ use crate::{Error, Result};
 pub struct Manifest {
     /// Short name, also the manifest's file stem (e.g. "efficientnet-lite0").
     pub name: String,
-    /// What kind of input it takes: "image".
-    pub task: String,
+    /// What kind of model it is.
+    pub task: Task,
     pub description: String,
     pub source: Source,
     pub licence: Licence,
@@ -144,8 +144,8 @@ pub struct Licence {
 /// How graft turns the original into the zoo model.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Conversion {
-    /// Converter id, e.g. "torch-efficientnet-lite".
-    pub converter: String,
+    /// The converter that makes the zoo model from the original.
+    pub converter: Converter,
     /// One sentence on what the conversion does.
     pub notes: String,
 }
@@ -181,16 +181,47 @@ pub enum Features {
     Pose,
 }
 
-/// Converter id of EfficientNet-Lite from a PyTorch state dict.
-pub const TORCH_EFFICIENTNET_LITE: &str = "torch-efficientnet-lite";
-/// Converter id of TF.js layers models (Keras topology).
-pub const TFJS_LAYERS: &str = "tfjs-layers";
-/// Converter id of TF.js graph models (GraphDef).
-pub const TFJS_GRAPH: &str = "tfjs-graph";
-/// Converter id of TFLite flatbuffers ([`graft_converters::tflite`]).
-pub const TFLITE: &str = graft_converters::tflite::CONVERTER_ID;
-/// Converter id of the speech embedding: two ONNX files (spectrogram, embedding) merged into one.
-pub const ONNX_SPEECH_EMBEDDING: &str = "onnx-speech-embedding";
+/// What kind of model a zoo entry is (the manifest's `task`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Task {
+    /// Images -> embeddings.
+    Image,
+    /// Images -> body keypoints (and pose features).
+    Pose,
+    /// 1 s audio clips -> embeddings.
+    Audio,
+}
+
+impl std::fmt::Display for Task {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Task::Image => "image",
+            Task::Pose => "pose",
+            Task::Audio => "audio",
+        })
+    }
+}
+
+/// How graft converts a zoo model's original (the manifest's `conversion.converter`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Converter {
+    /// EfficientNet-Lite built from a PyTorch state dict.
+    #[serde(rename = "torch-efficientnet-lite")]
+    TorchEfficientNetLite,
+    /// A TF.js layers model (Keras topology).
+    #[serde(rename = "tfjs-layers")]
+    TfjsLayers,
+    /// A TF.js graph model (GraphDef).
+    #[serde(rename = "tfjs-graph")]
+    TfjsGraph,
+    /// A TFLite flatbuffer ([`graft_converters::tflite`]).
+    #[serde(rename = "tflite")]
+    Tflite,
+    /// The speech embedding: two ONNX files (spectrogram, embedding) merged into one.
+    #[serde(rename = "onnx-speech-embedding")]
+    OnnxSpeechEmbedding,
+}
 
 impl Manifest {
     /// Path of the converted model in [`zoo_dir`].
@@ -357,10 +388,12 @@ mod tests {
 
     #[test]
     fn unknown_converter_is_an_error() {
-        let mut m = efficientnet();
-        m.conversion.converter = "magic".into();
-        let err = convert(&m, Path::new("x")).unwrap_err().to_string();
-        assert!(err.contains("unknown converter \"magic\""), "{err}");
+        let mut json = serde_json::to_value(efficientnet()).unwrap();
+        json["conversion"]["converter"] = "magic".into();
+        let err = serde_json::from_value::<Manifest>(json)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("unknown variant `magic`"), "{err}");
     }
 
     #[test]
