@@ -92,8 +92,7 @@ fn head_benchmark(base: &BaseModel, data: &graft::dataset::Dataset, out: &Path) 
     let options_json = out.join("train_options.json");
     let options = serde_json::to_string(&opts).map_err(|e| Error::Invalid(e.to_string()))?;
     std::fs::write(&options_json, options).map_err(|e| Error::io(&options_json, e))?;
-    let (train_idx, val_idx) =
-        stratified_split(embeddings.labels(), DEFAULT_VAL_SPLIT, opts.seed)?;
+    let (train_idx, val_idx) = stratified_split(embeddings.labels(), DEFAULT_VAL_SPLIT, opts.seed)?;
     let files: Vec<String> = embeddings
         .sources()
         .iter()
