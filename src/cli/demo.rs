@@ -13,8 +13,7 @@ pub fn run(options: DemoOptions, ui: Ui) -> Result<()> {
         report.base, report.cut, report.embedding_dim
     ));
     say_embedded(&report.embedded, ui);
-    let recognizer = graft::recognizer::Recognizer::load(&report.recognizer)?;
-    say_created(&report.created, &recognizer, ui);
+    say_created(&report.created, report.training.as_ref(), ui);
     ui.say(format!(
         "saved and reloaded {}",
         report.recognizer.display()

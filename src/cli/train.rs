@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use graft::dataset::Dataset;
+use graft::recognizer::TrainingRecord;
 use graft::task::{self, CreateOptions, CreateReport, EmbedReport};
 use serde_json::json;
 
@@ -32,7 +33,7 @@ pub fn run(args: TrainArgs, ui: Ui) -> Result<()> {
     if let Some(embedded) = &created.report.embedded {
         say_embedded(embedded, ui);
     }
-    say_created(&created.report, &created.recognizer, ui);
+    say_created(&created.report, created.recognizer.training(), ui);
     created.recognizer.save(&args.out)?;
     ui.say(format!("saved {}", args.out.display()));
     let r = &created.recognizer;
@@ -61,7 +62,7 @@ pub fn say_embedded(r: &EmbedReport, ui: Ui) {
 }
 
 /// Prints the augmentation, the split, the training run and the validation metrics.
-pub fn say_created(report: &CreateReport, recognizer: &graft::recognizer::Recognizer, ui: Ui) {
+pub fn say_created(report: &CreateReport, training: Option<&TrainingRecord>, ui: Ui) {
     for a in &report.augmented {
         let what = match (a.kind, a.noise_recordings) {
             ("noise", 0) => "noisy training copies (generated pink noise)".to_string(),
@@ -75,7 +76,7 @@ pub fn say_created(report: &CreateReport, recognizer: &graft::recognizer::Recogn
         ui.say(format!("{:<16} {:>6} {:>6}", c.class, c.train, c.val));
     }
     ui.say(format!("training on {}", report.backend));
-    if let Some(record) = &recognizer.training() {
+    if let Some(record) = training {
         let r = &record.report;
         ui.say(format!(
             "trained on {} for {} epoch(s) in {:.2} s{}; weights of epoch {}",

@@ -19,7 +19,7 @@ use crate::export::PROBABILITIES;
 use crate::gpu::DeviceChoice;
 use crate::input::image::load_image;
 use crate::metrics::Metrics;
-use crate::recognizer::Recognizer;
+use crate::recognizer::{Recognizer, TrainingRecord};
 use crate::train::TrainReport;
 use crate::{Error, Result};
 
@@ -80,6 +80,9 @@ pub struct DemoReport {
     pub recognizer: PathBuf,
     pub validation: Option<Metrics>,
     pub report: Option<TrainReport>,
+    /// The whole training record (its validation and report are the two fields above).
+    #[serde(skip)]
+    pub training: Option<TrainingRecord>,
     pub predictions: Vec<DemoPrediction>,
     pub onnx: PathBuf,
     /// Largest difference between the exported file's probabilities and graft's.
@@ -178,6 +181,7 @@ pub fn run(options: &DemoOptions, progress: &dyn Progress) -> Result<DemoReport>
         recognizer: rec_path,
         validation: training.and_then(|t| t.validation.clone()),
         report: training.map(|t| t.report.clone()),
+        training: training.cloned(),
         predictions,
         onnx: onnx_path,
         export_max_abs_diff: max_diff,
