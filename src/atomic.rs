@@ -34,6 +34,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// An error when `out` is the file `input` (after resolving links and `..`).
+pub(crate) fn refuse_same_file(input: &Path, out: &Path) -> Result<()> {
+    let same = match (input.canonicalize(), out.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(Error::Invalid(format!(
+            "the output {} is the input file itself: give another output path",
+            out.display()
+        )));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -49,10 +49,14 @@ impl Dataset {
         let mut names = Vec::with_capacity(classes.len());
         let mut examples = Vec::new();
         for (label, dir) in classes.iter().enumerate() {
-            let name = dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
+            let name = dir.file_name().map(class_name).unwrap_or_default();
+            if names.contains(&name) {
+                return Err(Error::Dataset(format!(
+                    "two class folders of {} are both named '{name}' once their names are \
+                     written as text: rename one",
+                    root.display()
+                )));
+            }
             let files: Vec<PathBuf> = sorted_entries(dir)?
                 .into_iter()
                 .filter(|p| p.is_file() && !is_hidden(p))
@@ -89,6 +93,31 @@ impl Dataset {
 
     fn check_classes(&self) -> Result<()> {
         check_classes(&self.classes, &self.counts())
+    }
+}
+
+/// A class folder's name as a label: the name itself when it is UTF-8, else its bytes with each
+/// one that is not part of valid UTF-8 written `\xNN` (lossless, so two folders never share a
+/// label by accident).
+fn class_name(name: &std::ffi::OsStr) -> String {
+    if let Some(text) = name.to_str() {
+        return text.to_string();
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let mut out = String::new();
+        for chunk in name.as_bytes().utf8_chunks() {
+            out.push_str(chunk.valid());
+            for b in chunk.invalid() {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+        out
+    }
+    #[cfg(not(unix))]
+    {
+        name.to_string_lossy().into_owned()
     }
 }
 
@@ -202,6 +231,28 @@ mod tests {
         assert_eq!(ds.classes, ["a", "b"]);
         assert_eq!(ds.counts(), [3, 2]);
         assert_eq!(ds.examples[0].path, dir.path().join("a/000.png"));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn class_names_that_are_not_utf8_keep_their_bytes_and_never_collide() {
+        use std::ffi::OsStr;
+        use std::os::unix::ffi::OsStrExt;
+        let dir = make_tree(&[("plain", 1)]);
+        // Two names that the lossy conversion would both turn into "caf\u{fffd}".
+        for name in [&b"caf\xe9"[..], &b"caf\xff"[..]] {
+            let c = dir.path().join(OsStr::from_bytes(name));
+            std::fs::create_dir_all(&c).unwrap();
+            std::fs::write(c.join("0.png"), b"x").unwrap();
+        }
+        let ds = Dataset::from_folder(dir.path()).unwrap();
+        assert_eq!(ds.classes, ["caf\\xe9", "caf\\xff", "plain"]);
+        // A folder literally named as another's escaped form is a clear error.
+        let clash = dir.path().join("caf\\xe9");
+        std::fs::create_dir_all(&clash).unwrap();
+        std::fs::write(clash.join("0.png"), b"x").unwrap();
+        let err = Dataset::from_folder(dir.path()).unwrap_err().to_string();
+        assert!(err.contains("both named"), "{err}");
     }
 
     #[test]

@@ -20,6 +20,10 @@ use crate::input::{AudioSpec, InputSpec};
 use crate::recognizer::Recognizer;
 use crate::{Error, Result};
 
+/// Largest [`ListenOptions::overlap`]: a new window every 1/100 of a window (10 ms for 1 s
+/// windows); more overlap only multiplies the work.
+pub const MAX_OVERLAP: f32 = 0.99;
+
 /// Class names that are never reported as words.
 pub const NOT_WORDS: &[&str] = &[BACKGROUND_NOISE, "_unknown_", "_silence_"];
 
@@ -36,8 +40,8 @@ pub struct ListenOptions {
     /// start are ignored. Default 1000: the windows that still overlap the reported word.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = ListenOptions::default().suppression_ms))]
     pub suppression_ms: u32,
-    /// Fraction by which consecutive windows overlap, in `[0, 1)`. Default 0.75 (a window every
-    /// 250 ms).
+    /// Fraction by which consecutive windows overlap, in `[0, 0.99]`. Default 0.75 (a window
+    /// every 250 ms).
     #[cfg_attr(feature = "cli", arg(long, default_value_t = ListenOptions::default().overlap))]
     pub overlap: f32,
     /// How far (as a fraction of the window) the centre of a window's sound energy may lie from
@@ -80,10 +84,17 @@ impl ListenOptions {
                 self.threshold
             )));
         }
-        if !(0.0..1.0).contains(&self.overlap) {
+        if !(0.0..=MAX_OVERLAP).contains(&self.overlap) {
             return Err(Error::Invalid(format!(
-                "overlap {} is not in [0, 1)",
-                self.overlap
+                "overlap {} is not in [0, {MAX_OVERLAP}] (at most {} windows per window length)",
+                self.overlap,
+                (1.0 / (1.0 - MAX_OVERLAP)).round()
+            )));
+        }
+        if !self.silence_db.is_finite() {
+            return Err(Error::Invalid(format!(
+                "silence level {} dB is not a number",
+                self.silence_db
             )));
         }
         if !(0.0..=0.5).contains(&self.centring) {
@@ -482,8 +493,26 @@ mod tests {
                 centring: 0.6,
                 ..Default::default()
             },
+            // A hop of one sample would make a 5 s file 64,000 windows.
+            ListenOptions {
+                overlap: 0.99999,
+                ..Default::default()
+            },
+            ListenOptions {
+                overlap: f32::NAN,
+                ..Default::default()
+            },
+            ListenOptions {
+                silence_db: f32::NAN,
+                ..Default::default()
+            },
         ] {
             assert!(bad.validate().is_err(), "{bad:?}");
         }
+        let fastest = ListenOptions {
+            overlap: MAX_OVERLAP,
+            ..Default::default()
+        };
+        assert!(fastest.validate().is_ok());
     }
 }

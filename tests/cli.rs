@@ -415,3 +415,35 @@ fn a_closed_stdout_is_not_a_panic() {
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(out.status.success(), "{stderr}");
 }
+
+#[test]
+fn outputs_never_overwrite_their_inputs() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let rec = tmp.path().join("r.safetensors");
+    std::fs::copy(fixtures.join("compat/image-recognizer.safetensors"), &rec).unwrap();
+    let before = std::fs::read(&rec).unwrap();
+    // The same file under another spelling is still the same file.
+    let again = tmp.path().join("sub/../r.safetensors");
+    std::fs::create_dir_all(tmp.path().join("sub")).unwrap();
+    graft(&cache, &["export", s(&rec), "-o", s(&again)]).fails_with("input file itself");
+    assert_eq!(std::fs::read(&rec).unwrap(), before);
+    let pth = tmp.path().join("m.pth");
+    std::fs::copy(fixtures.join("torch/zip.pth"), &pth).unwrap();
+    let before = std::fs::read(&pth).unwrap();
+    graft(&cache, &["convert", "torch", s(&pth), "-o", s(&pth)]).fails_with("input file itself");
+    assert_eq!(std::fs::read(&pth).unwrap(), before);
+    // Another output path works.
+    graft(
+        &cache,
+        &[
+            "convert",
+            "torch",
+            s(&pth),
+            "-o",
+            s(&tmp.path().join("m.safetensors")),
+        ],
+    )
+    .ok();
+}

@@ -9,6 +9,7 @@ use serde::Serialize;
 
 use super::embed::{embed_folder, EmbedReport};
 use super::{Event, Phase, Progress};
+use crate::atomic::refuse_same_file;
 use crate::base::{BaseModel, EngineOptions};
 use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
@@ -23,6 +24,8 @@ use crate::{Error, Result};
 pub struct Classifier {
     recognizer: Arc<Recognizer>,
     base: Arc<BaseModel>,
+    /// The file it was loaded from, which exports never overwrite.
+    source: Option<PathBuf>,
 }
 
 /// One file's answer, or why it has none.
@@ -57,6 +60,7 @@ impl Classifier {
         Ok(Classifier {
             recognizer: Arc::new(recognizer),
             base,
+            source: None,
         })
     }
 
@@ -64,7 +68,9 @@ impl Classifier {
     pub fn load(path: &Path, engine: &EngineOptions) -> Result<Classifier> {
         let recognizer = Recognizer::load(path)?;
         let base = BaseModel::from_ref(recognizer.base(), &engine.clone().into())?;
-        Classifier::new(recognizer, Arc::new(base))
+        let mut classifier = Classifier::new(recognizer, Arc::new(base))?;
+        classifier.source = Some(path.to_path_buf());
+        Ok(classifier)
     }
 
     /// The recognizer.
@@ -131,6 +137,9 @@ impl Classifier {
     /// Writes base (cut) + head + softmax as one ONNX file at `out` (atomically; never over the
     /// recognizer's own file).
     pub fn export(&self, out: &Path) -> Result<ExportReport> {
+        if let Some(source) = &self.source {
+            refuse_same_file(source, out)?;
+        }
         export_onnx(
             &self.base,
             self.recognizer.head(),

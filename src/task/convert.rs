@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::atomic::write_atomic;
+use crate::atomic::{refuse_same_file, write_atomic};
 use crate::base::inspect;
-use crate::{Error, Result};
+use crate::Result;
 
 /// What `graft convert` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -37,7 +37,7 @@ pub struct Converted {
 /// Converts `input` (of `format`) and writes the result to `out` atomically; `out` may not be
 /// `input` itself.
 pub fn convert(format: Format, input: &Path, out: &Path) -> Result<Converted> {
-    refuse_overwriting(input, out)?;
+    refuse_same_file(input, out)?;
     let (bytes, tensors) = match format {
         Format::Torch => {
             let state = graft_converters::torch::load_state_dict(input)?;
@@ -66,19 +66,4 @@ pub fn convert(format: Format, input: &Path, out: &Path) -> Result<Converted> {
         inputs,
         outputs,
     })
-}
-
-/// An error when `out` is the file `input` (after resolving links and `..`).
-pub(crate) fn refuse_overwriting(input: &Path, out: &Path) -> Result<()> {
-    let same = match (input.canonicalize(), out.canonicalize()) {
-        (Ok(a), Ok(b)) => a == b,
-        _ => false,
-    };
-    if same {
-        return Err(Error::Invalid(format!(
-            "the output {} is the input file itself: give another output path",
-            out.display()
-        )));
-    }
-    Ok(())
 }
