@@ -292,3 +292,31 @@ fn base_model_can_be_shared_across_threads() {
         }
     });
 }
+
+#[test]
+fn inspect_says_when_a_readable_model_cannot_be_run() {
+    let good = graft::base::inspect(&fixture()).unwrap();
+    assert_eq!(good.problem, None);
+    let dir = tempfile::tempdir().unwrap();
+    let broken = dir.path().join("unknown-op.onnx");
+    std::fs::write(
+        &broken,
+        mutated(|g| {
+            let conv = g.node.iter_mut().find(|n| n.op_type == "Conv").unwrap();
+            conv.op_type = "NoSuchOp".into();
+        }),
+    )
+    .unwrap();
+    // What can be read is still there; the problem says why it cannot run.
+    let inspection = graft::base::inspect(&broken).unwrap();
+    assert!(inspection.ops.contains_key("NoSuchOp"));
+    let problem = inspection.problem.expect("a problem");
+    assert!(problem.contains("cannot prepare"), "{problem}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["inspect", broken.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("NoSuchOp"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot be used"));
+}

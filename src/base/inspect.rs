@@ -81,6 +81,9 @@ pub struct Inspection {
     pub candidates: Vec<CutCandidate>,
     /// The automatic cut, or why there is none.
     pub auto_cut: std::result::Result<String, String>,
+    /// Why graft cannot run this model at all (one float input, every output prepared by
+    /// tract); `None` when it can.
+    pub problem: Option<String>,
 }
 
 fn shape_of(info: &pb::ValueInfoProto) -> Option<Vec<Dim>> {
@@ -152,9 +155,22 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         *ops.entry(node.op_type.clone()).or_insert(0) += 1;
     }
     let names = index.candidates();
-    let shapes = match declared_input(&index, path) {
-        Ok((_, declared)) if !names.is_empty() => inferred_shapes(&proto, &declared, &names),
+    let declared = declared_input(&index, path);
+    let shapes = match &declared {
+        Ok((_, declared)) if !names.is_empty() => inferred_shapes(&proto, declared, &names),
         _ => vec![None; names.len()],
+    };
+    let problem = match &declared {
+        Err(e) => Some(e.to_string()),
+        Ok((_, declared)) => {
+            let outputs: Vec<String> = graph.output.iter().map(|o| o.name.clone()).collect();
+            guard("tract cannot prepare the model", || {
+                typed_model(&proto, None, declared, &outputs)
+                    .or_else(|_| typed_model(&proto, Some(1), declared, &outputs))
+                    .and_then(|m| m.into_decluttered())
+            })
+            .err()
+        }
     };
     let candidates = names
         .into_iter()
@@ -180,6 +196,7 @@ pub fn inspect(path: &Path) -> Result<Inspection> {
         ops,
         candidates,
         auto_cut: index.auto_cut(),
+        problem,
     })
 }
 
@@ -210,8 +227,12 @@ impl fmt::Display for Inspection {
             writeln!(f, "  {} ({}) {}", c.tensor, c.op, format_shape(&c.shape))?;
         }
         match &self.auto_cut {
-            Ok(cut) => writeln!(f, "automatic cut: {cut}"),
-            Err(why) => writeln!(f, "automatic cut: none ({why}); {CUT_HINT}"),
+            Ok(cut) => writeln!(f, "automatic cut: {cut}")?,
+            Err(why) => writeln!(f, "automatic cut: none ({why}); {CUT_HINT}")?,
+        }
+        match &self.problem {
+            None => Ok(()),
+            Some(why) => writeln!(f, "unusable: {why}"),
         }
     }
 }

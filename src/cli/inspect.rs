@@ -3,7 +3,7 @@
 use anyhow::Result;
 use clap::Args;
 
-use super::Ui;
+use super::{AlreadyReported, Ui};
 
 #[derive(Args)]
 pub struct InspectArgs {
@@ -15,5 +15,12 @@ pub fn run(args: InspectArgs, ui: Ui) -> Result<()> {
     let inspection = graft::base::inspect(&graft::zoo::model_file(&args.model))?;
     ui.say(inspection.to_string());
     ui.finish(serde_json::to_value(&inspection)?);
-    Ok(())
+    match &inspection.problem {
+        None => Ok(()),
+        Some(why) => Err(AlreadyReported(format!(
+            "{} cannot be used: {why}",
+            inspection.path.display()
+        ))
+        .into()),
+    }
 }

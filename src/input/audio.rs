@@ -33,6 +33,9 @@ pub struct Audio {
     pub sample_rate: u32,
 }
 
+/// Largest magnitude accepted in a float WAV (full scale is 1; louder than this is not audio).
+pub const MAX_FLOAT_SAMPLE: f32 = 16.0;
+
 /// Decodes a WAV file's bytes and mixes its channels down to mono. `path` names the file in
 /// errors: not a WAV, an unsupported encoding, a truncated file or one without samples.
 pub fn decode_wav(bytes: &[u8], path: &Path) -> Result<Audio> {
@@ -72,10 +75,23 @@ pub fn decode_wav(bytes: &[u8], path: &Path) -> Result<Audio> {
         ))
     };
     let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (hound::SampleFormat::Float, 32) => reader
-            .into_samples::<f32>()
-            .collect::<std::result::Result<_, _>>()
-            .map_err(truncated)?,
+        (hound::SampleFormat::Float, 32) => {
+            let samples: Vec<f32> = reader
+                .into_samples::<f32>()
+                .collect::<std::result::Result<_, _>>()
+                .map_err(truncated)?;
+            if let Some(bad) = samples
+                .iter()
+                .position(|v| !(v.is_finite() && v.abs() <= MAX_FLOAT_SAMPLE))
+            {
+                return Err(err(format!(
+                    "sample {bad} is {}: float WAV samples must be finite numbers within \
+                     ±{MAX_FLOAT_SAMPLE} (full scale is ±1)",
+                    samples[bad]
+                )));
+            }
+            samples
+        }
         (hound::SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
             let full_scale = (1u64 << (bits - 1)) as f32;
             reader
@@ -310,6 +326,26 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(junk.contains("not a readable WAV"), "{junk}");
+        // Float WAVs of NaN, infinities or absurd magnitudes are not audio.
+        for bad in [f32::NAN, f32::INFINITY, -1e30] {
+            let spec = hound::WavSpec {
+                channels: 1,
+                sample_rate: 16_000,
+                bits_per_sample: 32,
+                sample_format: hound::SampleFormat::Float,
+            };
+            let mut bytes = Cursor::new(Vec::new());
+            let mut w = hound::WavWriter::new(&mut bytes, spec).unwrap();
+            for v in [0.0, 0.5, bad, 0.1] {
+                w.write_sample(v).unwrap();
+            }
+            w.finalize().unwrap();
+            let err = decode_wav(bytes.get_ref(), path).unwrap_err().to_string();
+            assert!(
+                err.contains("x.wav") && err.contains("sample 2"),
+                "{bad}: {err}"
+            );
+        }
     }
 
     #[test]
