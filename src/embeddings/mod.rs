@@ -217,3 +217,88 @@ impl Embeddings {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::input::{AudioSpec, InputSpec};
+
+    fn base(dim: usize) -> BaseRef {
+        BaseRef {
+            name: "b".into(),
+            sha256: "ab".repeat(32),
+            cut: "c".into(),
+            embedding_dim: dim,
+            input: InputSpec::Audio(AudioSpec {
+                sample_rate: 16_000,
+                clip_samples: 16_000,
+                scale: 1.0,
+            }),
+        }
+    }
+
+    fn files(n: usize) -> Vec<Source> {
+        (0..n)
+            .map(|i| Source::File(format!("{i}.wav").into()))
+            .collect()
+    }
+
+    #[test]
+    fn construction_checks_sizes_labels_and_numbers() {
+        let classes = vec!["a".to_string(), "b".to_string()];
+        let rows = Array2::from_shape_vec((3, 2), vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0]).unwrap();
+        let ok = Embeddings::new(
+            base(2),
+            classes.clone(),
+            rows.clone(),
+            vec![0, 1, 1],
+            files(3),
+        );
+        assert_eq!(ok.unwrap().counts(), vec![1, 2]);
+        let wrong_dim = Embeddings::new(
+            base(3),
+            classes.clone(),
+            rows.clone(),
+            vec![0, 1, 1],
+            files(3),
+        );
+        assert!(wrong_dim
+            .unwrap_err()
+            .to_string()
+            .contains("numbers per row"));
+        let few_labels =
+            Embeddings::new(base(2), classes.clone(), rows.clone(), vec![0, 1], files(3));
+        assert!(few_labels.is_err());
+        let bad_label = Embeddings::new(
+            base(2),
+            classes.clone(),
+            rows.clone(),
+            vec![0, 2, 1],
+            files(3),
+        );
+        assert!(bad_label.unwrap_err().to_string().contains("label 2"));
+        let mut nan = rows;
+        nan[[2, 1]] = f32::NAN;
+        let err = Embeddings::new(base(2), classes, nan, vec![0, 1, 1], files(3)).unwrap_err();
+        assert!(err.to_string().contains("2.wav"), "{err}");
+    }
+
+    #[test]
+    fn sources_name_their_file_and_what_was_made_of_it() {
+        let clip = Source::NoiseClip {
+            file: "n.wav".into(),
+            index: 3,
+        };
+        assert_eq!(clip.to_string(), "n.wav#clip3");
+        assert_eq!(clip.file(), Path::new("n.wav"));
+        let noisy = Source::Noisy {
+            file: "w.wav".into(),
+            snr_db: 12.25,
+        };
+        assert_eq!(noisy.to_string(), "w.wav#noise12.2dB");
+        let mirrored = Source::Mirrored(Box::new(Source::File("p.png".into())));
+        assert_eq!(mirrored.to_string(), "p.png#mirrored");
+        assert_eq!(mirrored.file(), Path::new("p.png"));
+        assert!(!mirrored.is_file() && Source::File("p.png".into()).is_file());
+    }
+}
