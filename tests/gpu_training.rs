@@ -247,7 +247,7 @@ fn misuse_is_an_error_not_a_panic() {
     };
     let head = Head::new(&spec, 1).unwrap();
     let set = Examples::new(x.view(), &y);
-    let opts = TrainOptions::default();
+    let opts = graft::head::StepSettings::from(&TrainOptions::default());
     assert!(backend.begin(&head, set, set, &[1.0], &opts).is_err());
     let bad_labels = [0, 1, 2, 0, 1, 0];
     let bad = Examples::new(x.view(), &bad_labels);

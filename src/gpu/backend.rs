@@ -12,11 +12,11 @@ use std::sync::Arc;
 
 use crate::gpu::context::{ErrorScope, Gpu};
 use crate::gpu::kernels::{to_u32, MatMul, Recorder};
-use crate::head::backend::{check_begin, EpochStats, Examples, HeadBackend};
-use crate::head::cpu::DropoutStep;
-use crate::head::random;
+use crate::head::backend::{
+    check_begin, check_epoch_order, EpochStats, Examples, HeadBackend, StepSettings,
+};
+use crate::head::maths::{self, DropoutStep};
 use crate::head::{Dense, Head};
-use crate::train::TrainOptions;
 use crate::{Error, Result};
 
 /// Validation rows processed per submission at most (when the limits allow).
@@ -84,7 +84,7 @@ struct Session {
     work: Work,
     steps: u64,
     has_best: bool,
-    opts: TrainOptions,
+    settings: StepSettings,
 }
 
 /// Trains a head on a GPU; same maths as [`crate::head::CpuBackend`].
@@ -253,7 +253,7 @@ impl Session {
             &w.row_correct,
             rows,
             self.classes,
-            self.opts.label_smoothing,
+            self.settings.label_smoothing,
             inv_batch,
         )?;
         rec.batch_stats(&w.row_loss, &w.row_correct, &w.stats, rows)
@@ -262,11 +262,7 @@ impl Session {
     /// Backward pass of `rows` rows, adding to the gradients when `accumulate`.
     fn backward<'a>(&'a self, rec: &mut Recorder<'a>, rows: usize, accumulate: bool) -> Result<()> {
         let w = &self.work;
-        let scale = if self.opts.dropout > 0.0 {
-            1.0 / (1.0 - self.opts.dropout)
-        } else {
-            1.0
-        };
+        let scale = maths::dropout_scale(self.settings.dropout);
         for (l, layer) in self.layers.iter().enumerate().rev() {
             let input = if l == 0 { &w.x } else { &w.outputs[l - 1] };
             let dz = &w.grads[l];
@@ -285,12 +281,12 @@ impl Session {
 
     /// One optimiser step (number `self.steps`) on every parameter.
     fn update<'a>(&'a self, rec: &mut Recorder<'a>) -> Result<()> {
-        let opt = &self.opts.optimizer;
-        let k = opt.step_scalars(self.opts.learning_rate, self.steps);
+        let opt = &self.settings.optimizer;
+        let k = self.settings.step_scalars(self.steps);
         for l in &self.layers {
             let [s1, s2] = &l.state_weight;
             let n = l.inputs * l.outputs;
-            let decay = self.opts.weight_decay;
+            let decay = self.settings.weight_decay;
             rec.optimizer_step(opt, &k, decay, &l.weight, &l.grad_weight, s1, s2, n)?;
             let [s1, s2] = &l.state_bias;
             rec.optimizer_step(opt, &k, 0.0, &l.bias, &l.grad_bias, s1, s2, l.outputs)?;
@@ -312,11 +308,8 @@ impl Session {
     fn read_stats(&self, gpu: &Gpu, n: usize) -> Result<EpochStats> {
         let stats: Vec<u32> = gpu.read(&self.work.stats, 3)?;
         let (sum, compensation) = (f32::from_bits(stats[0]), f32::from_bits(stats[1]));
-        let n = n.max(1) as f64;
-        Ok(EpochStats {
-            loss: ((f64::from(sum) - f64::from(compensation)) / n) as f32,
-            accuracy: (f64::from(stats[2]) / n) as f32,
-        })
+        let weighted_sum = f64::from(sum) - f64::from(compensation);
+        Ok(EpochStats::mean(weighted_sum, u64::from(stats[2]), n))
     }
 
     fn read_head(&self, gpu: &Gpu, best: bool) -> Result<Head> {
@@ -355,15 +348,12 @@ impl HeadBackend for GpuBackend {
         train: Examples,
         val: Examples,
         class_weights: &[f32],
-        opts: &TrainOptions,
+        settings: &StepSettings,
     ) -> Result<()> {
-        check_begin(head, &train, &val, class_weights)?;
+        check_begin(head, &train, &val, class_weights, settings)?;
         let (dim, classes) = (head.input_dim(), head.classes());
         to_u32("training examples", train.len())?;
         to_u32("validation examples", val.len())?;
-        if opts.batch_size == 0 {
-            return Err(Error::Invalid("the batch size must be positive".into()));
-        }
         let gpu = &*self.gpu;
         let max_binding = gpu.max_binding();
         let row_bytes = dim as u64 * 4;
@@ -380,7 +370,7 @@ impl HeadBackend for GpuBackend {
             .chain([dim])
             .max()
             .unwrap_or(dim) as u64;
-        let wanted = opts.batch_size.max(val.len().min(VALIDATION_ROWS));
+        let wanted = settings.batch_size.max(val.len().min(VALIDATION_ROWS));
         // Batch rows are the rows of a matmul dispatch (32 per workgroup), and a batch's elements
         // those of an element-wise dispatch (256 per workgroup, two dimensions).
         let max_groups = u64::from(gpu.limits().max_compute_workgroups_per_dimension);
@@ -413,7 +403,7 @@ impl HeadBackend for GpuBackend {
                 work,
                 steps: 0,
                 has_best: false,
-                opts: opts.clone(),
+                settings: *settings,
             })
         })();
         scope.pop("allocating the training buffers")?;
@@ -425,21 +415,14 @@ impl HeadBackend for GpuBackend {
         let gpu = Arc::clone(&self.gpu);
         let s = self.session()?;
         let n = s.train_len;
-        if order.len() != n || order.iter().any(|&i| i as usize >= n) {
-            return Err(Error::Invalid(format!(
-                "the epoch order must be a permutation of 0..{n}"
-            )));
-        }
+        check_epoch_order(order, n)?;
         s.reset_stats(&gpu);
-        for (step, batch) in order.chunks(s.opts.batch_size).enumerate() {
+        for (step, batch) in order.chunks(s.settings.batch_size).enumerate() {
             s.steps += 1;
-            let dropout = DropoutStep {
-                seed: random::seed32(s.opts.seed),
-                epoch: to_u32("epoch", epoch)?,
-                step: to_u32("step", step)?,
-                rate: s.opts.dropout,
-            };
-            let inv_batch = 1.0 / batch.len() as f32;
+            let dropout = s
+                .settings
+                .dropout_step(to_u32("epoch", epoch)?, to_u32("step", step)?);
+            let inv_batch = maths::inv_batch(batch.len());
             let parts = batch.len().div_ceil(s.work.capacity);
             for (part, rows) in batch.chunks(s.work.capacity).enumerate() {
                 s.write_index(&gpu, rows);

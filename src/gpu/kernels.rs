@@ -5,7 +5,7 @@
 use wgpu::util::DeviceExt;
 
 use crate::gpu::context::Gpu;
-use crate::head::cpu::DropoutStep;
+use crate::head::maths::DropoutStep;
 use crate::head::optim::StepScalars;
 use crate::head::Optimizer;
 use crate::{Error, Result};

@@ -6,7 +6,7 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::{MatMul, Recorder};
-use crate::head::cpu::{CrossEntropy, DenseGrad, DropoutStep};
+use crate::head::maths::{CrossEntropy, DenseGrad, DropoutStep};
 use crate::head::optim::StepScalars;
 use crate::head::{Dense, Optimizer};
 use crate::{Error, Result};
@@ -108,10 +108,7 @@ pub fn relu_dropout(
     let mut rec = Recorder::new(gpu);
     rec.relu_dropout(&buffer, rows, cols, dropout, layer, 0)?;
     rec.submit();
-    let scale = match dropout {
-        Some(d) if d.rate > 0.0 => 1.0 / (1.0 - d.rate),
-        _ => 1.0,
-    };
+    let scale = dropout.map_or(1.0, DropoutStep::scale);
     Ok((matrix(rows, cols, gpu.read(&buffer, rows * cols)?)?, scale))
 }
 

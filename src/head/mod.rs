@@ -8,10 +8,11 @@ use crate::{Error, Result};
 
 pub mod backend;
 pub mod cpu;
+pub mod maths;
 pub mod optim;
 pub mod random;
 
-pub use backend::{EpochStats, Examples, HeadBackend};
+pub use backend::{EpochStats, Examples, HeadBackend, StepSettings};
 pub use cpu::CpuBackend;
 pub use optim::Optimizer;
 
