@@ -181,7 +181,7 @@ pub fn train_and_report_with(
         ui.say(format!("{name:<16} {t:>6} {v:>6}"));
     }
     let bar = ui.bar(opts.epochs as u64, "training");
-    let mut backend = graft::gpu::head_backend(device)?;
+    let mut backend = graft::head::backend_for(device)?;
     ui.say(format!("training on {}", backend.name()));
     let recognizer = Recognizer::train(&train_set, &val_set, opts, backend.as_mut(), &mut |r| {
         bar.inc(1);

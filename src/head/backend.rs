@@ -172,6 +172,12 @@ fn check_set(what: &str, set: &Examples, head: &Head) -> Result<()> {
     Ok(())
 }
 
+/// The error of a backend (`"CPU"`, `"GPU"`) used before [`HeadBackend::begin`] or after
+/// [`HeadBackend::finish`].
+pub fn not_begun(backend: &str) -> Error {
+    Error::Invalid(format!("the {backend} backend was used before begin()"))
+}
+
 /// The check every backend's `train_epoch` makes on the epoch order: `n` entries, each below `n`
 /// (what indexing the data relies on; [`crate::head::random::epoch_order`] gives a permutation).
 pub fn check_epoch_order(order: &[u32], n: usize) -> Result<()> {

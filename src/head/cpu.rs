@@ -11,7 +11,7 @@
 use ndarray::{Array, Array1, Array2, ArrayView2, Axis, Dimension, Zip};
 
 use crate::head::backend::{
-    check_begin, check_epoch_order, EpochStats, Examples, HeadBackend, StepSettings,
+    check_begin, check_epoch_order, not_begun, EpochStats, Examples, HeadBackend, StepSettings,
 };
 use crate::head::maths::{self, SmoothedTargets};
 use crate::head::optim::StepScalars;
@@ -248,9 +248,7 @@ impl CpuBackend {
     }
 
     fn session(&mut self) -> Result<&mut Session> {
-        self.session
-            .as_mut()
-            .ok_or_else(|| Error::Invalid("the CPU backend was used before begin()".into()))
+        self.session.as_mut().ok_or_else(|| not_begun("CPU"))
     }
 }
 
@@ -348,10 +346,7 @@ impl HeadBackend for CpuBackend {
     }
 
     fn finish(&mut self, restore_best: bool) -> Result<Head> {
-        let s = self
-            .session
-            .take()
-            .ok_or_else(|| Error::Invalid("the CPU backend was used before begin()".into()))?;
+        let s = self.session.take().ok_or_else(|| not_begun("CPU"))?;
         Ok(match (restore_best, s.best) {
             (true, Some(best)) => best,
             _ => s.head,

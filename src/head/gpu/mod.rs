@@ -1,4 +1,8 @@
-//! [`GpuBackend`]: head training with the data, weights, gradients and optimiser state on the GPU.
+//! Head training on a GPU: [`GpuBackend`], with the data, weights, gradients and optimiser state
+//! on the device, and [`ops`], one-shot GPU versions of [`crate::head::cpu`]'s per-operation
+//! functions. It meets [`crate::head::maths`] (as the CPU reference does, without importing it),
+//! mapping that maths onto the kernels of [`crate::gpu`] (the one-way dependency: the GPU
+//! plumbing knows nothing of heads).
 //!
 //! Embeddings and labels are uploaded once, split into row chunks that each fit the device's
 //! binding limit. Each mini-batch is one submission: its example numbers (from the host's
@@ -11,13 +15,16 @@
 use std::sync::Arc;
 
 use crate::gpu::context::{ErrorScope, Gpu};
-use crate::gpu::kernels::{to_u32, MatMul, Recorder};
+use crate::gpu::kernels::{to_u32, DropoutHash, MatMul, OptimizerStep, Recorder, UpdateRule};
 use crate::head::backend::{
-    check_begin, check_epoch_order, EpochStats, Examples, HeadBackend, StepSettings,
+    check_begin, check_epoch_order, not_begun, EpochStats, Examples, HeadBackend, StepSettings,
 };
-use crate::head::maths::{self, DropoutStep};
+use crate::head::maths::{self, DropoutStep, SmoothedTargets};
+use crate::head::optim::{Optimizer, StepScalars};
 use crate::head::{Dense, Head};
 use crate::{Error, Result};
+
+pub mod ops;
 
 /// Validation rows processed per submission at most (when the limits allow).
 const VALIDATION_ROWS: usize = 4096;
@@ -100,13 +107,11 @@ impl GpuBackend {
     }
 
     fn session(&mut self) -> Result<&mut Session> {
-        self.session
-            .as_mut()
-            .ok_or_else(|| Error::Invalid("the GPU backend was used before begin()".into()))
+        self.session.as_mut().ok_or_else(|| not_begun("GPU"))
     }
 }
 
-/// Labels as `u32`, each checked against the class count.
+/// Labels as `u32`, each checked against the class count; `what` starts the message.
 fn labels_u32(what: &str, y: &[usize], classes: usize) -> Result<Vec<u32>> {
     y.iter()
         .map(|&label| {
@@ -115,11 +120,41 @@ fn labels_u32(what: &str, y: &[usize], classes: usize) -> Result<Vec<u32>> {
                 .filter(|_| label < classes)
                 .ok_or_else(|| {
                     Error::Invalid(format!(
-                        "{what} label {label} is out of range for {classes} classes"
+                        "{what}label {label} is out of range for {classes} classes"
                     ))
                 })
         })
         .collect()
+}
+
+/// The `relu_dropout` kernel's dropout inputs for `dropout` (`None` when it drops nothing).
+fn dropout_hash(dropout: Option<&DropoutStep>) -> Option<DropoutHash> {
+    dropout.filter(|d| d.is_active()).map(|d| DropoutHash {
+        seed: d.seed,
+        epoch: d.epoch,
+        step: d.step,
+        rate: d.rate,
+        keep_scale: d.scale(),
+    })
+}
+
+/// The `optim` kernel's parameters for one step of `optimizer` with scalars `k`.
+fn optimizer_step(optimizer: &Optimizer, k: &StepScalars, weight_decay: f32) -> OptimizerStep {
+    let (rule, h1, h2, eps) = match *optimizer {
+        Optimizer::Sgd { momentum } => (UpdateRule::Sgd, momentum, 0.0, 0.0),
+        Optimizer::Adam { beta1, beta2, eps } => (UpdateRule::Adam, beta1, beta2, eps),
+        Optimizer::RmsProp { rho, eps } => (UpdateRule::RmsProp, rho, 0.0, eps),
+    };
+    OptimizerStep {
+        rule,
+        lr: k.lr,
+        bc1: k.bc1,
+        bc2: k.bc2,
+        weight_decay,
+        h1,
+        h2,
+        eps,
+    }
 }
 
 /// Uploads a data set in chunks of at most `chunk_rows` rows.
@@ -130,7 +165,7 @@ fn upload_chunks(
     classes: usize,
     chunk_rows: usize,
 ) -> Result<Vec<DataChunk>> {
-    let labels = labels_u32(what, set.y, classes)?;
+    let labels = labels_u32(&format!("{what} "), set.y, classes)?;
     let mut chunks = Vec::new();
     let mut start = 0;
     while start < set.len() {
@@ -237,13 +272,14 @@ impl Session {
                     &w.outputs[l],
                     rows,
                     layer.outputs,
-                    training.map(|t| t.dropout),
+                    dropout_hash(training.map(|t| t.dropout)),
                     l as u32,
                     training.map_or(0, |t| t.row_offset),
                 )?;
             }
         }
         let inv_batch = training.map_or(1.0, |t| t.inv_batch);
+        let targets = SmoothedTargets::new(self.settings.label_smoothing, self.classes);
         rec.softmax_ce(
             &w.outputs[last],
             &w.y,
@@ -253,7 +289,7 @@ impl Session {
             &w.row_correct,
             rows,
             self.classes,
-            self.settings.label_smoothing,
+            (targets.off, targets.on),
             inv_batch,
         )?;
         rec.batch_stats(&w.row_loss, &w.row_correct, &w.stats, rows)
@@ -283,13 +319,14 @@ impl Session {
     fn update<'a>(&'a self, rec: &mut Recorder<'a>) -> Result<()> {
         let opt = &self.settings.optimizer;
         let k = self.settings.step_scalars(self.steps);
+        let weights = optimizer_step(opt, &k, self.settings.weight_decay);
+        let biases = optimizer_step(opt, &k, 0.0);
         for l in &self.layers {
             let [s1, s2] = &l.state_weight;
             let n = l.inputs * l.outputs;
-            let decay = self.settings.weight_decay;
-            rec.optimizer_step(opt, &k, decay, &l.weight, &l.grad_weight, s1, s2, n)?;
+            rec.optimizer_step(&weights, &l.weight, &l.grad_weight, s1, s2, n)?;
             let [s1, s2] = &l.state_bias;
-            rec.optimizer_step(opt, &k, 0.0, &l.bias, &l.grad_bias, s1, s2, l.outputs)?;
+            rec.optimizer_step(&biases, &l.bias, &l.grad_bias, s1, s2, l.outputs)?;
         }
         Ok(())
     }
@@ -475,10 +512,7 @@ impl HeadBackend for GpuBackend {
     }
 
     fn finish(&mut self, restore_best: bool) -> Result<Head> {
-        let s = self
-            .session
-            .take()
-            .ok_or_else(|| Error::Invalid("the GPU backend was used before begin()".into()))?;
+        let s = self.session.take().ok_or_else(|| not_begun("GPU"))?;
         s.read_head(&self.gpu, restore_best && s.has_best)
     }
 }
