@@ -75,7 +75,7 @@ impl<'a> Examples<'a> {
     }
 }
 
-/// Loss and accuracy over a set of examples (see [`crate::head::cpu`] for the loss).
+/// Loss and accuracy over a set of examples (see [`crate::head::maths`] for the loss).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochStats {
     /// `sum_i w[y_i] * CE_i / N` over the examples.
@@ -100,7 +100,8 @@ impl EpochStats {
 ///
 /// [`crate::train::train`] validates everything before calling [`HeadBackend::begin`], then per epoch
 /// calls `train_epoch`, `validate` (when there is validation data) and `keep_best` (when early stopping
-/// sees a new best), and finally `finish`. Backends reproduce [`crate::head::cpu`]'s maths.
+/// sees a new best), and finally `finish`. Backends meet [`crate::head::maths`] (which the CPU
+/// reference, [`crate::head::cpu`], defines per operation).
 pub trait HeadBackend {
     /// A name for reports: `"cpu (ndarray)"` or the GPU adapter.
     fn name(&self) -> String;
