@@ -1,8 +1,9 @@
 //! Head training on a GPU: [`GpuBackend`], with the data, weights, gradients and optimiser state
 //! on the device, and [`ops`], one-shot GPU versions of [`crate::head::cpu`]'s per-operation
-//! functions. It meets [`crate::head::maths`] (as the CPU reference does, without importing it),
-//! mapping that maths onto the kernels of [`crate::gpu`] (the one-way dependency: the GPU
-//! plumbing knows nothing of heads).
+//! functions. Like the CPU reference it meets [`crate::head::maths`] (neither backend imports the
+//! other), and it maps that maths onto the kernels of [`crate::gpu`] (`dropout_hash`,
+//! `optimizer_step`, the smoothed targets): the dependency runs one way, the GPU plumbing knows
+//! nothing of heads.
 //!
 //! Embeddings and labels are uploaded once, split into row chunks that each fit the device's
 //! binding limit. Each mini-batch is one submission: its example numbers (from the host's
