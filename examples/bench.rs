@@ -14,8 +14,8 @@ use std::time::Instant;
 
 use graft::base::Backend;
 use graft::embeddings::embed_files;
-use graft::gpu::{AdapterPolicy, Gpu, GpuBackend};
-use graft::head::{CpuBackend, Examples, HeadBackend};
+use graft::gpu::{AdapterPolicy, Gpu};
+use graft::head::{CpuBackend, Examples, GpuBackend, HeadBackend};
 use graft::train::{train, TrainOptions};
 
 mod common;

@@ -8,7 +8,7 @@
 //! 2. **Embed** each labelled example once ([`dataset::Dataset`] -> [`embeddings::Embeddings`]),
 //!    through the on-disk [`cache`].
 //! 3. **Train a head** ([`head::Head`]) on a seeded, stratified split with [`train::train`], on the
-//!    CPU ([`head::CpuBackend`], the reference) or a GPU ([`gpu::GpuBackend`], wgpu kernels).
+//!    CPU ([`head::CpuBackend`], the reference) or a GPU ([`head::GpuBackend`], wgpu kernels).
 //! 4. **Evaluate, predict, save, load** the result as a [`recognizer::Recognizer`]
 //!    ([`metrics::Metrics`]; one safetensors file), and **export** base + head as one ONNX file
 //!    ([`export::export_onnx`]).

@@ -1,5 +1,9 @@
 //! Training a head: options, input checks, and the device-agnostic loop (shuffling, validation,
 //! early stopping) that drives a [`HeadBackend`].
+//!
+//! The dependency runs one way: this module uses [`crate::head`] (the head, its backends and
+//! their [`StepSettings`]), never the reverse. A backend gets the per-step part of the
+//! [`TrainOptions`] as [`StepSettings`] (`StepSettings::from(&opts)`).
 
 use std::time::Instant;
 
@@ -7,7 +11,7 @@ use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::head::random::epoch_order;
-use crate::head::{Examples, Head, HeadBackend, HeadSpec, Optimizer};
+use crate::head::{Examples, Head, HeadBackend, HeadSpec, Optimizer, StepSettings};
 use crate::{Error, Result};
 
 /// Everything that shapes a training run; saved in the recognizer's metadata. Missing fields take
@@ -205,6 +209,22 @@ mod optimizer_flags {
     }
 }
 
+impl From<&TrainOptions> for StepSettings {
+    /// The options' batch size, learning rate, optimiser, weight decay, dropout, label smoothing
+    /// and seed.
+    fn from(opts: &TrainOptions) -> StepSettings {
+        StepSettings {
+            batch_size: opts.batch_size,
+            learning_rate: opts.learning_rate,
+            optimizer: opts.optimizer,
+            weight_decay: opts.weight_decay,
+            dropout: opts.dropout,
+            label_smoothing: opts.label_smoothing,
+            seed: opts.seed,
+        }
+    }
+}
+
 /// One epoch's numbers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EpochRecord {
@@ -352,7 +372,7 @@ pub fn train(
         .map_err(|_| Error::Invalid("the training set has more than 2^32 - 1 examples".into()))?;
 
     let start = Instant::now();
-    backend.begin(&head, fit, check, &weights, opts)?;
+    backend.begin(&head, fit, check, &weights, &StepSettings::from(opts))?;
     let early_stopping = opts.patience.filter(|_| !check.is_empty());
     let mut history = Vec::new();
     let mut best: Option<(usize, f32)> = None;

@@ -9,10 +9,12 @@ mod common;
 use std::sync::Arc;
 
 use common::gpu;
-use graft::gpu::{self, ops, AdapterPolicy, DeviceChoice, Gpu, GpuSimilarity};
+use graft::gpu::{AdapterPolicy, DeviceChoice, Gpu};
 use graft::head::cpu::{self, DropoutStep};
+use graft::head::gpu::ops;
 use graft::head::random::seed32;
 use graft::head::{Dense, Optimizer};
+use graft::knn::{cosine_similarity, GpuSimilarity};
 use ndarray::{Array1, Array2, ArrayView2};
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -104,7 +106,7 @@ fn dense_backward_matches_cpu() {
 fn bias_gradient_is_the_column_sum() {
     let Some(gpu) = gpu() else { return };
     let x = random(129, 5, 3.0, 7);
-    let got = gpu::ops::column_sums(&gpu, x.view()).unwrap();
+    let got = ops::column_sums(&gpu, x.view()).unwrap();
     let want = x.sum_axis(ndarray::Axis(0));
     assert!(max_error(got.iter(), want.iter()) <= 1e-5);
 }
@@ -253,12 +255,12 @@ fn cosine_similarity_matches_cpu_also_in_chunks() {
     let queries = unit_rows(random(37, 128, 1.0, 4));
     let index = unit_rows(random(1001, 128, 1.0, 5));
     let want = queries.dot(&index.t());
-    let got = gpu::cosine_similarity(Arc::clone(&gpu), queries.view(), index.view()).unwrap();
+    let got = cosine_similarity(Arc::clone(&gpu), queries.view(), index.view()).unwrap();
     assert_close("similarity", got.view(), want.view(), 1e-5);
     let queries = unit_rows(random(37, 129, 1.0, 1));
     let index = unit_rows(random(1100, 129, 1.0, 2));
     let want = queries.dot(&index.t());
-    let got = gpu::cosine_similarity(Arc::clone(&gpu), queries.view(), index.view()).unwrap();
+    let got = cosine_similarity(Arc::clone(&gpu), queries.view(), index.view()).unwrap();
     assert_close("similarity", got.view(), want.view(), 1e-5);
 
     // 64 KiB bindings hold 124 index rows (a multiple of 4): the index and the output are split
@@ -298,11 +300,11 @@ fn device_choice_parses_and_selects() {
     assert_eq!(resolve(None, None).unwrap(), DeviceChoice::Auto);
     assert!(resolve(None, Some("tpu")).is_err());
     assert_eq!(
-        gpu::head_backend(DeviceChoice::Cpu).unwrap().name(),
+        graft::head::backend_for(DeviceChoice::Cpu).unwrap().name(),
         "cpu (ndarray)"
     );
     let hardware = Gpu::open(AdapterPolicy::HardwareOnly).unwrap();
-    let auto = gpu::head_backend(DeviceChoice::Auto).unwrap().name();
+    let auto = graft::head::backend_for(DeviceChoice::Auto).unwrap().name();
     match hardware {
         Some(gpu) => {
             assert!(!gpu.is_software());
@@ -313,12 +315,12 @@ fn device_choice_parses_and_selects() {
     }
     match gpu() {
         Some(gpu) => {
-            let explicit = gpu::head_backend(DeviceChoice::Gpu).unwrap().name();
+            let explicit = graft::head::backend_for(DeviceChoice::Gpu).unwrap().name();
             assert!(explicit.starts_with("gpu: "), "{explicit}");
             assert_eq!(explicit, gpu.name());
         }
         None => assert!(matches!(
-            gpu::head_backend(DeviceChoice::Gpu),
+            graft::head::backend_for(DeviceChoice::Gpu),
             Err(graft::Error::Gpu(_))
         )),
     }

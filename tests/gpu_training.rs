@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use common::{blobs, gpu};
-use graft::gpu::{AdapterPolicy, Gpu, GpuBackend};
-use graft::head::{CpuBackend, Examples, Head, HeadBackend, Optimizer};
+use graft::gpu::{AdapterPolicy, Gpu};
+use graft::head::{CpuBackend, Examples, GpuBackend, Head, HeadBackend, Optimizer};
 use graft::train::{train, EpochRecord, TrainOptions, TrainReport};
 use ndarray::Array2;
 
@@ -249,7 +249,7 @@ fn misuse_is_an_error_not_a_panic() {
     };
     let head = Head::new(&spec, 1).unwrap();
     let set = Examples::new(x.view(), &y);
-    let opts = TrainOptions::default();
+    let opts = graft::head::StepSettings::from(&TrainOptions::default());
     assert!(backend.begin(&head, set, set, &[1.0], &opts).is_err());
     let bad_labels = [0, 1, 2, 0, 1, 0];
     let bad = Examples::new(x.view(), &bad_labels);
@@ -296,7 +296,7 @@ fn throughput_report() {
     let index = blobs(5, 6, &[1000; 10], 1280, 1.0).0;
     let queries = blobs(5, 7, &[100; 10], 1280, 1.0).0;
     let start = Instant::now();
-    let similarity = graft::gpu::GpuSimilarity::new(Arc::clone(&gpu), index.view()).unwrap();
+    let similarity = graft::knn::GpuSimilarity::new(Arc::clone(&gpu), index.view()).unwrap();
     let upload = start.elapsed().as_secs_f64();
     let start = Instant::now();
     let s = similarity.similarities(queries.view()).unwrap();

@@ -585,7 +585,9 @@ fn invalid_inputs_are_refused() {
     )
     .unwrap();
     let set = Examples::new(x.view(), &y);
-    backend.begin(&head, set, set, &[1.0, 1.0], &ok).unwrap();
+    backend
+        .begin(&head, set, set, &[1.0, 1.0], &(&ok).into())
+        .unwrap();
     assert!(backend.train_epoch(0, &[0, 1, 2]).is_err());
     assert!(backend
         .train_epoch(0, &[0, 1, 2, 3, 4, 5, 6, 7, 8, 99])
@@ -606,7 +608,7 @@ fn invalid_inputs_are_refused() {
     assert!(broken.logits(x.view()).is_err());
     assert!(cpu::forward_backward(&broken, x.view(), &y, &[1.0, 1.0], 0.0, None).is_err());
     assert!(CpuBackend::new()
-        .begin(&broken, set, set, &[1.0, 1.0], &ok)
+        .begin(&broken, set, set, &[1.0, 1.0], &(&ok).into())
         .is_err());
     let mut short_bias = head.clone();
     short_bias.layers[0].bias = ndarray::Array1::zeros(1);

@@ -1,10 +1,12 @@
-//! Opening a GPU: adapter choice, device limits, buffer upload and read-back.
+//! Opening a GPU: adapter choice, the device and its queue and limits, its compiled pipelines,
+//! buffer upload and read-back, and error scopes. Uses [`crate::gpu::pipelines`] (to compile them)
+//! and nothing else of the crate but the error type; [`crate::gpu::kernels`] builds on it.
 
 use std::sync::mpsc;
 
 use wgpu::util::DeviceExt;
 
-use crate::gpu::kernels::Kernels;
+use crate::gpu::pipelines::Pipelines;
 use crate::{Error, Result};
 
 /// Which adapters [`Gpu::open`] may take.
@@ -23,7 +25,7 @@ pub struct Gpu {
     pub(crate) queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
-    pub(crate) kernels: Kernels,
+    pub(crate) pipelines: Pipelines,
     /// A 4-byte buffer bound where a kernel has an unused input (e.g. no bias).
     pub(crate) dummy: wgpu::Buffer,
 }
@@ -87,7 +89,7 @@ impl Gpu {
         .map_err(|e| Error::Gpu(format!("cannot open {}: {e}", info.name)))?;
         let limits = device.limits();
         let scope = ErrorScope::push(&device);
-        let kernels = Kernels::new(&device);
+        let pipelines = Pipelines::new(&device);
         let dummy = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("unused input"),
             contents: &[0; 4],
@@ -99,7 +101,7 @@ impl Gpu {
             queue,
             info,
             limits,
-            kernels,
+            pipelines,
             dummy,
         }))
     }

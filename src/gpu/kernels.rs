@@ -1,92 +1,53 @@
-//! The compute kernels' Rust side: pipelines built from `shaders/*.wgsl`, and a [`Recorder`] that
-//! queues dispatches (each with its own small parameter block) and submits them as one command
-//! buffer.
+//! The compute kernels' Rust side: a [`Recorder`] that queues dispatches of the pipelines a
+//! [`Gpu`] holds (each with its own small parameter block, the shader's uniform) and copies, and
+//! submits them as one command buffer.
+//!
+//! The kernels' parameters are plain numbers and the kernel-level [`DropoutHash`] and
+//! [`OptimizerStep`]: what a training step means (the head's maths) is for its callers to map
+//! onto them, so the dependency runs one way, from the callers to here, and from here to
+//! [`crate::gpu::context`] and [`crate::gpu::pipelines`].
 
 use wgpu::util::DeviceExt;
 
 use crate::gpu::context::Gpu;
-use crate::head::cpu::DropoutStep;
-use crate::head::optim::StepScalars;
-use crate::head::Optimizer;
+use crate::gpu::pipelines::Pipeline;
 use crate::{Error, Result};
 
-/// One compute entry point.
-pub(crate) struct Kernel {
-    pipeline: wgpu::ComputePipeline,
-    layout: wgpu::BindGroupLayout,
-    /// Binding numbers of the parameter block and then of each buffer, in the order given.
-    bindings: &'static [u32],
+/// The dropout inputs of the `relu_dropout` kernel: the counters its hash takes besides the
+/// layer, row and unit (see `shaders/activation.wgsl`), the rate `p` and the factor of the kept
+/// activations.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct DropoutHash {
+    pub seed: u32,
+    pub epoch: u32,
+    pub step: u32,
+    pub rate: f32,
+    pub keep_scale: f32,
 }
 
-/// Every pipeline graft uses, compiled once per device.
-pub(crate) struct Kernels {
-    matmul: Kernel,
-    matmul_nn4: Kernel,
-    matmul_tn4: Kernel,
-    gather: Kernel,
-    relu_dropout: Kernel,
-    relu_backward: Kernel,
-    softmax_ce: Kernel,
-    column_sums: Kernel,
-    batch_stats: Kernel,
-    sgd: Kernel,
-    adam: Kernel,
-    rmsprop: Kernel,
+/// Which of the `optim` kernels runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum UpdateRule {
+    /// `sgd`: `h1` is the momentum.
+    Sgd,
+    /// `adam`: `h1`, `h2` are beta1, beta2; uses both state slots.
+    Adam,
+    /// `rmsprop`: `h1` is rho.
+    RmsProp,
 }
 
-fn kernel(
-    device: &wgpu::Device,
-    module: &wgpu::ShaderModule,
-    entry: &str,
-    bindings: &'static [u32],
-) -> Kernel {
-    let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-        label: Some(entry),
-        layout: None,
-        module,
-        entry_point: Some(entry),
-        compilation_options: Default::default(),
-        cache: None,
-    });
-    let layout = pipeline.get_bind_group_layout(0);
-    Kernel {
-        pipeline,
-        layout,
-        bindings,
-    }
-}
-
-impl Kernels {
-    pub(crate) fn new(device: &wgpu::Device) -> Kernels {
-        let module = |label: &str, source: &str| {
-            device.create_shader_module(wgpu::ShaderModuleDescriptor {
-                label: Some(label),
-                source: wgpu::ShaderSource::Wgsl(source.into()),
-            })
-        };
-        let matmul = module("matmul", include_str!("shaders/matmul.wgsl"));
-        let gather = module("gather", include_str!("shaders/gather.wgsl"));
-        let activation = module("activation", include_str!("shaders/activation.wgsl"));
-        let softmax = module("softmax_ce", include_str!("shaders/softmax_ce.wgsl"));
-        let reduce = module("reduce", include_str!("shaders/reduce.wgsl"));
-        let optim = module("optim", include_str!("shaders/optim.wgsl"));
-        // Binding numbers as declared in the shaders (entry points of one file that bind
-        // different variables use different numbers).
-        Kernels {
-            matmul: kernel(device, &matmul, "main", &[0, 1, 2, 3, 4]),
-            matmul_nn4: kernel(device, &matmul, "main_nn4", &[0, 5, 6, 3, 4]),
-            matmul_tn4: kernel(device, &matmul, "main_tn4", &[0, 5, 6, 3, 4]),
-            gather: kernel(device, &gather, "main", &[0, 1, 2, 3, 4, 5]),
-            relu_dropout: kernel(device, &activation, "relu_dropout", &[0, 1]),
-            relu_backward: kernel(device, &activation, "relu_backward", &[2, 3, 4]),
-            softmax_ce: kernel(device, &softmax, "main", &[0, 1, 2, 3, 4, 5, 6]),
-            column_sums: kernel(device, &reduce, "column_sums", &[0, 1, 2]),
-            batch_stats: kernel(device, &reduce, "batch_stats", &[3, 4, 5, 6]),
-            sgd: kernel(device, &optim, "sgd", &[0, 1, 2, 3]),
-            adam: kernel(device, &optim, "adam", &[0, 1, 2, 3, 4]),
-            rmsprop: kernel(device, &optim, "rmsprop", &[0, 1, 2, 3]),
-        }
-    }
+/// The parameter block of one `optim` kernel dispatch (see `shaders/optim.wgsl`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub(crate) struct OptimizerStep {
+    pub rule: UpdateRule,
+    pub lr: f32,
+    /// Adam's bias corrections `1 - beta1^t`, `1 - beta2^t` (1 for the others).
+    pub bc1: f32,
+    pub bc2: f32,
+    pub weight_decay: f32,
+    pub h1: f32,
+    pub h2: f32,
+    pub eps: f32,
 }
 
 /// Edge of the square block of `C` one matmul workgroup computes (8x8 invocations of 4x4).
@@ -170,7 +131,7 @@ impl MatMul {
 
 enum Op<'a> {
     Dispatch {
-        kernel: &'a Kernel,
+        kernel: &'a Pipeline,
         buffers: Vec<&'a wgpu::Buffer>,
         params: u64,
         params_len: u64,
@@ -216,7 +177,7 @@ impl<'a> Recorder<'a> {
 
     fn dispatch(
         &mut self,
-        kernel: &'a Kernel,
+        kernel: &'a Pipeline,
         words: &[u32],
         buffers: Vec<&'a wgpu::Buffer>,
         groups: (u32, u32),
@@ -270,7 +231,7 @@ impl<'a> Recorder<'a> {
             to_u32("stride", shape.b_col)?,
         ];
         let bias = bias.unwrap_or(&self.gpu.dummy);
-        let kernels = &self.gpu.kernels;
+        let kernels = &self.gpu.pipelines;
         let kernel = if shape.is_vec4_nn() {
             &kernels.matmul_nn4
         } else if shape.is_vec4_tn() {
@@ -303,30 +264,30 @@ impl<'a> Recorder<'a> {
             to_u32("chunk rows", chunk.1)?,
         ];
         let groups = self.groups_1d(rows as u64 * dim as u64, 256)?;
-        let kernel = &self.gpu.kernels.gather;
+        let kernel = &self.gpu.pipelines.gather;
         self.dispatch(kernel, &words, vec![index, x, y, batch_x, batch_y], groups);
         Ok(())
     }
 
-    /// In place ReLU of `z` `[rows, cols]`, with dropout when `dropout` is given; `row_offset`
+    /// In place ReLU of `z` `[rows, cols]`, with dropout when `dropout` is given (the caller
+    /// passes `None` for a rate of 0); `row_offset`
     /// is the batch row of `z`'s first row (for the dropout hash).
     pub(crate) fn relu_dropout(
         &mut self,
         z: &'a wgpu::Buffer,
         rows: usize,
         cols: usize,
-        dropout: Option<&DropoutStep>,
+        dropout: Option<DropoutHash>,
         layer: u32,
         row_offset: usize,
     ) -> Result<()> {
-        let active = dropout.filter(|d| d.rate > 0.0);
-        let (seed, epoch, step, rate) =
-            active.map_or((0, 0, 0, 0.0), |d| (d.seed, d.epoch, d.step, d.rate));
-        let keep_scale = 1.0f32 / (1.0 - rate);
+        let (seed, epoch, step, rate, keep_scale) = dropout.map_or((0, 0, 0, 0.0, 1.0), |d| {
+            (d.seed, d.epoch, d.step, d.rate, d.keep_scale)
+        });
         let words = [
             to_u32("rows", rows)?,
             to_u32("columns", cols)?,
-            u32::from(active.is_some()),
+            u32::from(dropout.is_some()),
             seed,
             epoch,
             step,
@@ -336,7 +297,7 @@ impl<'a> Recorder<'a> {
             keep_scale.to_bits(),
         ];
         let groups = self.groups_1d(rows as u64 * cols as u64, 256)?;
-        let kernel = &self.gpu.kernels.relu_dropout;
+        let kernel = &self.gpu.pipelines.relu_dropout;
         self.dispatch(kernel, &words, vec![z], groups);
         Ok(())
     }
@@ -351,13 +312,14 @@ impl<'a> Recorder<'a> {
     ) -> Result<()> {
         let words = [to_u32("elements", len)?, scale.to_bits()];
         let groups = self.groups_1d(len as u64, 256)?;
-        let kernel = &self.gpu.kernels.relu_backward;
+        let kernel = &self.gpu.pipelines.relu_backward;
         self.dispatch(kernel, &words, vec![da, act], groups);
         Ok(())
     }
 
-    /// Per-row weighted cross-entropy and correctness of `logits` `[rows, classes]`, and their
-    /// gradient (scaled by `inv_batch`) into `dlogits` when given.
+    /// Per-row weighted cross-entropy and correctness of `logits` `[rows, classes]` against the
+    /// targets `(off, on)` (every other class, the label), and their gradient (scaled by
+    /// `inv_batch`) into `dlogits` when given.
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn softmax_ce(
         &mut self,
@@ -369,11 +331,9 @@ impl<'a> Recorder<'a> {
         row_correct: &'a wgpu::Buffer,
         rows: usize,
         classes: usize,
-        smoothing: f32,
+        (off, on): (f32, f32),
         inv_batch: f32,
     ) -> Result<()> {
-        let off = smoothing / classes as f32;
-        let on = (1.0 - smoothing) + off;
         let words = [
             to_u32("rows", rows)?,
             to_u32("classes", classes)?,
@@ -385,7 +345,7 @@ impl<'a> Recorder<'a> {
         ];
         let groups = self.groups_1d(rows as u64, 64)?;
         let dlogits = dlogits.unwrap_or(&self.gpu.dummy);
-        let kernel = &self.gpu.kernels.softmax_ce;
+        let kernel = &self.gpu.pipelines.softmax_ce;
         self.dispatch(
             kernel,
             &words,
@@ -417,7 +377,7 @@ impl<'a> Recorder<'a> {
             u32::from(accumulate),
         ];
         let groups = self.groups_1d(cols as u64, 64)?;
-        let kernel = &self.gpu.kernels.column_sums;
+        let kernel = &self.gpu.pipelines.column_sums;
         self.dispatch(kernel, &words, vec![matrix, sums], groups);
         Ok(())
     }
@@ -431,44 +391,42 @@ impl<'a> Recorder<'a> {
         rows: usize,
     ) -> Result<()> {
         let words = [to_u32("rows", rows)?];
-        let kernel = &self.gpu.kernels.batch_stats;
+        let kernel = &self.gpu.pipelines.batch_stats;
         self.dispatch(kernel, &words, vec![row_loss, row_correct, stats], (1, 1));
         Ok(())
     }
 
-    /// One optimiser step on `len` elements of `w` with gradient `grad` and state `s1`, `s2`.
-    #[allow(clippy::too_many_arguments)]
+    /// One optimiser step (`step`) on `len` elements of `w` with gradient `grad` and state `s1`,
+    /// `s2`.
     pub(crate) fn optimizer_step(
         &mut self,
-        optimizer: &Optimizer,
-        k: &StepScalars,
-        weight_decay: f32,
+        step: &OptimizerStep,
         w: &'a wgpu::Buffer,
         grad: &'a wgpu::Buffer,
         s1: &'a wgpu::Buffer,
         s2: &'a wgpu::Buffer,
         len: usize,
     ) -> Result<()> {
-        let kernels = &self.gpu.kernels;
-        let (kernel, h1, h2, eps) = match *optimizer {
-            Optimizer::Sgd { momentum } => (&kernels.sgd, momentum, 0.0, 0.0),
-            Optimizer::Adam { beta1, beta2, eps } => (&kernels.adam, beta1, beta2, eps),
-            Optimizer::RmsProp { rho, eps } => (&kernels.rmsprop, rho, 0.0, eps),
+        let kernels = &self.gpu.pipelines;
+        let kernel = match step.rule {
+            UpdateRule::Sgd => &kernels.sgd,
+            UpdateRule::Adam => &kernels.adam,
+            UpdateRule::RmsProp => &kernels.rmsprop,
         };
         let words = [
             to_u32("elements", len)?,
-            k.lr.to_bits(),
-            k.bc1.to_bits(),
-            k.bc2.to_bits(),
-            weight_decay.to_bits(),
-            h1.to_bits(),
-            h2.to_bits(),
-            eps.to_bits(),
+            step.lr.to_bits(),
+            step.bc1.to_bits(),
+            step.bc2.to_bits(),
+            step.weight_decay.to_bits(),
+            step.h1.to_bits(),
+            step.h2.to_bits(),
+            step.eps.to_bits(),
         ];
         let groups = self.groups_1d(len as u64, 256)?;
         // Only Adam uses the second slot (an unused binding is not part of the layout).
-        let buffers = match optimizer {
-            Optimizer::Adam { .. } => vec![w, grad, s1, s2],
+        let buffers = match step.rule {
+            UpdateRule::Adam => vec![w, grad, s1, s2],
             _ => vec![w, grad, s1],
         };
         self.dispatch(kernel, &words, buffers, groups);

@@ -1,10 +1,16 @@
-//! Training and KNN on a GPU through wgpu (the backends graft's build enables: Vulkan and OpenGL).
+//! GPU plumbing through wgpu (the backends graft's build enables: Vulkan and OpenGL): opening a
+//! device, graft's compute kernels, and which device to use. What runs on it lives with what it
+//! computes: head training in [`crate::head::gpu`], KNN similarities in [`crate::knn::gpu`].
 //!
-//! - [`Gpu`]: an open device with graft's kernels (`shaders/*.wgsl`), chosen by [`AdapterPolicy`].
-//! - [`GpuBackend`]: a [`HeadBackend`] reproducing [`crate::head::cpu`]'s maths on the device.
-//! - [`GpuSimilarity`] / [`cosine_similarity`]: the KNN similarity matrix for large indexes.
-//! - [`DeviceChoice`] and [`head_backend`]: what `--device auto|cpu|gpu` (or the environment
-//!   variable `GRAFT_DEVICE`, read when the option is absent) selects.
+//! - [`Gpu`] (`context`): an open device with graft's compiled pipelines (`pipelines`, from
+//!   `shaders/*.wgsl`), chosen by [`AdapterPolicy`]; buffer upload and read-back.
+//! - `kernels`: records dispatches of those pipelines with their parameters (crate-internal).
+//! - [`DeviceChoice`]: what `--device auto|cpu|gpu` (or the environment variable `GRAFT_DEVICE`,
+//!   read when the option is absent) selects; [`crate::head::backend_for`] turns it into a
+//!   training backend.
+//!
+//! The modules here use nothing of the crate but [`crate::Error`]: within `gpu`, `kernels` uses
+//! `context` and `pipelines`, `context` uses `pipelines`.
 //!
 //! Kernels, one WGSL file per family: `matmul` (`C = A·B (+ bias) (+ C)` with strided operands
 //! for `X·W`, `Xᵀ·dY`, `dY·Wᵀ` and `Q·Iᵀ`; 8x8 invocations of 4x4 register blocks = 32x32 tiles,
@@ -19,21 +25,14 @@
 //! asked for explicitly.
 
 use std::str::FromStr;
-use std::sync::Arc;
 
-use crate::head::{CpuBackend, HeadBackend};
 use crate::{Error, Result};
 
-mod backend;
-mod context;
-mod kernels;
-pub mod knn;
-pub mod ops;
+pub(crate) mod context;
+pub(crate) mod kernels;
+mod pipelines;
 
-pub use backend::GpuBackend;
 pub use context::{AdapterPolicy, Gpu};
-pub use knn::{cosine_similarity, GpuSimilarity};
-
 /// The environment variable the CLI reads when `--device` is absent: `auto`, `cpu` or `gpu`.
 pub const DEVICE_ENV: &str = "GRAFT_DEVICE";
 
@@ -99,12 +98,4 @@ impl DeviceChoice {
             },
         }
     }
-}
-
-/// The training backend `choice` selects (see [`DeviceChoice::open_gpu`]).
-pub fn head_backend(choice: DeviceChoice) -> Result<Box<dyn HeadBackend>> {
-    Ok(match choice.open_gpu()? {
-        Some(gpu) => Box::new(GpuBackend::new(Arc::new(gpu))),
-        None => Box::new(CpuBackend::new()),
-    })
 }

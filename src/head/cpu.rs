@@ -1,47 +1,26 @@
 //! The reference training maths on the CPU (ndarray), one small public function per operation, and
-//! [`CpuBackend`] built from them. Other backends must match these functions (1e-5 per op).
+//! [`CpuBackend`] built from them. Other backends must match these functions (1e-5 per op); the
+//! formulas they all meet are [`crate::head::maths`]'s.
 //!
-//! For a batch of `B` rows `x` `[B, D]` with labels `y`, class weights `w` (length `C`), label
-//! smoothing `e` and dropout rate `p`:
-//!
-//! - Hidden layer `l` (0-based): `z = a · W + b` ([`dense_forward`]), then
-//!   `a' = max(z, 0) * f` with `f` the [`random::dropout_factor`] of (seed, epoch, step, `l`, row,
-//!   unit) during training with `p > 0`, and `f = 1` otherwise ([`relu_dropout`]).
-//! - Output layer: logits `z = a · W + b`.
-//! - Loss ([`softmax_cross_entropy`]): per row `m = max_c z_c`, `lse = m + ln(sum_c exp(z_c - m))`,
-//!   `logp_c = z_c - lse`, targets `t_c = on` for `c == y`, `off` otherwise, with `off = e / C` and
-//!   `on = (1 - e) + off`; `CE = -sum_c t_c * logp_c`. Batch loss `= sum_i w[y_i] * CE_i / B`
-//!   (divided by the batch size, not by the sum of weights). An epoch's reported loss is
-//!   `sum_i w[y_i] * CE_i / N` over all its examples (the batch losses weighted by batch size);
-//!   validation uses the same formula (same class weights and smoothing) without dropout.
-//!   Weight decay is not part of the loss.
-//! - Backward: `dZ[i, c] = w[y_i] * (exp(logp_ic) - t_ic) / B` for the logits; for each layer,
-//!   `dW = aᵀ · dZ`, `db = sum_i dZ[i, :]`, `da = dZ · Wᵀ` ([`dense_backward`]; not computed for the
-//!   first layer); through ReLU and dropout `dz = da * s` where `a' > 0` and `0` elsewhere, with
-//!   `s = 1 / (1 - p)` when dropout is active and `1` otherwise ([`relu_dropout_backward`]).
-//! - Update: [`crate::head::Optimizer::update`] on every weight and bias, step counter `t` from 1.
+//! - Hidden layers: [`dense_forward`], then [`relu_dropout`]; output layer: [`dense_forward`].
+//! - Loss: [`softmax_cross_entropy`].
+//! - Backward: [`dense_backward`] per layer, [`relu_dropout_backward`] through the hidden ones;
+//!   [`forward_backward`] runs the whole pass.
+//! - Update: [`crate::head::Optimizer::update_all`] on every weight and bias.
 
 use ndarray::{Array, Array1, Array2, ArrayView2, Axis, Dimension, Zip};
 
-use crate::head::backend::{check_begin, EpochStats, Examples, HeadBackend};
+use crate::head::backend::{
+    check_begin, check_epoch_order, not_begun, EpochStats, Examples, HeadBackend, StepSettings,
+};
+use crate::head::maths::{self, SmoothedTargets};
 use crate::head::optim::StepScalars;
 use crate::head::random::{self, DropoutSite};
 use crate::head::{argmax_rows, Dense, Head};
-use crate::train::TrainOptions;
 use crate::{Error, Result};
 
-/// The dropout context of one training batch.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct DropoutStep {
-    /// [`random::seed32`] of the training seed.
-    pub seed: u32,
-    /// Epoch index (0-based).
-    pub epoch: u32,
-    /// Batch index within the epoch (0-based).
-    pub step: u32,
-    /// Dropout rate `p` in `[0, 1)`.
-    pub rate: f32,
-}
+// The maths types these functions take and give, at their older paths.
+pub use crate::head::maths::{CrossEntropy, DenseGrad, DropoutStep};
 
 /// `x · weight + bias`.
 pub fn dense_forward(x: ArrayView2<f32>, layer: &Dense) -> Array2<f32> {
@@ -52,7 +31,7 @@ pub fn dense_forward(x: ArrayView2<f32>, layer: &Dense) -> Array2<f32> {
 /// pass needs (`1 / (1 - p)` with dropout, else 1).
 pub fn relu_dropout(z: &mut Array2<f32>, dropout: Option<&DropoutStep>, layer: u32) -> f32 {
     match dropout {
-        Some(d) if d.rate > 0.0 => {
+        Some(d) if d.is_active() => {
             for (row, mut values) in z.axis_iter_mut(Axis(0)).enumerate() {
                 for (unit, v) in values.iter_mut().enumerate() {
                     let site = DropoutSite {
@@ -66,7 +45,7 @@ pub fn relu_dropout(z: &mut Array2<f32>, dropout: Option<&DropoutStep>, layer: u
                     *v = v.max(0.0) * random::dropout_factor(&site, d.rate);
                 }
             }
-            1.0 / (1.0 - d.rate)
+            d.scale()
         }
         _ => {
             z.mapv_inplace(|v| v.max(0.0));
@@ -80,15 +59,6 @@ pub fn relu_dropout_backward(da: &mut Array2<f32>, a: ArrayView2<f32>, scale: f3
     Zip::from(da)
         .and(a)
         .for_each(|d, &a| *d = if a > 0.0 { *d * scale } else { 0.0 });
-}
-
-/// Gradients of one dense layer.
-#[derive(Clone, Debug, PartialEq)]
-pub struct DenseGrad {
-    /// `aᵀ · dZ`, `[inputs, outputs]`.
-    pub weight: Array2<f32>,
-    /// `sum_i dZ[i, :]`, `[outputs]`.
-    pub bias: Array1<f32>,
 }
 
 /// Gradients of a dense layer from its input `a` and output gradient `dz`, and the input gradient
@@ -107,18 +77,8 @@ pub fn dense_backward(
     (grad, da)
 }
 
-/// Result of [`softmax_cross_entropy`] on one batch.
-#[derive(Clone, Debug, PartialEq)]
-pub struct CrossEntropy {
-    /// `sum_i w[y_i] * CE_i` (not divided by the batch size), accumulated in `f64`.
-    pub weighted_sum: f64,
-    /// Rows whose argmax (ties to the lowest index) is the label.
-    pub correct: usize,
-    /// `dZ[i, c] = w[y_i] * (p_ic - t_ic) / B`: the gradient of the batch loss.
-    pub dlogits: Array2<f32>,
-}
-
-/// Smoothed, class-weighted softmax cross-entropy of `logits` `[B, C]` (see the module docs).
+/// Smoothed, class-weighted softmax cross-entropy of `logits` `[B, C]` (see
+/// [`crate::head::maths`]).
 pub fn softmax_cross_entropy(
     logits: ArrayView2<f32>,
     labels: &[usize],
@@ -126,21 +86,9 @@ pub fn softmax_cross_entropy(
     smoothing: f32,
 ) -> Result<CrossEntropy> {
     let (rows, classes) = logits.dim();
-    if labels.len() != rows || class_weights.len() != classes {
-        return Err(Error::Invalid(format!(
-            "cross-entropy of {rows}x{classes} logits with {} labels and {} class weights",
-            labels.len(),
-            class_weights.len()
-        )));
-    }
-    if let Some(&bad) = labels.iter().find(|&&y| y >= classes) {
-        return Err(Error::Invalid(format!(
-            "label {bad} is out of range for {classes} classes"
-        )));
-    }
-    let off = smoothing / classes as f32;
-    let on = (1.0 - smoothing) + off;
-    let inv_batch = 1.0 / rows.max(1) as f32;
+    maths::check_cross_entropy(rows, classes, labels, class_weights)?;
+    let SmoothedTargets { off, on } = SmoothedTargets::new(smoothing, classes);
+    let inv_batch = maths::inv_batch(rows);
     let predicted = argmax_rows(logits);
     let mut weighted_sum = 0.0f64;
     let mut dlogits = Array2::zeros((rows, classes));
@@ -234,30 +182,23 @@ struct LayerState {
 
 /// Applies one optimiser step to `layer` (weight decay on the weights only).
 fn apply_update(
-    opts: &TrainOptions,
+    settings: &StepSettings,
     t: u64,
     layer: &mut Dense,
     grad: &DenseGrad,
     state: &mut LayerState,
 ) -> Result<()> {
-    let k = opts.optimizer.step_scalars(opts.learning_rate, t);
+    let k = settings.step_scalars(t);
+    let decay = settings.weight_decay;
     let [w1, w2] = &mut state.weight;
-    update_params(
-        opts,
-        &k,
-        opts.weight_decay,
-        &mut layer.weight,
-        &grad.weight,
-        w1,
-        w2,
-    )?;
+    update_params(settings, &k, decay, &mut layer.weight, &grad.weight, w1, w2)?;
     let [b1, b2] = &mut state.bias;
-    update_params(opts, &k, 0.0, &mut layer.bias, &grad.bias, b1, b2)
+    update_params(settings, &k, 0.0, &mut layer.bias, &grad.bias, b1, b2)
 }
 
 /// [`crate::head::Optimizer::update_all`] on one parameter array, its gradient and its state.
 fn update_params<D: Dimension>(
-    opts: &TrainOptions,
+    settings: &StepSettings,
     k: &StepScalars,
     weight_decay: f32,
     w: &mut Array<f32, D>,
@@ -275,7 +216,7 @@ fn update_params<D: Dimension>(
             "head parameters are not contiguous in memory".into(),
         ));
     };
-    opts.optimizer.update_all(k, weight_decay, w, g, s1, s2);
+    settings.optimizer.update_all(k, weight_decay, w, g, s1, s2);
     Ok(())
 }
 
@@ -292,7 +233,7 @@ struct Session {
     val_x: Array2<f32>,
     val_y: Vec<usize>,
     class_weights: Vec<f32>,
-    opts: TrainOptions,
+    settings: StepSettings,
 }
 
 /// The reference backend: ndarray on the CPU.
@@ -307,9 +248,7 @@ impl CpuBackend {
     }
 
     fn session(&mut self) -> Result<&mut Session> {
-        self.session
-            .as_mut()
-            .ok_or_else(|| Error::Invalid("the CPU backend was used before begin()".into()))
+        self.session.as_mut().ok_or_else(|| not_begun("CPU"))
     }
 }
 
@@ -324,9 +263,9 @@ impl HeadBackend for CpuBackend {
         train: Examples,
         val: Examples,
         class_weights: &[f32],
-        opts: &TrainOptions,
+        settings: &StepSettings,
     ) -> Result<()> {
-        check_begin(head, &train, &val, class_weights)?;
+        check_begin(head, &train, &val, class_weights, settings)?;
         let state = head
             .layers
             .iter()
@@ -345,7 +284,7 @@ impl HeadBackend for CpuBackend {
             val_x: val.x.to_owned(),
             val_y: val.y.to_vec(),
             class_weights: class_weights.to_vec(),
-            opts: opts.clone(),
+            settings: *settings,
         });
         Ok(())
     }
@@ -353,33 +292,21 @@ impl HeadBackend for CpuBackend {
     fn train_epoch(&mut self, epoch: usize, order: &[u32]) -> Result<EpochStats> {
         let s = self.session()?;
         let n = s.train_y.len();
-        if order.len() != n || order.iter().any(|&i| i as usize >= n) {
-            return Err(Error::Invalid(format!(
-                "the epoch order must be a permutation of 0..{n}"
-            )));
-        }
-        if s.opts.batch_size == 0 {
-            return Err(Error::Invalid("the batch size must be positive".into()));
-        }
+        check_epoch_order(order, n)?;
         let mut weighted_sum = 0.0f64;
         let mut correct = 0usize;
-        for (step, batch) in order.chunks(s.opts.batch_size).enumerate() {
+        for (step, batch) in order.chunks(s.settings.batch_size).enumerate() {
             let rows: Vec<usize> = batch.iter().map(|&i| i as usize).collect();
             let x = s.train_x.select(Axis(0), &rows);
             let y: Vec<usize> = rows.iter().map(|&i| s.train_y[i]).collect();
-            let dropout = DropoutStep {
-                seed: random::seed32(s.opts.seed),
-                epoch: epoch as u32,
-                step: step as u32,
-                rate: s.opts.dropout,
-            };
+            let dropout = s.settings.dropout_step(epoch as u32, step as u32);
             let pass = forward_backward(
                 &s.head,
                 x.view(),
                 &y,
                 &s.class_weights,
-                s.opts.label_smoothing,
-                (s.opts.dropout > 0.0).then_some(&dropout),
+                s.settings.label_smoothing,
+                dropout.is_active().then_some(&dropout),
             )?;
             weighted_sum += pass.loss.weighted_sum;
             correct += pass.loss.correct;
@@ -387,10 +314,10 @@ impl HeadBackend for CpuBackend {
             for ((layer, grad), state) in
                 s.head.layers.iter_mut().zip(&pass.grads).zip(&mut s.state)
             {
-                apply_update(&s.opts, s.steps, layer, grad, state)?;
+                apply_update(&s.settings, s.steps, layer, grad, state)?;
             }
         }
-        Ok(stats(weighted_sum, correct, n))
+        Ok(EpochStats::mean(weighted_sum, correct as u64, n))
     }
 
     fn validate(&mut self) -> Result<EpochStats> {
@@ -403,9 +330,13 @@ impl HeadBackend for CpuBackend {
             logits.view(),
             &s.val_y,
             &s.class_weights,
-            s.opts.label_smoothing,
+            s.settings.label_smoothing,
         )?;
-        Ok(stats(ce.weighted_sum, ce.correct, s.val_y.len()))
+        Ok(EpochStats::mean(
+            ce.weighted_sum,
+            ce.correct as u64,
+            s.val_y.len(),
+        ))
     }
 
     fn keep_best(&mut self) -> Result<()> {
@@ -415,22 +346,10 @@ impl HeadBackend for CpuBackend {
     }
 
     fn finish(&mut self, restore_best: bool) -> Result<Head> {
-        let s = self
-            .session
-            .take()
-            .ok_or_else(|| Error::Invalid("the CPU backend was used before begin()".into()))?;
+        let s = self.session.take().ok_or_else(|| not_begun("CPU"))?;
         Ok(match (restore_best, s.best) {
             (true, Some(best)) => best,
             _ => s.head,
         })
-    }
-}
-
-/// Mean loss and accuracy over `n` examples.
-fn stats(weighted_sum: f64, correct: usize, n: usize) -> EpochStats {
-    let n = n.max(1) as f64;
-    EpochStats {
-        loss: (weighted_sum / n) as f32,
-        accuracy: (correct as f64 / n) as f32,
     }
 }

@@ -1,19 +1,47 @@
-//! The trainable head grafted on the frozen base: dense layers with ReLU between them.
+//! The trainable head grafted on the frozen base: dense layers with ReLU between them ([`Head`],
+//! here), and the ways of training it.
+//!
+//! - [`backend`]: the [`HeadBackend`] interface [`crate::train::train`] drives, and the
+//!   [`StepSettings`] it trains with.
+//! - [`maths`]: the training maths every backend meets; [`optim`]: the optimisers' update rules;
+//!   [`random`]: initialisation, shuffling and dropout masks, bit for bit.
+//! - [`cpu`]: the reference backend ([`CpuBackend`], ndarray); [`gpu`]: the GPU backend
+//!   ([`GpuBackend`], on [`crate::gpu`]'s kernels). Neither imports the other.
+//! - [`backend_for`]: the backend a [`DeviceChoice`] selects.
+//!
+//! Dependencies within: `cpu` and `gpu` use `backend`, `maths`, `optim` and `random`; `backend`
+//! uses `maths`, `optim` and `random`; those three use nothing of the head. Outside it, `head`
+//! uses only [`crate::gpu`] (and [`crate::Error`]).
+
+use std::sync::Arc;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
+use crate::gpu::DeviceChoice;
 use crate::{Error, Result};
 
 pub mod backend;
 pub mod cpu;
+pub mod gpu;
+pub mod maths;
 pub mod optim;
 pub mod random;
 
-pub use backend::{EpochStats, Examples, HeadBackend};
+pub use backend::{EpochStats, Examples, HeadBackend, StepSettings};
 pub use cpu::CpuBackend;
+pub use gpu::GpuBackend;
 pub use optim::Optimizer;
+
+/// The training backend `choice` selects: a [`GpuBackend`] on the device
+/// [`DeviceChoice::open_gpu`] opens, else a [`CpuBackend`].
+pub fn backend_for(choice: DeviceChoice) -> Result<Box<dyn HeadBackend>> {
+    Ok(match choice.open_gpu()? {
+        Some(gpu) => Box::new(GpuBackend::new(Arc::new(gpu))),
+        None => Box::new(CpuBackend::new()),
+    })
+}
 
 /// The shape of a head: embedding size, hidden layer widths, number of classes.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,6 @@
 //! Optimisers, PyTorch-style, as per-element update rules shared by every backend.
 //!
-//! Each parameter element `w` with gradient `g` (the loss gradient, see [`crate::head::cpu`]) has two
+//! Each parameter element `w` with gradient `g` (the loss gradient, see [`crate::head::maths`]) has two
 //! state slots `s1`, `s2`, both starting at 0. One step, all in `f32`, in this order:
 //!
 //! 1. weight decay (weights only, never biases): `g = g + weight_decay * w`;

@@ -187,7 +187,7 @@ pub fn create_from_embeddings(
         })
         .collect();
     let device = DeviceChoice::resolve(options.device)?;
-    let mut backend = crate::gpu::head_backend(device)?;
+    let mut backend = crate::head::backend_for(device)?;
     progress.on(Event::Started(Phase::Training, options.train.epochs as u64));
     let recognizer = Recognizer::train(
         &train_set,

@@ -1,6 +1,6 @@
 //! Cosine similarity on the GPU for [`crate::knn::Knn`] with large indexes: both sides are
 //! unit-length rows, so the similarity matrix is `queries · indexᵀ`, computed in chunks that fit
-//! the device's binding and dispatch limits.
+//! the device's binding and dispatch limits. Uses [`crate::gpu`]'s device and matmul kernel.
 
 use std::sync::Arc;
 

@@ -1,4 +1,9 @@
-//! [`GpuBackend`]: head training with the data, weights, gradients and optimiser state on the GPU.
+//! Head training on a GPU: [`GpuBackend`], with the data, weights, gradients and optimiser state
+//! on the device, and [`ops`], one-shot GPU versions of [`crate::head::cpu`]'s per-operation
+//! functions. Like the CPU reference it meets [`crate::head::maths`] (neither backend imports the
+//! other), and it maps that maths onto the kernels of [`crate::gpu`] (`dropout_hash`,
+//! `optimizer_step`, the smoothed targets): the dependency runs one way, the GPU plumbing knows
+//! nothing of heads.
 //!
 //! Embeddings and labels are uploaded once, split into row chunks that each fit the device's
 //! binding limit. Each mini-batch is one submission: its example numbers (from the host's
@@ -11,13 +16,16 @@
 use std::sync::Arc;
 
 use crate::gpu::context::{ErrorScope, Gpu};
-use crate::gpu::kernels::{to_u32, MatMul, Recorder};
-use crate::head::backend::{check_begin, EpochStats, Examples, HeadBackend};
-use crate::head::cpu::DropoutStep;
-use crate::head::random;
+use crate::gpu::kernels::{to_u32, DropoutHash, MatMul, OptimizerStep, Recorder, UpdateRule};
+use crate::head::backend::{
+    check_begin, check_epoch_order, not_begun, EpochStats, Examples, HeadBackend, StepSettings,
+};
+use crate::head::maths::{self, DropoutStep, SmoothedTargets};
+use crate::head::optim::{Optimizer, StepScalars};
 use crate::head::{Dense, Head};
-use crate::train::TrainOptions;
 use crate::{Error, Result};
+
+pub mod ops;
 
 /// Validation rows processed per submission at most (when the limits allow).
 const VALIDATION_ROWS: usize = 4096;
@@ -84,7 +92,7 @@ struct Session {
     work: Work,
     steps: u64,
     has_best: bool,
-    opts: TrainOptions,
+    settings: StepSettings,
 }
 
 /// Trains a head on a GPU; same maths as [`crate::head::CpuBackend`].
@@ -100,13 +108,11 @@ impl GpuBackend {
     }
 
     fn session(&mut self) -> Result<&mut Session> {
-        self.session
-            .as_mut()
-            .ok_or_else(|| Error::Invalid("the GPU backend was used before begin()".into()))
+        self.session.as_mut().ok_or_else(|| not_begun("GPU"))
     }
 }
 
-/// Labels as `u32`, each checked against the class count.
+/// Labels as `u32`, each checked against the class count; `what` starts the message.
 fn labels_u32(what: &str, y: &[usize], classes: usize) -> Result<Vec<u32>> {
     y.iter()
         .map(|&label| {
@@ -115,11 +121,41 @@ fn labels_u32(what: &str, y: &[usize], classes: usize) -> Result<Vec<u32>> {
                 .filter(|_| label < classes)
                 .ok_or_else(|| {
                     Error::Invalid(format!(
-                        "{what} label {label} is out of range for {classes} classes"
+                        "{what}label {label} is out of range for {classes} classes"
                     ))
                 })
         })
         .collect()
+}
+
+/// The `relu_dropout` kernel's dropout inputs for `dropout` (`None` when it drops nothing).
+fn dropout_hash(dropout: Option<&DropoutStep>) -> Option<DropoutHash> {
+    dropout.filter(|d| d.is_active()).map(|d| DropoutHash {
+        seed: d.seed,
+        epoch: d.epoch,
+        step: d.step,
+        rate: d.rate,
+        keep_scale: d.scale(),
+    })
+}
+
+/// The `optim` kernel's parameters for one step of `optimizer` with scalars `k`.
+fn optimizer_step(optimizer: &Optimizer, k: &StepScalars, weight_decay: f32) -> OptimizerStep {
+    let (rule, h1, h2, eps) = match *optimizer {
+        Optimizer::Sgd { momentum } => (UpdateRule::Sgd, momentum, 0.0, 0.0),
+        Optimizer::Adam { beta1, beta2, eps } => (UpdateRule::Adam, beta1, beta2, eps),
+        Optimizer::RmsProp { rho, eps } => (UpdateRule::RmsProp, rho, 0.0, eps),
+    };
+    OptimizerStep {
+        rule,
+        lr: k.lr,
+        bc1: k.bc1,
+        bc2: k.bc2,
+        weight_decay,
+        h1,
+        h2,
+        eps,
+    }
 }
 
 /// Uploads a data set in chunks of at most `chunk_rows` rows.
@@ -130,7 +166,7 @@ fn upload_chunks(
     classes: usize,
     chunk_rows: usize,
 ) -> Result<Vec<DataChunk>> {
-    let labels = labels_u32(what, set.y, classes)?;
+    let labels = labels_u32(&format!("{what} "), set.y, classes)?;
     let mut chunks = Vec::new();
     let mut start = 0;
     while start < set.len() {
@@ -237,13 +273,14 @@ impl Session {
                     &w.outputs[l],
                     rows,
                     layer.outputs,
-                    training.map(|t| t.dropout),
+                    dropout_hash(training.map(|t| t.dropout)),
                     l as u32,
                     training.map_or(0, |t| t.row_offset),
                 )?;
             }
         }
         let inv_batch = training.map_or(1.0, |t| t.inv_batch);
+        let targets = SmoothedTargets::new(self.settings.label_smoothing, self.classes);
         rec.softmax_ce(
             &w.outputs[last],
             &w.y,
@@ -253,7 +290,7 @@ impl Session {
             &w.row_correct,
             rows,
             self.classes,
-            self.opts.label_smoothing,
+            (targets.off, targets.on),
             inv_batch,
         )?;
         rec.batch_stats(&w.row_loss, &w.row_correct, &w.stats, rows)
@@ -262,11 +299,7 @@ impl Session {
     /// Backward pass of `rows` rows, adding to the gradients when `accumulate`.
     fn backward<'a>(&'a self, rec: &mut Recorder<'a>, rows: usize, accumulate: bool) -> Result<()> {
         let w = &self.work;
-        let scale = if self.opts.dropout > 0.0 {
-            1.0 / (1.0 - self.opts.dropout)
-        } else {
-            1.0
-        };
+        let scale = maths::dropout_scale(self.settings.dropout);
         for (l, layer) in self.layers.iter().enumerate().rev() {
             let input = if l == 0 { &w.x } else { &w.outputs[l - 1] };
             let dz = &w.grads[l];
@@ -285,15 +318,16 @@ impl Session {
 
     /// One optimiser step (number `self.steps`) on every parameter.
     fn update<'a>(&'a self, rec: &mut Recorder<'a>) -> Result<()> {
-        let opt = &self.opts.optimizer;
-        let k = opt.step_scalars(self.opts.learning_rate, self.steps);
+        let opt = &self.settings.optimizer;
+        let k = self.settings.step_scalars(self.steps);
+        let weights = optimizer_step(opt, &k, self.settings.weight_decay);
+        let biases = optimizer_step(opt, &k, 0.0);
         for l in &self.layers {
             let [s1, s2] = &l.state_weight;
             let n = l.inputs * l.outputs;
-            let decay = self.opts.weight_decay;
-            rec.optimizer_step(opt, &k, decay, &l.weight, &l.grad_weight, s1, s2, n)?;
+            rec.optimizer_step(&weights, &l.weight, &l.grad_weight, s1, s2, n)?;
             let [s1, s2] = &l.state_bias;
-            rec.optimizer_step(opt, &k, 0.0, &l.bias, &l.grad_bias, s1, s2, l.outputs)?;
+            rec.optimizer_step(&biases, &l.bias, &l.grad_bias, s1, s2, l.outputs)?;
         }
         Ok(())
     }
@@ -312,11 +346,8 @@ impl Session {
     fn read_stats(&self, gpu: &Gpu, n: usize) -> Result<EpochStats> {
         let stats: Vec<u32> = gpu.read(&self.work.stats, 3)?;
         let (sum, compensation) = (f32::from_bits(stats[0]), f32::from_bits(stats[1]));
-        let n = n.max(1) as f64;
-        Ok(EpochStats {
-            loss: ((f64::from(sum) - f64::from(compensation)) / n) as f32,
-            accuracy: (f64::from(stats[2]) / n) as f32,
-        })
+        let weighted_sum = f64::from(sum) - f64::from(compensation);
+        Ok(EpochStats::mean(weighted_sum, u64::from(stats[2]), n))
     }
 
     fn read_head(&self, gpu: &Gpu, best: bool) -> Result<Head> {
@@ -355,15 +386,12 @@ impl HeadBackend for GpuBackend {
         train: Examples,
         val: Examples,
         class_weights: &[f32],
-        opts: &TrainOptions,
+        settings: &StepSettings,
     ) -> Result<()> {
-        check_begin(head, &train, &val, class_weights)?;
+        check_begin(head, &train, &val, class_weights, settings)?;
         let (dim, classes) = (head.input_dim(), head.classes());
         to_u32("training examples", train.len())?;
         to_u32("validation examples", val.len())?;
-        if opts.batch_size == 0 {
-            return Err(Error::Invalid("the batch size must be positive".into()));
-        }
         let gpu = &*self.gpu;
         let max_binding = gpu.max_binding();
         let row_bytes = dim as u64 * 4;
@@ -380,7 +408,7 @@ impl HeadBackend for GpuBackend {
             .chain([dim])
             .max()
             .unwrap_or(dim) as u64;
-        let wanted = opts.batch_size.max(val.len().min(VALIDATION_ROWS));
+        let wanted = settings.batch_size.max(val.len().min(VALIDATION_ROWS));
         // Batch rows are the rows of a matmul dispatch (32 per workgroup), and a batch's elements
         // those of an element-wise dispatch (256 per workgroup, two dimensions).
         let max_groups = u64::from(gpu.limits().max_compute_workgroups_per_dimension);
@@ -413,7 +441,7 @@ impl HeadBackend for GpuBackend {
                 work,
                 steps: 0,
                 has_best: false,
-                opts: opts.clone(),
+                settings: *settings,
             })
         })();
         scope.pop("allocating the training buffers")?;
@@ -425,21 +453,14 @@ impl HeadBackend for GpuBackend {
         let gpu = Arc::clone(&self.gpu);
         let s = self.session()?;
         let n = s.train_len;
-        if order.len() != n || order.iter().any(|&i| i as usize >= n) {
-            return Err(Error::Invalid(format!(
-                "the epoch order must be a permutation of 0..{n}"
-            )));
-        }
+        check_epoch_order(order, n)?;
         s.reset_stats(&gpu);
-        for (step, batch) in order.chunks(s.opts.batch_size).enumerate() {
+        for (step, batch) in order.chunks(s.settings.batch_size).enumerate() {
             s.steps += 1;
-            let dropout = DropoutStep {
-                seed: random::seed32(s.opts.seed),
-                epoch: to_u32("epoch", epoch)?,
-                step: to_u32("step", step)?,
-                rate: s.opts.dropout,
-            };
-            let inv_batch = 1.0 / batch.len() as f32;
+            let dropout = s
+                .settings
+                .dropout_step(to_u32("epoch", epoch)?, to_u32("step", step)?);
+            let inv_batch = maths::inv_batch(batch.len());
             let parts = batch.len().div_ceil(s.work.capacity);
             for (part, rows) in batch.chunks(s.work.capacity).enumerate() {
                 s.write_index(&gpu, rows);
@@ -492,10 +513,7 @@ impl HeadBackend for GpuBackend {
     }
 
     fn finish(&mut self, restore_best: bool) -> Result<Head> {
-        let s = self
-            .session
-            .take()
-            .ok_or_else(|| Error::Invalid("the GPU backend was used before begin()".into()))?;
+        let s = self.session.take().ok_or_else(|| not_begun("GPU"))?;
         s.read_head(&self.gpu, restore_best && s.has_best)
     }
 }

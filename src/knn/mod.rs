@@ -3,6 +3,8 @@
 //! Like TensorFlow.js's knn-classifier: cosine similarity between the query and every stored example,
 //! a vote among the `k` most similar, and per-class confidences `votes / k`. Unlike it, an index is
 //! saved and loaded (safetensors), and remembers which base model produced its embeddings.
+//!
+//! [`gpu`] computes the similarity matrix on a GPU ([`GpuSimilarity`]) for large indexes.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -11,9 +13,13 @@ use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::base::BaseRef;
-use crate::gpu::{cosine_similarity, Gpu};
+use crate::gpu::Gpu;
 use crate::tensor_file::{self, Entry, TensorFile};
 use crate::{Error, Result};
+
+pub mod gpu;
+
+pub use self::gpu::{cosine_similarity, GpuSimilarity};
 
 /// Stored examples: unit-length embeddings with their class.
 #[derive(Clone, Debug)]

@@ -1,12 +1,14 @@
 //! One-shot GPU versions of [`crate::head::cpu`]'s per-operation functions: upload, run one
 //! kernel, read back. They check the kernels against the CPU reference; training itself keeps
-//! everything on the device ([`crate::gpu::GpuBackend`]).
+//! everything on the device ([`super::GpuBackend`]). Same maths types ([`crate::head::maths`])
+//! and the same mapping onto the kernels as the backend ([`super`]).
 
 use ndarray::{Array1, Array2, ArrayView1, ArrayView2};
 
+use super::{dropout_hash, labels_u32, optimizer_step as kernel_step};
 use crate::gpu::context::Gpu;
 use crate::gpu::kernels::{MatMul, Recorder};
-use crate::head::cpu::{CrossEntropy, DenseGrad, DropoutStep};
+use crate::head::maths::{self, CrossEntropy, DenseGrad, DropoutStep, SmoothedTargets};
 use crate::head::optim::StepScalars;
 use crate::head::{Dense, Optimizer};
 use crate::{Error, Result};
@@ -106,12 +108,9 @@ pub fn relu_dropout(
     let (rows, cols) = z.dim();
     let buffer = gpu.upload("activations", &values(z))?;
     let mut rec = Recorder::new(gpu);
-    rec.relu_dropout(&buffer, rows, cols, dropout, layer, 0)?;
+    rec.relu_dropout(&buffer, rows, cols, dropout_hash(dropout), layer, 0)?;
     rec.submit();
-    let scale = match dropout {
-        Some(d) if d.rate > 0.0 => 1.0 / (1.0 - d.rate),
-        _ => 1.0,
-    };
+    let scale = dropout.map_or(1.0, DropoutStep::scale);
     Ok((matrix(rows, cols, gpu.read(&buffer, rows * cols)?)?, scale))
 }
 
@@ -149,24 +148,13 @@ pub fn softmax_cross_entropy(
     smoothing: f32,
 ) -> Result<CrossEntropy> {
     let (rows, classes) = logits.dim();
-    if labels.len() != rows || class_weights.len() != classes || classes == 0 {
+    if classes == 0 {
         return Err(Error::Invalid(format!(
-            "cross-entropy of {rows}x{classes} logits with {} labels and {} class weights",
-            labels.len(),
-            class_weights.len()
+            "cross-entropy of {rows}x0 logits: there are no classes"
         )));
     }
-    let labels32 = labels
-        .iter()
-        .map(|&y| {
-            u32::try_from(y)
-                .ok()
-                .filter(|_| y < classes)
-                .ok_or_else(|| {
-                    Error::Invalid(format!("label {y} is out of range for {classes} classes"))
-                })
-        })
-        .collect::<Result<Vec<u32>>>()?;
+    maths::check_cross_entropy(rows, classes, labels, class_weights)?;
+    let labels32 = labels_u32("", labels, classes)?;
     let zb = gpu.upload("logits", &values(logits))?;
     let yb = gpu.upload("labels", &labels32)?;
     let wb = gpu.upload("class weights", class_weights)?;
@@ -174,7 +162,8 @@ pub fn softmax_cross_entropy(
     let loss = gpu.storage("row losses", (rows * 4) as u64)?;
     let correct = gpu.storage("row correct", (rows * 4) as u64)?;
     let mut rec = Recorder::new(gpu);
-    let inv_batch = 1.0 / rows.max(1) as f32;
+    let inv_batch = maths::inv_batch(rows);
+    let targets = SmoothedTargets::new(smoothing, classes);
     rec.softmax_ce(
         &zb,
         &yb,
@@ -184,7 +173,7 @@ pub fn softmax_cross_entropy(
         &correct,
         rows,
         classes,
-        smoothing,
+        (targets.off, targets.on),
         inv_batch,
     )?;
     rec.submit();
@@ -229,7 +218,8 @@ pub fn optimizer_step(
     let s1 = gpu.upload("state 1", &state.0.to_vec())?;
     let s2 = gpu.upload("state 2", &state.1.to_vec())?;
     let mut rec = Recorder::new(gpu);
-    rec.optimizer_step(optimizer, k, weight_decay, &wb, &gb, &s1, &s2, n)?;
+    let step = kernel_step(optimizer, k, weight_decay);
+    rec.optimizer_step(&step, &wb, &gb, &s1, &s2, n)?;
     rec.submit();
     Ok((
         Array1::from(gpu.read(&wb, n)?),
