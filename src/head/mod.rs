@@ -111,6 +111,8 @@ pub struct Dense {
 /// last, and the last layer gives one logit per class (softmax regression when there is one layer).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Head {
+    /// A plain value, like an array: every use ([`Head::logits`], export, save, training)
+    /// checks it with [`Head::check`] first.
     pub layers: Vec<Dense>,
 }
 
@@ -141,7 +143,7 @@ impl Head {
     }
 
     /// Checks that the layers chain: at least one layer, each bias as long as its layer's outputs,
-    /// each layer taking as many inputs as the previous one gives.
+    /// each layer taking as many inputs as the previous one gives, every number finite.
     pub fn check(&self) -> Result<()> {
         if self.layers.is_empty() {
             return Err(Error::Invalid("the head has no layers".into()));
@@ -154,6 +156,11 @@ impl Head {
                     "head layer {i} is {inputs}x{outputs} with {} biases after a layer giving {}",
                     layer.bias.len(),
                     previous.map_or("the embedding".to_string(), |p| p.to_string())
+                )));
+            }
+            if !(layer.weight.iter().chain(layer.bias.iter())).all(|v| v.is_finite()) {
+                return Err(Error::Invalid(format!(
+                    "head layer {i} holds a weight or bias that is not a finite number"
                 )));
             }
         }
