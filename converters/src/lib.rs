@@ -4,9 +4,21 @@ pub mod efficientnet_lite;
 pub mod onnx_builder;
 pub mod package;
 pub mod speech;
+pub mod tf;
 pub mod tfjs;
 pub mod tflite;
 pub mod torch;
+
+/// The ops each converter translates: (format, sorted op names) for "tfjs-graph" (TF op names),
+/// "tfjs-layers" (Keras layer classes) and "tflite" (builtin operator names). A model using
+/// anything else is refused, with every unsupported op listed.
+pub fn supported_ops() -> Vec<(&'static str, Vec<&'static str>)> {
+    vec![
+        ("tfjs-graph", tfjs::graph::supported_ops()),
+        ("tfjs-layers", tfjs::layers::supported_layers()),
+        ("tflite", tflite::graph::supported_ops()),
+    ]
+}
 
 /// A converter refused its input.
 #[derive(Debug, thiserror::Error)]
