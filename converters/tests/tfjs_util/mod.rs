@@ -114,3 +114,81 @@ pub fn values(n: usize, seed: u32) -> Vec<f32> {
         })
         .collect()
 }
+
+// ---------- graph models ----------
+
+/// A constant: name, shape, and float32 or int32 values.
+pub enum Konst<'a> {
+    F32(&'a str, Vec<usize>, Vec<f32>),
+    I32(&'a str, Vec<usize>, Vec<i32>),
+}
+
+/// Writes a graph model (nodes plus constants in one shard); returns folder and model.json path.
+pub fn write_graph(nodes: Vec<Value>, consts: &[Konst]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = Vec::new();
+    let mut entries = Vec::new();
+    let mut all = nodes;
+    for k in consts {
+        let (name, shape, dtype) = match k {
+            Konst::F32(n, s, v) => {
+                bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+                (n, s, "float32")
+            }
+            Konst::I32(n, s, v) => {
+                bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+                (n, s, "int32")
+            }
+        };
+        entries.push(json!({"name": name, "shape": shape, "dtype": dtype}));
+        all.push(json!({"name": name, "op": "Const", "attr": {}}));
+    }
+    std::fs::write(dir.path().join("g.bin"), bytes).unwrap();
+    let model = json!({
+        "format": "graph-model",
+        "modelTopology": {"node": all, "library": {}, "versions": {}},
+        "weightsManifest": [{"paths": ["g.bin"], "weights": entries}],
+    });
+    let path = dir.path().join("model.json");
+    std::fs::write(&path, serde_json::to_vec(&model).unwrap()).unwrap();
+    (dir, path)
+}
+
+pub fn node(name: &str, op: &str, inputs: &[&str], attr: Value) -> Value {
+    json!({"name": name, "op": op, "input": inputs, "attr": attr})
+}
+
+pub fn placeholder(name: &str, dims: &[i64], dtype: &str) -> Value {
+    let dim: Vec<Value> = dims
+        .iter()
+        .map(|d| json!({"size": d.to_string()}))
+        .collect();
+    node(
+        name,
+        "Placeholder",
+        &[],
+        json!({"dtype": {"type": dtype}, "shape": {"shape": {"dim": dim}}}),
+    )
+}
+
+/// Runs ONNX bytes on one float input; returns every graph output as (shape, values).
+pub fn run_all(onnx: &[u8], shape: &[usize], input: Vec<f32>) -> Vec<(Vec<usize>, Vec<f32>)> {
+    let plan = tract_onnx::onnx()
+        .model_for_read(&mut &onnx[..])
+        .unwrap()
+        .into_optimized()
+        .unwrap()
+        .into_runnable()
+        .unwrap();
+    let x = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), input)
+        .unwrap()
+        .into_tensor();
+    plan.run(tvec!(x.into()))
+        .unwrap()
+        .iter()
+        .map(|t| {
+            let v = t.to_plain_array_view::<f32>().unwrap();
+            (v.shape().to_vec(), v.iter().copied().collect())
+        })
+        .collect()
+}
