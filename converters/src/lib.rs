@@ -1,6 +1,7 @@
 //! graft's importers: read other frameworks' model files safely and emit ONNX.
 
 pub mod efficientnet_lite;
+pub mod half;
 pub mod onnx_builder;
 pub mod package;
 pub mod speech;
@@ -18,6 +19,18 @@ pub fn supported_ops() -> Vec<(&'static str, Vec<&'static str>)> {
         ("tfjs-layers", tfjs::layers::supported_layers()),
         ("tflite", tflite::graph::supported_ops()),
     ]
+}
+
+/// The translation of `key` in a dispatch table of (key, translation) pairs.
+pub(crate) fn lookup<K: PartialEq + Copy, F: Copy>(table: &[(K, F)], key: K) -> Option<F> {
+    table.iter().find(|(k, _)| *k == key).map(|&(_, f)| f)
+}
+
+/// The names of a dispatch table keyed by name, sorted.
+pub(crate) fn sorted_names<F>(table: &[(&'static str, F)]) -> Vec<&'static str> {
+    let mut names: Vec<&'static str> = table.iter().map(|&(n, _)| n).collect();
+    names.sort_unstable();
+    names
 }
 
 /// A converter refused its input.

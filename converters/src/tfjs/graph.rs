@@ -84,14 +84,12 @@ const OPS: &[(&str, OpFn)] = &[
 
 /// The translation of TF op `op`, if it is supported.
 fn op_fn(op: &str) -> Option<OpFn> {
-    OPS.iter().find(|(name, _)| *name == op).map(|&(_, f)| f)
+    crate::lookup(OPS, op)
 }
 
 /// The TF ops the converter handles, sorted.
 pub fn supported_ops() -> Vec<&'static str> {
-    let mut ops: Vec<&str> = OPS.iter().map(|&(name, _)| name).collect();
-    ops.sort_unstable();
-    ops
+    crate::sorted_names(OPS)
 }
 
 fn bad(msg: impl Into<String>) -> Error {

@@ -87,14 +87,12 @@ const LAYERS: &[(&str, Apply)] = &[
 
 /// The translation of layer class `class`, if it is supported.
 fn layer_fn(class: &str) -> Option<Apply> {
-    LAYERS.iter().find(|(c, _)| *c == class).map(|&(_, f)| f)
+    crate::lookup(LAYERS, class)
 }
 
 /// The layer classes the converter handles, sorted.
 pub fn supported_layers() -> Vec<&'static str> {
-    let mut classes: Vec<&str> = LAYERS.iter().map(|&(c, _)| c).collect();
-    classes.sort_unstable();
-    classes
+    crate::sorted_names(LAYERS)
 }
 
 /// One call of a layer.

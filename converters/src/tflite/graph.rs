@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use tract_onnx::pb;
 
 use super::schema::{self, op, Model, Operator, TensorType};
+pub use crate::half::f16_to_f32;
 use crate::onnx_builder::{attr_int, attr_ints, Dim, GraphBuilder};
 use crate::tf::{self, Activation, ClipBounds, FilterLayout, Padding};
 use crate::Error;
@@ -45,7 +46,7 @@ const OPS: &[(i32, OpFn)] = &[
 
 /// The translation of builtin operator `code`, if it is supported.
 fn op_fn(code: i32) -> Option<OpFn> {
-    OPS.iter().find(|&&(c, _)| c == code).map(|&(_, f)| f)
+    crate::lookup(OPS, code)
 }
 
 /// The codes of the builtin operators [`build`] converts.
@@ -223,26 +224,6 @@ fn constant(t: &schema::Tensor) -> Result<Value, Error> {
         // Quantized constants are read by DEQUANTIZE.
         _ => Value::Missing,
     })
-}
-
-/// IEEE half precision to single precision (exact).
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let mant = u32::from(h & 0x3ff);
-    match exp {
-        0 => {
-            // Zero or subnormal: mant * 2^-24.
-            let v = mant as f32 * f32::from_bits(0x3380_0000);
-            if sign != 0 {
-                -v
-            } else {
-                v
-            }
-        }
-        0x1f => f32::from_bits(sign | 0x7f80_0000 | (mant << 13)),
-        _ => f32::from_bits(sign | ((exp + 112) << 23) | (mant << 13)),
-    }
 }
 
 struct Converter<'m, 'a> {
@@ -743,18 +724,6 @@ fn dequantize_bytes(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn half_precision_values() {
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-        assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
-        assert_eq!(f16_to_f32(0x7bff), 65504.0);
-        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
-        assert!(f16_to_f32(0x7e00).is_nan());
-    }
 
     fn window_axis(
         input: usize,
