@@ -2,6 +2,7 @@
 //! compared with direct implementations of TFLite's semantics (NHWC, SAME padding, fused
 //! activations, depth multipliers, resize modes), plus refusals of unsupported or broken files.
 
+mod tf_reference;
 mod tflite_util;
 
 use graft_converters::tflite::convert_bytes;
@@ -10,12 +11,6 @@ use tflite_util::*;
 use tract_onnx::prelude::*;
 
 // ---------- running and reference implementations ----------
-
-/// TFLite SAME padding before the data on one axis.
-fn same_pad(input: usize, k: usize, stride: usize, dilation: usize) -> usize {
-    let out = input.div_ceil(stride);
-    ((out - 1) * stride + (k - 1) * dilation + 1).saturating_sub(input) / 2
-}
 
 /// Direct convolution, NHWC; depthwise when `multiplier` is Some (filter [1,kh,kw,c*m]), else
 /// filter [o,kh,kw,c]. SAME padding.
@@ -30,45 +25,22 @@ fn conv_ref(
     dilation: usize,
     multiplier: Option<usize>,
 ) -> (Vec<f32>, [usize; 4]) {
-    let (kh, kw) = (ws[1], ws[2]);
-    let oc = if multiplier.is_some() { ws[3] } else { ws[0] };
-    let os = [xs[0], xs[1].div_ceil(stride), xs[2].div_ceil(stride), oc];
-    let (pt, pl) = (
-        same_pad(xs[1], kh, stride, dilation),
-        same_pad(xs[2], kw, stride, dilation),
-    );
-    let mut out = vec![0f32; os.iter().product()];
-    for b in 0..os[0] {
-        for oy in 0..os[1] {
-            for ox in 0..os[2] {
-                for o in 0..oc {
-                    let mut acc = bias[o];
-                    for ky in 0..kh {
-                        for kx in 0..kw {
-                            let iy = (oy * stride + ky * dilation) as isize - pt as isize;
-                            let ix = (ox * stride + kx * dilation) as isize - pl as isize;
-                            if iy < 0 || ix < 0 || iy >= xs[1] as isize || ix >= xs[2] as isize {
-                                continue;
-                            }
-                            let (iy, ix) = (iy as usize, ix as usize);
-                            match multiplier {
-                                Some(m) => {
-                                    acc += x[at(xs, b, iy, ix, o / m)] * w[at(ws, 0, ky, kx, o)];
-                                }
-                                None => {
-                                    for c in 0..xs[3] {
-                                        acc += x[at(xs, b, iy, ix, c)] * w[at(ws, o, ky, kx, c)];
-                                    }
-                                }
-                            }
-                        }
-                    }
-                    out[at(os, b, oy, ox, o)] = acc;
-                }
-            }
-        }
-    }
-    (out, os)
+    // As TF's HWIO filter: depthwise [kh, kw, c, m] holds the same data as [1, kh, kw, c * m].
+    let (w, hwio) = match multiplier {
+        Some(m) => (w.to_vec(), [ws[1], ws[2], ws[3] / m, m]),
+        None => tf_reference::ohwi_to_hwio(w, ws),
+    };
+    tf_reference::conv(
+        x,
+        xs,
+        &w,
+        hwio,
+        Some(bias),
+        stride,
+        dilation,
+        true,
+        multiplier,
+    )
 }
 
 fn conv_options(stride: i32, activation: u8, dilation: i32) -> Obj {
@@ -201,47 +173,6 @@ fn pad_pools_and_logistic() {
     assert_close(&out[2].1, &sig, "average pool + logistic");
 }
 
-/// TFLite's bilinear resize of one NHWC image.
-fn resize_ref(
-    x: &[f32],
-    xs: [usize; 4],
-    oh: usize,
-    ow: usize,
-    align: bool,
-    half: bool,
-) -> Vec<f32> {
-    let axis = |o: usize, input: usize, out: usize| -> (usize, usize, f32) {
-        let scale = if align && out > 1 {
-            (input - 1) as f32 / (out - 1) as f32
-        } else {
-            input as f32 / out as f32
-        };
-        let v = if half {
-            (o as f32 + 0.5) * scale - 0.5
-        } else {
-            o as f32 * scale
-        };
-        let lo = v.floor().max(0.0) as usize;
-        let hi = (v.ceil() as usize).min(input - 1);
-        (lo, hi, v - v.floor().max(0.0))
-    };
-    let os = [xs[0], oh, ow, xs[3]];
-    let mut out = vec![0f32; os.iter().product()];
-    for y in 0..oh {
-        let (y0, y1, fy) = axis(y, xs[1], oh);
-        for x_ in 0..ow {
-            let (x0, x1, fx) = axis(x_, xs[2], ow);
-            for c in 0..xs[3] {
-                let p = |yy, xx| x[at(xs, 0, yy, xx, c)];
-                let top = p(y0, x0) + (p(y0, x1) - p(y0, x0)) * fx;
-                let bottom = p(y1, x0) + (p(y1, x1) - p(y1, x0)) * fx;
-                out[at(os, 0, y, x_, c)] = top + (bottom - top) * fy;
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn resize_bilinear_in_every_coordinate_mode() {
     let xs = [1, 3, 4, 2];
@@ -258,7 +189,7 @@ fn resize_bilinear_in_every_coordinate_mode() {
             m.op(23, &[x, size], &[y], Some((15, options)));
             m.outputs.push(y);
             let out = run(&m, &input, &xs);
-            let want = resize_ref(&input, xs, oh, ow, align, half);
+            let want = tf_reference::resize(&input, xs, oh, ow, align, half);
             let what = format!("{oh}x{ow} align_corners={align} half_pixel_centers={half}");
             assert_close(&out[0].1, &want, &what);
         }

@@ -3,6 +3,8 @@
 //! plain Rust ([`reference`]). [`every_supported_op_has_a_test`] fails when an op is listed without
 //! a test here (or a test names an op that is not listed).
 
+#[path = "../tf_reference/mod.rs"]
+mod reference;
 #[path = "../tfjs_util/mod.rs"]
 mod tfjs_util;
 #[path = "../tflite_util/mod.rs"]
@@ -23,7 +25,6 @@ macro_rules! op_tests {
 
 mod graph;
 mod layers;
-mod reference;
 mod tflite;
 
 #[test]

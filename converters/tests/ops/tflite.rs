@@ -63,21 +63,6 @@ fn pool_case(code: i32, max: bool) {
     assert_close(&out.1, &want, &format!("operator {code}"));
 }
 
-/// HWIO filter data reordered to TFLite's OHWI.
-fn hwio_to_ohwi(w: &[f32], [kh, kw, i, o]: [usize; 4]) -> Vec<f32> {
-    let mut out = vec![0f32; w.len()];
-    for y in 0..kh {
-        for x in 0..kw {
-            for c in 0..i {
-                for k in 0..o {
-                    out[((k * kh + y) * kw + x) * i + c] = w[((y * kw + x) * i + c) * o + k];
-                }
-            }
-        }
-    }
-    out
-}
-
 op_tests! {
     "ADD" => add_with_fused_relu { elementwise_case(0, 11, |a, b| a + b) }
     "SUB" => sub_with_fused_relu { elementwise_case(41, 28, |a, b| a - b) }
@@ -85,12 +70,12 @@ op_tests! {
     "AVERAGE_POOL_2D" => average_pool_same { pool_case(1, false) }
     "MAX_POOL_2D" => max_pool_same { pool_case(17, true) }
     "CONV_2D" => conv_valid_stride_2_relu_n1_to_1 {
-        let ws = [2, 2, 2, 3];
-        let w = data(24, 42);
+        let ohwi = data(24, 42);
+        let (w, ws) = r::ohwi_to_hwio(&ohwi, [3, 2, 2, 2]);
         let bias = [0.25, 0.0, -0.25];
         let mut m = Tfl::default();
         let x = m.input("x", &IMG);
-        let wt = m.f32s("w", &[3, 2, 2, 2], &hwio_to_ohwi(&w, ws));
+        let wt = m.f32s("w", &[3, 2, 2, 2], &ohwi);
         let b = m.f32s("b", &[3], &bias);
         let y = m.act("y", &[1, 2, 2, 3]);
         let options = Obj::default()

@@ -45,15 +45,27 @@ pub fn run(
     shape: &[usize],
     input: Vec<f32>,
 ) -> Vec<(Vec<usize>, Vec<f32>)> {
-    let plan = tract_onnx::onnx()
-        .model_for_read(&mut &onnx[..])
-        .unwrap()
-        .with_outputs_by_name(outputs)
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
+    run_outputs(onnx, Some(outputs), shape, input)
+}
+
+/// Runs ONNX bytes on one float input; returns every graph output as (shape, values).
+pub fn run_all(onnx: &[u8], shape: &[usize], input: Vec<f32>) -> Vec<(Vec<usize>, Vec<f32>)> {
+    run_outputs(onnx, None, shape, input)
+}
+
+/// Runs ONNX bytes (with tract, optimised) on one float input; returns the outputs named, or
+/// the graph's own outputs, as (shape, values).
+pub fn run_outputs(
+    onnx: &[u8],
+    outputs: Option<&[&str]>,
+    shape: &[usize],
+    input: Vec<f32>,
+) -> Vec<(Vec<usize>, Vec<f32>)> {
+    let mut model = tract_onnx::onnx().model_for_read(&mut &onnx[..]).unwrap();
+    if let Some(names) = outputs {
+        model = model.with_outputs_by_name(names).unwrap();
+    }
+    let plan = model.into_optimized().unwrap().into_runnable().unwrap();
     let x = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), input)
         .unwrap()
         .into_tensor();
@@ -169,26 +181,4 @@ pub fn placeholder(name: &str, dims: &[i64], dtype: &str) -> Value {
         &[],
         json!({"dtype": {"type": dtype}, "shape": {"shape": {"dim": dim}}}),
     )
-}
-
-/// Runs ONNX bytes on one float input; returns every graph output as (shape, values).
-pub fn run_all(onnx: &[u8], shape: &[usize], input: Vec<f32>) -> Vec<(Vec<usize>, Vec<f32>)> {
-    let plan = tract_onnx::onnx()
-        .model_for_read(&mut &onnx[..])
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
-    let x = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), input)
-        .unwrap()
-        .into_tensor();
-    plan.run(tvec!(x.into()))
-        .unwrap()
-        .iter()
-        .map(|t| {
-            let v = t.to_plain_array_view::<f32>().unwrap();
-            (v.shape().to_vec(), v.iter().copied().collect())
-        })
-        .collect()
 }

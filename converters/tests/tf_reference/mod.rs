@@ -1,4 +1,6 @@
-//! TensorFlow's semantics of the spatial ops, directly: NHWC tensors, HWIO filters.
+//! TensorFlow's semantics of the spatial ops written out directly (NHWC tensors, HWIO filters),
+//! as references for the converter tests.
+#![allow(dead_code)]
 
 /// NHWC index.
 pub fn at(s: [usize; 4], b: usize, y: usize, x: usize, c: usize) -> usize {
@@ -76,6 +78,21 @@ pub fn conv(
         }
     }
     (out, os)
+}
+
+/// A TFLite `[o, kh, kw, i]` filter as TF's HWIO `[kh, kw, i, o]`; returns it with that shape.
+pub fn ohwi_to_hwio(w: &[f32], [o, kh, kw, i]: [usize; 4]) -> (Vec<f32>, [usize; 4]) {
+    let mut out = vec![0f32; w.len()];
+    for k in 0..o {
+        for y in 0..kh {
+            for x in 0..kw {
+                for c in 0..i {
+                    out[((y * kw + x) * i + c) * o + k] = w[((k * kh + y) * kw + x) * i + c];
+                }
+            }
+        }
+    }
+    (out, [kh, kw, i, o])
 }
 
 /// Max or average pooling; the average counts only the cells inside the input.
