@@ -61,13 +61,13 @@ const OPS: &[(&str, OpFn)] = &[
     ("Square", |c, n| c.square(n)),
     ("Softmax", |c, n| c.softmax(n)),
     ("Cast", |c, n| c.cast(n)),
-    ("Reshape", |c, n| c.reshape(n)),
+    ("Reshape", |c, n| c.with_int64(n, "Reshape")),
     ("ExpandDims", |c, n| c.expand_dims(n)),
     ("Squeeze", |c, n| c.squeeze(n)),
     ("ConcatV2", |c, n| c.concat(n)),
     ("Pack", |c, n| c.pack(n)),
     ("Unpack", |c, n| c.unpack(n)),
-    ("GatherNd", |c, n| c.gather_nd(n)),
+    ("GatherNd", |c, n| c.with_int64(n, "GatherND")),
     ("ArgMax", |c, n| c.arg_max(n)),
     ("ResizeBilinear", |c, n| c.resize(n)),
     ("MaxPool", |c, n| c.pool(n, "MaxPool")),
@@ -683,10 +683,12 @@ impl<'w> Converter<'_, 'w> {
         Ok(())
     }
 
-    fn reshape(&mut self, node: &Node) -> Result<(), Error> {
+    /// ONNX `op` of input 0 (channels-last) and input 1 as int64: Reshape (shape), GatherND
+    /// (indices).
+    fn with_int64(&mut self, node: &Node, op: &str) -> Result<(), Error> {
         let x = self.plain(node, 0)?;
-        let s = self.int64(node, 1)?;
-        let y = self.emit(node, "Reshape", &[&x, &s], vec![]);
+        let i = self.int64(node, 1)?;
+        let y = self.emit(node, op, &[&x, &i], vec![]);
         self.set(node, y, false);
         Ok(())
     }
@@ -806,14 +808,6 @@ impl<'w> Converter<'_, 'w> {
             let y = self.net.g.node("Squeeze", &[p, &a], &key, vec![]);
             self.values.insert(key, Value::plain(y, None));
         }
-        Ok(())
-    }
-
-    fn gather_nd(&mut self, node: &Node) -> Result<(), Error> {
-        let x = self.plain(node, 0)?;
-        let idx = self.int64(node, 1)?;
-        let y = self.emit(node, "GatherND", &[&x, &idx], vec![]);
-        self.set(node, y, false);
         Ok(())
     }
 
