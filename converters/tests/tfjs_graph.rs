@@ -5,62 +5,8 @@ mod tfjs_util;
 
 use graft_converters::tfjs::convert;
 use graft_converters::Error;
-use serde_json::{json, Value};
+use serde_json::json;
 use tfjs_util::*;
-
-/// A constant: name, shape, and float32 or int32 values.
-enum Konst<'a> {
-    F32(&'a str, Vec<usize>, Vec<f32>),
-    I32(&'a str, Vec<usize>, Vec<i32>),
-}
-
-/// Writes a graph model (nodes plus constants in one shard); returns folder and model.json path.
-fn write_graph(nodes: Vec<Value>, consts: &[Konst]) -> (tempfile::TempDir, std::path::PathBuf) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut bytes = Vec::new();
-    let mut entries = Vec::new();
-    let mut all = nodes;
-    for k in consts {
-        let (name, shape, dtype) = match k {
-            Konst::F32(n, s, v) => {
-                bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
-                (n, s, "float32")
-            }
-            Konst::I32(n, s, v) => {
-                bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
-                (n, s, "int32")
-            }
-        };
-        entries.push(json!({"name": name, "shape": shape, "dtype": dtype}));
-        all.push(json!({"name": name, "op": "Const", "attr": {}}));
-    }
-    std::fs::write(dir.path().join("g.bin"), bytes).unwrap();
-    let model = json!({
-        "format": "graph-model",
-        "modelTopology": {"node": all, "library": {}, "versions": {}},
-        "weightsManifest": [{"paths": ["g.bin"], "weights": entries}],
-    });
-    let path = dir.path().join("model.json");
-    std::fs::write(&path, serde_json::to_vec(&model).unwrap()).unwrap();
-    (dir, path)
-}
-
-fn node(name: &str, op: &str, inputs: &[&str], attr: Value) -> Value {
-    json!({"name": name, "op": op, "input": inputs, "attr": attr})
-}
-
-fn placeholder(name: &str, dims: &[i64], dtype: &str) -> Value {
-    let dim: Vec<Value> = dims
-        .iter()
-        .map(|d| json!({"size": d.to_string()}))
-        .collect();
-    node(
-        name,
-        "Placeholder",
-        &[],
-        json!({"dtype": {"type": dtype}, "shape": {"shape": {"dim": dim}}}),
-    )
-}
 
 #[test]
 fn resize_fused_conv_concat_and_index_ops() {

@@ -13,70 +13,84 @@ use serde_json::Value as Json;
 use tract_onnx::pb;
 
 use super::base64;
-use super::net::{nchw_axis, Conv, Net, Padding, Value};
+use super::net::{Conv, Net, Value};
 use super::weights::{Data, Tensor, Weights};
 use super::ModelJson;
-use crate::onnx_builder::{attr_float, attr_int, attr_ints, attr_string, DataType, Dim};
+use crate::onnx_builder::{attr_int, attr_ints, DataType, Dim};
+use crate::tf::{self, nchw_axis, Activation, Padding};
 use crate::Error;
 
-/// TF ops the converter handles.
-const SUPPORTED: &[&str] = &[
-    "Placeholder",
-    "Const",
-    "Identity",
-    "StopGradient",
-    "Snapshot",
-    "_FusedConv2D",
-    "Conv2D",
-    "DepthwiseConv2dNative",
-    "FusedDepthwiseConv2dNative",
-    "BiasAdd",
-    "Add",
-    "AddV2",
-    "Sub",
-    "Mul",
-    "RealDiv",
-    "Div",
-    "FloorDiv",
-    "Maximum",
-    "Minimum",
-    "SquaredDifference",
-    "Relu",
-    "Relu6",
-    "Elu",
-    "Selu",
-    "Sigmoid",
-    "Tanh",
-    "Sqrt",
-    "Rsqrt",
-    "Exp",
-    "Log",
-    "Neg",
-    "Abs",
-    "Floor",
-    "Square",
-    "Softmax",
-    "Cast",
-    "Reshape",
-    "ExpandDims",
-    "Squeeze",
-    "ConcatV2",
-    "Pack",
-    "Unpack",
-    "GatherNd",
-    "ArgMax",
-    "ResizeBilinear",
-    "MaxPool",
-    "AvgPool",
-    "Mean",
-    "MatMul",
-    "_FusedMatMul",
-    "Pad",
-    "PadV2",
-    "FusedBatchNorm",
-    "FusedBatchNormV3",
-    "Transpose",
+/// Translates one node (its outputs recorded in the converter).
+type OpFn = fn(&mut Converter, &Node) -> Result<(), Error>;
+
+/// The TF ops the converter handles, each with its translation: the one list of them.
+const OPS: &[(&str, OpFn)] = &[
+    ("Placeholder", |c, n| c.placeholder(n)),
+    ("Const", |c, n| c.constant(n)),
+    ("Identity", |c, n| c.identity(n)),
+    ("StopGradient", |c, n| c.identity(n)),
+    ("Snapshot", |c, n| c.identity(n)),
+    ("_FusedConv2D", |c, n| c.conv(n, false)),
+    ("Conv2D", |c, n| c.conv(n, false)),
+    ("DepthwiseConv2dNative", |c, n| c.conv(n, true)),
+    ("FusedDepthwiseConv2dNative", |c, n| c.conv(n, true)),
+    ("BiasAdd", |c, n| c.binary(n, "Add")),
+    ("Add", |c, n| c.binary(n, "Add")),
+    ("AddV2", |c, n| c.binary(n, "Add")),
+    ("Sub", |c, n| c.binary(n, "Sub")),
+    ("Mul", |c, n| c.binary(n, "Mul")),
+    ("RealDiv", |c, n| c.binary(n, "Div")),
+    ("Div", |c, n| c.binary(n, "Div")),
+    ("FloorDiv", |c, n| c.floor_div(n)),
+    ("Maximum", |c, n| c.binary(n, "Max")),
+    ("Minimum", |c, n| c.binary(n, "Min")),
+    ("SquaredDifference", |c, n| c.squared_difference(n)),
+    ("Relu", |c, n| c.activation(n, Activation::Relu)),
+    ("Relu6", |c, n| c.activation(n, Activation::RELU6)),
+    ("Elu", |c, n| c.activation(n, Activation::Elu(None))),
+    ("Selu", |c, n| c.activation(n, Activation::Selu)),
+    ("Sigmoid", |c, n| c.activation(n, Activation::Sigmoid)),
+    ("Tanh", |c, n| c.activation(n, Activation::Tanh)),
+    ("Sqrt", |c, n| c.unary(n, "Sqrt")),
+    ("Rsqrt", |c, n| c.rsqrt(n)),
+    ("Exp", |c, n| c.unary(n, "Exp")),
+    ("Log", |c, n| c.unary(n, "Log")),
+    ("Neg", |c, n| c.unary(n, "Neg")),
+    ("Abs", |c, n| c.unary(n, "Abs")),
+    ("Floor", |c, n| c.unary(n, "Floor")),
+    ("Square", |c, n| c.square(n)),
+    ("Softmax", |c, n| c.softmax(n)),
+    ("Cast", |c, n| c.cast(n)),
+    ("Reshape", |c, n| c.with_int64(n, "Reshape")),
+    ("ExpandDims", |c, n| c.expand_dims(n)),
+    ("Squeeze", |c, n| c.squeeze(n)),
+    ("ConcatV2", |c, n| c.concat(n)),
+    ("Pack", |c, n| c.pack(n)),
+    ("Unpack", |c, n| c.unpack(n)),
+    ("GatherNd", |c, n| c.with_int64(n, "GatherND")),
+    ("ArgMax", |c, n| c.arg_max(n)),
+    ("ResizeBilinear", |c, n| c.resize(n)),
+    ("MaxPool", |c, n| c.pool(n, "MaxPool")),
+    ("AvgPool", |c, n| c.pool(n, "AveragePool")),
+    ("Mean", |c, n| c.mean(n)),
+    ("MatMul", |c, n| c.matmul(n, false)),
+    ("_FusedMatMul", |c, n| c.matmul(n, true)),
+    ("Pad", |c, n| c.pad(n, false)),
+    ("PadV2", |c, n| c.pad(n, true)),
+    ("FusedBatchNorm", |c, n| c.batch_norm(n)),
+    ("FusedBatchNormV3", |c, n| c.batch_norm(n)),
+    ("Transpose", |c, n| c.transpose(n)),
 ];
+
+/// The translation of TF op `op`, if it is supported.
+fn op_fn(op: &str) -> Option<OpFn> {
+    crate::lookup(OPS, op)
+}
+
+/// The TF ops the converter handles, sorted.
+pub fn supported_ops() -> Vec<&'static str> {
+    crate::sorted_names(OPS)
+}
 
 fn bad(msg: impl Into<String>) -> Error {
     Error::Format(format!("TF.js graph model: {}", msg.into()))
@@ -279,7 +293,7 @@ pub fn convert(model: &ModelJson, weights: &Weights) -> Result<pb::ModelProto, E
         .map(Node::parse)
         .collect::<Result<Vec<_>, _>>()?;
     let mut found: BTreeMap<&str, usize> = BTreeMap::new();
-    for n in nodes.iter().filter(|n| !SUPPORTED.contains(&n.op)) {
+    for n in nodes.iter().filter(|n| op_fn(n.op).is_none()) {
         *found.entry(n.op).or_default() += 1;
     }
     if !found.is_empty() {
@@ -419,38 +433,27 @@ impl<'w> Converter<'_, 'w> {
         } else {
             (t.shape.clone(), None)
         };
-        let permute = |n: usize| -> Vec<usize> {
+        let permute = |n: usize| -> Result<Vec<usize>, Error> {
+            let idx: Vec<usize> = (0..n).collect();
             match &perm {
-                None => (0..n).collect(),
-                Some(s) => {
-                    let (a, h, w, c) = (s[0], s[1], s[2], s[3]);
-                    let mut idx = Vec::with_capacity(n);
-                    for ia in 0..a {
-                        for ic in 0..c {
-                            for ih in 0..h {
-                                for iw in 0..w {
-                                    idx.push(((ia * h + ih) * w + iw) * c + ic);
-                                }
-                            }
-                        }
-                    }
-                    idx
-                }
+                None => Ok(idx),
+                Some(s) => tf::nhwc_to_nchw(&idx, [s[0], s[1], s[2], s[3]])
+                    .map_err(|e| bad(format!("constant {key}: {e}"))),
             }
         };
         let name = format!("{key}#const");
         let out = if int64 {
             let v = t.to_i64(key)?;
-            let v: Vec<i64> = permute(v.len()).into_iter().map(|i| v[i]).collect();
+            let v: Vec<i64> = permute(v.len())?.into_iter().map(|i| v[i]).collect();
             self.net.g.initializer_i64(&name, &shape, &v)
         } else {
             match &t.data {
                 Data::F32(v) => {
-                    let v: Vec<f32> = permute(v.len()).into_iter().map(|i| v[i]).collect();
+                    let v: Vec<f32> = permute(v.len())?.into_iter().map(|i| v[i]).collect();
                     self.net.g.initializer_f32(&name, &shape, &v)
                 }
                 Data::I32(v) => {
-                    let v: Vec<i32> = permute(v.len()).into_iter().map(|i| v[i]).collect();
+                    let v: Vec<i32> = permute(v.len())?.into_iter().map(|i| v[i]).collect();
                     self.net.g.initializer_i32(&name, &shape, &v)
                 }
             }
@@ -522,301 +525,319 @@ impl<'w> Converter<'_, 'w> {
     }
 
     fn node(&mut self, node: &Node) -> Result<(), Error> {
-        let name = node.name;
-        let g1 =
-            |net: &mut Net, op: &str, inputs: &[&str], attrs| net.g.node(op, inputs, name, attrs);
-        if node.op == "Cast" && self.values.contains_key(name) {
+        if node.op == "Cast" && self.values.contains_key(node.name) {
             return Ok(()); // a cast of a float-typed image input: already that input
         }
-        match node.op {
-            "Const" => {
-                let t = self
-                    .weights
-                    .tensors
-                    .get(name)
-                    .ok_or_else(|| bad(format!("Const {name} has no value in the weights")))?;
-                self.consts.insert(name.to_string(), t);
-            }
-            "Placeholder" => self.placeholder(node)?,
-            "Identity" | "StopGradient" | "Snapshot" => {
-                let x = self.plain(node, 0)?;
-                let y = g1(&mut self.net, "Identity", &[&x], vec![]);
-                self.set(node, y, false);
-            }
-            "_FusedConv2D" | "Conv2D" | "DepthwiseConv2dNative" | "FusedDepthwiseConv2dNative" => {
-                self.conv(node)?
-            }
-            "BiasAdd" | "Add" | "AddV2" | "Sub" | "Mul" | "RealDiv" | "Div" | "Maximum"
-            | "Minimum" => {
-                let (ins, nchw) = self.elementwise(node)?;
-                let op = match node.op {
-                    "Sub" => "Sub",
-                    "Mul" => "Mul",
-                    "RealDiv" | "Div" => "Div",
-                    "Maximum" => "Max",
-                    "Minimum" => "Min",
-                    _ => "Add",
-                };
-                let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
-                let y = g1(&mut self.net, op, &refs, vec![]);
-                self.set(node, y, nchw);
-            }
-            "SquaredDifference" => {
-                let (ins, nchw) = self.elementwise(node)?;
-                let [a, b] = &ins[..] else {
-                    return Err(bad(format!("node {name}: takes two inputs")));
-                };
-                let d = self
-                    .net
+        let f = op_fn(node.op)
+            .ok_or_else(|| Error::Unsupported(format!("node {}: op {}", node.name, node.op)))?;
+        f(self, node)
+    }
+
+    /// Adds a node named after `node` whose output is its (first) output.
+    fn emit(
+        &mut self,
+        node: &Node,
+        op: &str,
+        inputs: &[&str],
+        attrs: Vec<pb::AttributeProto>,
+    ) -> String {
+        self.net.g.node(op, inputs, node.name, attrs)
+    }
+
+    /// Input `i`, a computed tensor in whichever layout it has, or a constant (channels-last).
+    fn value(&mut self, node: &Node, i: usize) -> Result<Value, Error> {
+        match self.input(node, i)? {
+            Input::Value(v) => Ok(v),
+            Input::Const(_) => Ok(Value::plain(self.plain(node, i)?, None)),
+        }
+    }
+
+    fn constant(&mut self, node: &Node) -> Result<(), Error> {
+        let name = node.name;
+        let t = self
+            .weights
+            .tensors
+            .get(name)
+            .ok_or_else(|| bad(format!("Const {name} has no value in the weights")))?;
+        self.consts.insert(name.to_string(), t);
+        Ok(())
+    }
+
+    fn identity(&mut self, node: &Node) -> Result<(), Error> {
+        let x = self.plain(node, 0)?;
+        let y = self.emit(node, "Identity", &[&x], vec![]);
+        self.set(node, y, false);
+        Ok(())
+    }
+
+    /// An elementwise op of two (broadcast) inputs.
+    fn binary(&mut self, node: &Node, op: &str) -> Result<(), Error> {
+        let (ins, nchw) = self.elementwise(node)?;
+        let refs: Vec<&str> = ins.iter().map(String::as_str).collect();
+        let y = self.emit(node, op, &refs, vec![]);
+        self.set(node, y, nchw);
+        Ok(())
+    }
+
+    /// The two inputs of a binary op, as [`Converter::elementwise`] gives them.
+    fn two(&mut self, node: &Node) -> Result<([String; 2], bool), Error> {
+        let (ins, nchw) = self.elementwise(node)?;
+        match <[String; 2]>::try_from(ins) {
+            Ok(pair) => Ok((pair, nchw)),
+            Err(_) => Err(bad(format!("node {}: takes two inputs", node.name))),
+        }
+    }
+
+    /// `(a - b)^2`.
+    fn squared_difference(&mut self, node: &Node) -> Result<(), Error> {
+        let name = node.name;
+        let ([a, b], nchw) = self.two(node)?;
+        let d = self
+            .net
+            .g
+            .node("Sub", &[&a, &b], &format!("{name}#diff"), vec![]);
+        let y = self.emit(node, "Mul", &[&d, &d], vec![]);
+        self.set(node, y, nchw);
+        Ok(())
+    }
+
+    /// Division rounding down: `floor(a / b)` for floats; for integers, exactly
+    /// `(a - (a mod b)) / b` with the modulo taking the divisor's sign.
+    fn floor_div(&mut self, node: &Node) -> Result<(), Error> {
+        let name = node.name;
+        let ([a, b], nchw) = self.two(node)?;
+        let y = if node.dtype("T") == Some("DT_FLOAT") {
+            let q = self
+                .net
+                .g
+                .node("Div", &[&a, &b], &format!("{name}#div"), vec![]);
+            self.emit(node, "Floor", &[&q], vec![])
+        } else {
+            let m = self.net.g.node(
+                "Mod",
+                &[&a, &b],
+                &format!("{name}#mod"),
+                vec![attr_int("fmod", 0)],
+            );
+            let d = self
+                .net
+                .g
+                .node("Sub", &[&a, &m], &format!("{name}#sub"), vec![]);
+            self.emit(node, "Div", &[&d, &b], vec![])
+        };
+        self.set(node, y, nchw);
+        Ok(())
+    }
+
+    /// An activation op; the input's layout is kept.
+    fn activation(&mut self, node: &Node, act: Activation) -> Result<(), Error> {
+        let v = self.value(node, 0)?;
+        let y = self.net.activate(&v.name, act, node.name);
+        self.set(node, y, v.nchw);
+        Ok(())
+    }
+
+    /// A one-input elementwise op that ONNX has under the name `op`; the input's layout is kept.
+    fn unary(&mut self, node: &Node, op: &str) -> Result<(), Error> {
+        let v = self.value(node, 0)?;
+        let y = self.emit(node, op, &[&v.name], vec![]);
+        self.set(node, y, v.nchw);
+        Ok(())
+    }
+
+    /// `1 / sqrt(x)`.
+    fn rsqrt(&mut self, node: &Node) -> Result<(), Error> {
+        let v = self.value(node, 0)?;
+        let s = self
+            .net
+            .g
+            .node("Sqrt", &[&v.name], &format!("{}#sqrt", node.name), vec![]);
+        let y = self.emit(node, "Reciprocal", &[&s], vec![]);
+        self.set(node, y, v.nchw);
+        Ok(())
+    }
+
+    /// `x * x`.
+    fn square(&mut self, node: &Node) -> Result<(), Error> {
+        let v = self.value(node, 0)?;
+        let y = self.emit(node, "Mul", &[&v.name, &v.name], vec![]);
+        self.set(node, y, v.nchw);
+        Ok(())
+    }
+
+    fn cast(&mut self, node: &Node) -> Result<(), Error> {
+        let v = self.value(node, 0)?;
+        let dst = node.dtype("DstT").unwrap_or("(none)");
+        let to = onnx_type(dst)
+            .ok_or_else(|| Error::Unsupported(format!("node {}: Cast to {dst}", node.name)))?;
+        let y = self.emit(node, "Cast", &[&v.name], vec![attr_int("to", to as i64)]);
+        self.set(node, y, v.nchw);
+        Ok(())
+    }
+
+    /// Softmax over the last axis.
+    fn softmax(&mut self, node: &Node) -> Result<(), Error> {
+        let x = self.plain(node, 0)?;
+        let y = self.emit(node, "Softmax", &[&x], vec![attr_int("axis", -1)]);
+        self.set(node, y, false);
+        Ok(())
+    }
+
+    /// ONNX `op` of input 0 (channels-last) and input 1 as int64: Reshape (shape), GatherND
+    /// (indices).
+    fn with_int64(&mut self, node: &Node, op: &str) -> Result<(), Error> {
+        let x = self.plain(node, 0)?;
+        let i = self.int64(node, 1)?;
+        let y = self.emit(node, op, &[&x, &i], vec![]);
+        self.set(node, y, false);
+        Ok(())
+    }
+
+    fn expand_dims(&mut self, node: &Node) -> Result<(), Error> {
+        let x = self.plain(node, 0)?;
+        let axis = self.const_scalar(node, 1, "axis")?;
+        let a = self
+            .net
+            .g
+            .initializer_i64(&format!("{}#axes", node.name), &[1], &[axis]);
+        let y = self.emit(node, "Unsqueeze", &[&x, &a], vec![]);
+        self.set(node, y, false);
+        Ok(())
+    }
+
+    /// Squeeze of `squeeze_dims` (or `axis`), else of every dimension of size 1.
+    fn squeeze(&mut self, node: &Node) -> Result<(), Error> {
+        let x = self.plain(node, 0)?;
+        let dims = node
+            .ints("squeeze_dims")?
+            .or(node.ints("axis")?)
+            .unwrap_or_default();
+        let y = if dims.is_empty() {
+            self.emit(node, "Squeeze", &[&x], vec![])
+        } else {
+            let a =
+                self.net
                     .g
-                    .node("Sub", &[a, b], &format!("{name}#diff"), vec![]);
-                let y = g1(&mut self.net, "Mul", &[&d, &d], vec![]);
-                self.set(node, y, nchw);
-            }
-            "FloorDiv" => {
-                let (ins, nchw) = self.elementwise(node)?;
-                let [a, b] = &ins[..] else {
-                    return Err(bad(format!("node {name}: takes two inputs")));
-                };
-                let y = if node.dtype("T") == Some("DT_FLOAT") {
-                    let q = self
-                        .net
-                        .g
-                        .node("Div", &[a, b], &format!("{name}#div"), vec![]);
-                    g1(&mut self.net, "Floor", &[&q], vec![])
-                } else {
-                    // Exact for integers: (a - (a mod b)) / b, mod taking the divisor's sign.
-                    let m = self.net.g.node(
-                        "Mod",
-                        &[a, b],
-                        &format!("{name}#mod"),
-                        vec![attr_int("fmod", 0)],
-                    );
-                    let d = self
-                        .net
-                        .g
-                        .node("Sub", &[a, &m], &format!("{name}#sub"), vec![]);
-                    g1(&mut self.net, "Div", &[&d, b], vec![])
-                };
-                self.set(node, y, nchw);
-            }
-            "Relu" | "Relu6" | "Elu" | "Selu" | "Sigmoid" | "Tanh" | "Sqrt" | "Rsqrt" | "Exp"
-            | "Log" | "Neg" | "Abs" | "Floor" | "Square" | "Cast" => self.unary(node)?,
-            "Softmax" => {
-                let x = self.plain(node, 0)?;
-                let y = g1(&mut self.net, "Softmax", &[&x], vec![attr_int("axis", -1)]);
-                self.set(node, y, false);
-            }
-            "Reshape" => {
-                let x = self.plain(node, 0)?;
-                let s = self.int64(node, 1)?;
-                let y = g1(&mut self.net, "Reshape", &[&x, &s], vec![]);
-                self.set(node, y, false);
-            }
-            "ExpandDims" => {
-                let x = self.plain(node, 0)?;
-                let axis = self.const_scalar(node, 1, "axis")?;
-                let a = self
-                    .net
+                    .initializer_i64(&format!("{}#axes", node.name), &[dims.len()], &dims);
+            self.emit(node, "Squeeze", &[&x, &a], vec![])
+        };
+        self.set(node, y, false);
+        Ok(())
+    }
+
+    /// ConcatV2 (axis last): NCHW inputs stay NCHW when the axis maps.
+    fn concat(&mut self, node: &Node) -> Result<(), Error> {
+        let n = node.inputs.len();
+        if n < 2 {
+            return Err(bad(format!("node {}: ConcatV2 without inputs", node.name)));
+        }
+        let axis = self.const_scalar(node, n - 1, "axis")?;
+        let ins: Vec<Input> = (0..n - 1)
+            .map(|i| self.input(node, i))
+            .collect::<Result<_, _>>()?;
+        let nchw = ins.iter().all(|i| matches!(i, Input::Value(v) if v.nchw));
+        let (axis, nchw) = match (nchw, nchw_axis(axis)) {
+            (true, Some(a)) => (a, true),
+            _ => (axis, false),
+        };
+        let mut names = Vec::new();
+        for i in 0..n - 1 {
+            names.push(match self.input(node, i)? {
+                Input::Value(v) if nchw => v.name,
+                _ => self.plain(node, i)?,
+            });
+        }
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let y = self.emit(node, "Concat", &refs, vec![attr_int("axis", axis)]);
+        self.set(node, y, nchw);
+        Ok(())
+    }
+
+    /// Pack: each input unsqueezed at `axis`, then concatenated.
+    fn pack(&mut self, node: &Node) -> Result<(), Error> {
+        let name = node.name;
+        let axis = node.int("axis").unwrap_or(0);
+        let a = self
+            .net
+            .g
+            .initializer_i64(&format!("{name}#axes"), &[1], &[axis]);
+        let mut parts = Vec::new();
+        for i in 0..node.inputs.len() {
+            let x = self.plain(node, i)?;
+            parts.push(
+                self.net
                     .g
-                    .initializer_i64(&format!("{name}#axes"), &[1], &[axis]);
-                let y = g1(&mut self.net, "Unsqueeze", &[&x, &a], vec![]);
-                self.set(node, y, false);
-            }
-            "Squeeze" => {
-                let x = self.plain(node, 0)?;
-                let dims = node
-                    .ints("squeeze_dims")?
-                    .or(node.ints("axis")?)
-                    .unwrap_or_default();
-                let y = if dims.is_empty() {
-                    g1(&mut self.net, "Squeeze", &[&x], vec![])
-                } else {
-                    let a =
-                        self.net
-                            .g
-                            .initializer_i64(&format!("{name}#axes"), &[dims.len()], &dims);
-                    g1(&mut self.net, "Squeeze", &[&x, &a], vec![])
-                };
-                self.set(node, y, false);
-            }
-            "ConcatV2" => {
-                let n = node.inputs.len();
-                if n < 2 {
-                    return Err(bad(format!("node {name}: ConcatV2 without inputs")));
-                }
-                let axis = self.const_scalar(node, n - 1, "axis")?;
-                let ins: Vec<Input> = (0..n - 1)
-                    .map(|i| self.input(node, i))
-                    .collect::<Result<_, _>>()?;
-                let nchw = ins.iter().all(|i| matches!(i, Input::Value(v) if v.nchw));
-                let (axis, nchw) = match (nchw, nchw_axis(axis)) {
-                    (true, Some(a)) => (a, true),
-                    _ => (axis, false),
-                };
-                let mut names = Vec::new();
-                for i in 0..n - 1 {
-                    names.push(match self.input(node, i)? {
-                        Input::Value(v) if nchw => v.name,
-                        _ => self.plain(node, i)?,
-                    });
-                }
-                let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-                let y = g1(&mut self.net, "Concat", &refs, vec![attr_int("axis", axis)]);
-                self.set(node, y, nchw);
-            }
-            "Pack" => {
-                let axis = node.int("axis").unwrap_or(0);
-                let a = self
-                    .net
-                    .g
-                    .initializer_i64(&format!("{name}#axes"), &[1], &[axis]);
-                let mut parts = Vec::new();
-                for i in 0..node.inputs.len() {
-                    let x = self.plain(node, i)?;
-                    parts.push(self.net.g.node(
-                        "Unsqueeze",
-                        &[&x, &a],
-                        &format!("{name}#{i}"),
-                        vec![],
-                    ));
-                }
-                if parts.is_empty() {
-                    return Err(bad(format!("node {name}: Pack of nothing")));
-                }
-                let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-                let y = g1(&mut self.net, "Concat", &refs, vec![attr_int("axis", axis)]);
-                self.set(node, y, false);
-            }
-            "Unpack" => {
-                let x = self.plain(node, 0)?;
-                let axis = node.int("axis").unwrap_or(0);
-                let num = node
-                    .int("num")
-                    .and_then(|n| usize::try_from(n).ok())
-                    .filter(|&n| (1..=4096).contains(&n))
-                    .ok_or_else(|| bad(format!("node {name}: Unpack needs num")))?;
-                let parts: Vec<String> = (0..num).map(|k| format!("{name}#part{k}")).collect();
-                let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-                let parts =
-                    self.net
-                        .g
-                        .node_multi("Split", &[&x], &refs, vec![attr_int("axis", axis)]);
-                let a = self
-                    .net
-                    .g
-                    .initializer_i64(&format!("{name}#axes"), &[1], &[axis]);
-                for (k, p) in parts.iter().enumerate() {
-                    let key = if k == 0 {
-                        name.to_string()
-                    } else {
-                        format!("{name}:{k}")
-                    };
-                    let y = self.net.g.node("Squeeze", &[p, &a], &key, vec![]);
-                    self.values.insert(key, Value::plain(y, None));
-                }
-            }
-            "GatherNd" => {
-                let x = self.plain(node, 0)?;
-                let idx = self.int64(node, 1)?;
-                let y = g1(&mut self.net, "GatherND", &[&x, &idx], vec![]);
-                self.set(node, y, false);
-            }
-            "ArgMax" => {
-                let x = self.plain(node, 0)?;
-                let axis = self.const_scalar(node, 1, "dimension")?;
-                let out_type = node.dtype("output_type").unwrap_or("DT_INT64");
-                let y = if out_type == "DT_INT64" {
-                    g1(
-                        &mut self.net,
-                        "ArgMax",
-                        &[&x],
-                        vec![attr_int("axis", axis), attr_int("keepdims", 0)],
-                    )
-                } else {
-                    let to = onnx_type(out_type).ok_or_else(|| {
-                        Error::Unsupported(format!("node {name}: ArgMax to {out_type}"))
-                    })?;
-                    let i = self.net.g.node(
-                        "ArgMax",
-                        &[&x],
-                        &format!("{name}#int64"),
-                        vec![attr_int("axis", axis), attr_int("keepdims", 0)],
-                    );
-                    g1(
-                        &mut self.net,
-                        "Cast",
-                        &[&i],
-                        vec![attr_int("to", to as i64)],
-                    )
-                };
-                self.set(node, y, false);
-            }
-            "ResizeBilinear" => self.resize(node)?,
-            "MaxPool" | "AvgPool" => self.pool(node)?,
-            "Mean" => self.mean(node)?,
-            "MatMul" | "_FusedMatMul" => self.matmul(node)?,
-            "Pad" | "PadV2" => self.pad(node)?,
-            "FusedBatchNorm" | "FusedBatchNormV3" => self.batch_norm(node)?,
-            "Transpose" => {
-                let x = self.plain(node, 0)?;
-                let perm = self.const_ints(node, 1, "perm")?;
-                let y = g1(
-                    &mut self.net,
-                    "Transpose",
-                    &[&x],
-                    vec![attr_ints("perm", &perm)],
-                );
-                self.set(node, y, false);
-            }
-            other => return Err(Error::Unsupported(format!("node {name}: op {other}"))),
+                    .node("Unsqueeze", &[&x, &a], &format!("{name}#{i}"), vec![]),
+            );
+        }
+        if parts.is_empty() {
+            return Err(bad(format!("node {name}: Pack of nothing")));
+        }
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let y = self.emit(node, "Concat", &refs, vec![attr_int("axis", axis)]);
+        self.set(node, y, false);
+        Ok(())
+    }
+
+    /// Unpack into `num` tensors (`name`, `name:1`, ...): a Split, each part squeezed.
+    fn unpack(&mut self, node: &Node) -> Result<(), Error> {
+        let name = node.name;
+        let x = self.plain(node, 0)?;
+        let axis = node.int("axis").unwrap_or(0);
+        let num = node
+            .int("num")
+            .and_then(|n| usize::try_from(n).ok())
+            .filter(|&n| (1..=4096).contains(&n))
+            .ok_or_else(|| bad(format!("node {name}: Unpack needs num")))?;
+        let parts: Vec<String> = (0..num).map(|k| format!("{name}#part{k}")).collect();
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        let parts = self
+            .net
+            .g
+            .node_multi("Split", &[&x], &refs, vec![attr_int("axis", axis)]);
+        let a = self
+            .net
+            .g
+            .initializer_i64(&format!("{name}#axes"), &[1], &[axis]);
+        for (k, p) in parts.iter().enumerate() {
+            let key = if k == 0 {
+                name.to_string()
+            } else {
+                format!("{name}:{k}")
+            };
+            let y = self.net.g.node("Squeeze", &[p, &a], &key, vec![]);
+            self.values.insert(key, Value::plain(y, None));
         }
         Ok(())
     }
 
-    fn unary(&mut self, node: &Node) -> Result<(), Error> {
+    /// ArgMax over a constant axis, cast when `output_type` is not int64.
+    fn arg_max(&mut self, node: &Node) -> Result<(), Error> {
         let name = node.name;
-        let v = match self.input(node, 0)? {
-            Input::Value(v) => v,
-            Input::Const(_) => Value::plain(self.plain(node, 0)?, None),
+        let x = self.plain(node, 0)?;
+        let axis = self.const_scalar(node, 1, "dimension")?;
+        let out_type = node.dtype("output_type").unwrap_or("DT_INT64");
+        let attrs = vec![attr_int("axis", axis), attr_int("keepdims", 0)];
+        let y = if out_type == "DT_INT64" {
+            self.emit(node, "ArgMax", &[&x], attrs)
+        } else {
+            let to = onnx_type(out_type)
+                .ok_or_else(|| Error::Unsupported(format!("node {name}: ArgMax to {out_type}")))?;
+            let i = self
+                .net
+                .g
+                .node("ArgMax", &[&x], &format!("{name}#int64"), attrs);
+            self.emit(node, "Cast", &[&i], vec![attr_int("to", to as i64)])
         };
-        let x = v.name.as_str();
-        let y = match node.op {
-            "Relu6" => self.net.clip(x, 0.0, 6.0, name),
-            "Square" => self.net.g.node("Mul", &[x, x], name, vec![]),
-            "Rsqrt" => {
-                let s = self
-                    .net
-                    .g
-                    .node("Sqrt", &[x], &format!("{name}#sqrt"), vec![]);
-                self.net.g.node("Reciprocal", &[&s], name, vec![])
-            }
-            "Cast" => {
-                let dst = node.dtype("DstT").unwrap_or("(none)");
-                let to = onnx_type(dst)
-                    .ok_or_else(|| Error::Unsupported(format!("node {name}: Cast to {dst}")))?;
-                self.net
-                    .g
-                    .node("Cast", &[x], name, vec![attr_int("to", to as i64)])
-            }
-            op => {
-                let onnx = match op {
-                    "Relu" => "Relu",
-                    "Elu" => "Elu",
-                    "Selu" => "Selu",
-                    "Sigmoid" => "Sigmoid",
-                    "Tanh" => "Tanh",
-                    "Sqrt" => "Sqrt",
-                    "Exp" => "Exp",
-                    "Log" => "Log",
-                    "Neg" => "Neg",
-                    "Abs" => "Abs",
-                    _ => "Floor",
-                };
-                self.net.g.node(onnx, &[x], name, vec![])
-            }
-        };
-        self.set(node, y, v.nchw);
+        self.set(node, y, false);
+        Ok(())
+    }
+
+    fn transpose(&mut self, node: &Node) -> Result<(), Error> {
+        let x = self.plain(node, 0)?;
+        let perm = self.const_ints(node, 1, "perm")?;
+        let y = self.emit(node, "Transpose", &[&x], vec![attr_ints("perm", &perm)]);
+        self.set(node, y, false);
         Ok(())
     }
 
@@ -893,7 +914,8 @@ impl<'w> Converter<'_, 'w> {
         }
     }
 
-    fn conv(&mut self, node: &Node) -> Result<(), Error> {
+    /// Conv2D / DepthwiseConv2dNative and their fused forms (bias and activation).
+    fn conv(&mut self, node: &Node, depthwise: bool) -> Result<(), Error> {
         let name = node.name;
         let x = self.spatial_input(node)?;
         let filter = self.konst(node, 1, "filter")?;
@@ -912,7 +934,6 @@ impl<'w> Converter<'_, 'w> {
             None => None,
         };
         let kernel = filter.to_f32();
-        let depthwise = node.op.contains("Depthwise");
         let conv = Conv {
             kernel_shape: if depthwise {
                 [kh, kw, 1, cin * m]
@@ -945,50 +966,21 @@ impl<'w> Converter<'_, 'w> {
         act: Option<&str>,
     ) -> Result<String, Error> {
         let name = node.name;
-        Ok(match act {
-            None => y.to_string(),
-            Some("Relu") => self.net.g.node("Relu", &[y], name, vec![]),
-            Some("Relu6") => self.net.clip(y, 0.0, 6.0, name),
-            Some("Elu") => self.net.g.node("Elu", &[y], name, vec![]),
-            Some("Sigmoid") => self.net.g.node("Sigmoid", &[y], name, vec![]),
-            Some("Tanh") => self.net.g.node("Tanh", &[y], name, vec![]),
-            Some("LeakyRelu") => {
-                let alpha = node.float("leakyrelu_alpha").unwrap_or(0.2) as f32;
-                self.net
-                    .g
-                    .node("LeakyRelu", &[y], name, vec![attr_float("alpha", alpha)])
-            }
-            Some(other) => {
-                return Err(Error::Unsupported(format!(
-                    "node {name}: fused activation {other}"
-                )))
-            }
-        })
+        let Some(act) = act else {
+            return Ok(y.to_string());
+        };
+        let act = Activation::tf_fused(act, node.float("leakyrelu_alpha"))
+            .ok_or_else(|| Error::Unsupported(format!("node {name}: fused activation {act}")))?;
+        Ok(self.net.activate(y, act, name))
     }
 
     /// MaxPool / AvgPool (TF's average excludes the padding, as `count_include_pad = 0`).
-    fn pool(&mut self, node: &Node) -> Result<(), Error> {
+    fn pool(&mut self, node: &Node, op: &str) -> Result<(), Error> {
         let x = self.spatial_input(node)?;
         let ksize = hw_list(node, "ksize")?;
         let strides = hw_list(node, "strides")?;
-        let (op, mut attrs) = if node.op == "MaxPool" {
-            ("MaxPool", vec![])
-        } else {
-            ("AveragePool", vec![attr_int("count_include_pad", 0)])
-        };
-        attrs.push(attr_ints(
-            "kernel_shape",
-            &[ksize[0] as i64, ksize[1] as i64],
-        ));
-        attrs.push(attr_ints(
-            "strides",
-            &[strides[0] as i64, strides[1] as i64],
-        ));
-        attrs.push(match padding(node)? {
-            Padding::Same => attr_string("auto_pad", "SAME_UPPER"),
-            _ => attr_ints("pads", &[0, 0, 0, 0]),
-        });
-        let y = self.net.g.node(op, &[&x], node.name, attrs);
+        let attrs = tf::pool_attrs(op, ksize, strides, padding(node)?);
+        let y = self.emit(node, op, &[&x], attrs);
         self.set(node, y, true);
         Ok(())
     }
@@ -1034,11 +1026,11 @@ impl<'w> Converter<'_, 'w> {
     }
 
     /// MatMul / _FusedMatMul (2-d) as Gemm, with a fused bias and activation.
-    fn matmul(&mut self, node: &Node) -> Result<(), Error> {
+    fn matmul(&mut self, node: &Node, fused: bool) -> Result<(), Error> {
         let name = node.name;
         let a = self.plain(node, 0)?;
         let b = self.plain(node, 1)?;
-        let (bias, act) = if node.op == "_FusedMatMul" {
+        let (bias, act) = if fused {
             fused_ops(node)?
         } else {
             (None, None)
@@ -1105,7 +1097,7 @@ impl<'w> Converter<'_, 'w> {
     }
 
     /// Pad / PadV2 with constant paddings `[rank, 2]` (and a constant value for PadV2).
-    fn pad(&mut self, node: &Node) -> Result<(), Error> {
+    fn pad(&mut self, node: &Node, with_value: bool) -> Result<(), Error> {
         let name = node.name;
         let x = self.plain(node, 0)?;
         let p = self.const_ints(node, 1, "paddings")?;
@@ -1123,7 +1115,7 @@ impl<'w> Converter<'_, 'w> {
             .g
             .initializer_i64(&format!("{name}#pads"), &[pads.len()], &pads);
         let mut inputs = vec![x, pads];
-        if node.op == "PadV2" {
+        if with_value {
             inputs.push(self.plain(node, 2)?);
         }
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
@@ -1146,16 +1138,12 @@ impl<'w> Converter<'_, 'w> {
         if size.len() != 2 || size.iter().any(|&s| s <= 0) {
             return Err(bad(format!("node {name}: size {size:?}")));
         }
-        let mode = match (node.bool("align_corners"), node.bool("half_pixel_centers")) {
-            (false, false) => "asymmetric",
-            (true, false) => "align_corners",
-            (false, true) => "half_pixel",
-            (true, true) => {
-                return Err(bad(format!(
+        let mode = tf::resize_mode(node.bool("align_corners"), node.bool("half_pixel_centers"))
+            .ok_or_else(|| {
+                bad(format!(
                     "node {name}: align_corners and half_pixel_centers both set"
-                )))
-            }
-        };
+                ))
+            })?;
         // sizes = [N, C] of the input, then the requested [H, W].
         let shape = self
             .net
@@ -1189,10 +1177,7 @@ impl<'w> Converter<'_, 'w> {
             "Resize",
             &[&x, "", "", &sizes],
             name,
-            vec![
-                attr_string("mode", "linear"),
-                attr_string("coordinate_transformation_mode", mode),
-            ],
+            tf::bilinear_attrs(mode),
         );
         self.set(node, y, true);
         Ok(())

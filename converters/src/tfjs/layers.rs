@@ -12,55 +12,107 @@ use std::collections::{BTreeMap, HashMap};
 use serde_json::Value as Json;
 use tract_onnx::pb;
 
-use super::net::{nchw_axis, Conv, Net, Padding, Value, ACTIVATIONS};
+use super::net::{Conv, Net, Value};
 use super::weights::{Tensor, Weights};
-use crate::onnx_builder::{attr_int, attr_ints, DataType, Dim};
+use crate::onnx_builder::{attr_int, DataType, Dim};
+use crate::tf::{self, nchw_axis, Activation, Padding};
 use crate::Error;
 
-/// Layer classes the converter handles.
-const SUPPORTED: &[&str] = &[
-    "InputLayer",
-    "Conv2D",
-    "DepthwiseConv2D",
-    "SeparableConv2D",
-    "BatchNormalization",
-    "ReLU",
-    "LeakyReLU",
-    "Activation",
-    "Softmax",
-    "ZeroPadding2D",
-    "Add",
-    "Subtract",
-    "Multiply",
-    "Average",
-    "Maximum",
-    "Minimum",
-    "Concatenate",
-    "GlobalAveragePooling2D",
-    "GlobalMaxPooling2D",
-    "AveragePooling2D",
-    "MaxPooling2D",
-    "Dense",
-    "Dropout",
-    "SpatialDropout2D",
-    "GaussianNoise",
-    "GaussianDropout",
-    "AlphaDropout",
-    "Flatten",
-    "Reshape",
-    "Sequential",
-    "Model",
-    "Functional",
+/// The outputs of a nested model.
+type Outputs = Result<Vec<Value>, Error>;
+
+/// How a layer class is applied.
+#[derive(Clone, Copy)]
+enum Apply {
+    /// One input, one output.
+    One(fn(&mut Converter, &Call, Value) -> Result<Value, Error>),
+    /// Several inputs (merges), one output.
+    Many(fn(&mut Converter, &Call, Vec<Value>) -> Result<Value, Error>),
+    /// A nested model: its inputs to its outputs.
+    Model(fn(&mut Converter, &Call, Vec<Value>) -> Outputs),
+}
+
+use Apply::{Many, Model, One};
+
+/// The layer classes the converter handles, each with its translation: the one list of them.
+const LAYERS: &[(&str, Apply)] = &[
+    ("InputLayer", One(|_, _, x| Ok(x))),
+    ("Conv2D", One(|c, l, x| c.conv(l, &x))),
+    ("DepthwiseConv2D", One(|c, l, x| c.conv(l, &x))),
+    ("SeparableConv2D", One(|c, l, x| c.conv(l, &x))),
+    ("BatchNormalization", One(|c, l, x| c.batch_norm(l, &x))),
+    ("ReLU", One(|c, l, x| c.relu(l, x))),
+    ("LeakyReLU", One(|c, l, x| Ok(c.leaky_relu(l, x)))),
+    ("Activation", One(|c, l, x| c.activation_layer(l, &x))),
+    ("Softmax", One(|c, l, x| c.softmax_layer(l, &x))),
+    ("ZeroPadding2D", One(|c, l, x| c.zero_padding(l, x))),
+    ("Add", Many(|c, l, xs| c.merge(l, xs, "Add", false))),
+    ("Subtract", Many(|c, l, xs| c.merge(l, xs, "Sub", false))),
+    ("Multiply", Many(|c, l, xs| c.merge(l, xs, "Mul", false))),
+    ("Average", Many(|c, l, xs| c.merge(l, xs, "Mean", true))),
+    ("Maximum", Many(|c, l, xs| c.merge(l, xs, "Max", true))),
+    ("Minimum", Many(|c, l, xs| c.merge(l, xs, "Min", true))),
+    (
+        "Concatenate",
+        Many(|c, l, xs| c.concatenate(l.cfg, l.name, xs)),
+    ),
+    (
+        "GlobalAveragePooling2D",
+        One(|c, l, x| c.global_pool(l, x, "GlobalAveragePool")),
+    ),
+    (
+        "GlobalMaxPooling2D",
+        One(|c, l, x| c.global_pool(l, x, "GlobalMaxPool")),
+    ),
+    (
+        "AveragePooling2D",
+        One(|c, l, x| c.pool(l, x, "AveragePool")),
+    ),
+    ("MaxPooling2D", One(|c, l, x| c.pool(l, x, "MaxPool"))),
+    ("Dense", One(|c, l, x| c.dense(l, &x))),
+    ("Dropout", One(|c, l, x| Ok(c.identity(l, x)))),
+    ("SpatialDropout2D", One(|c, l, x| Ok(c.identity(l, x)))),
+    ("GaussianNoise", One(|c, l, x| Ok(c.identity(l, x)))),
+    ("GaussianDropout", One(|c, l, x| Ok(c.identity(l, x)))),
+    ("AlphaDropout", One(|c, l, x| Ok(c.identity(l, x)))),
+    ("Flatten", One(|c, l, x| Ok(c.flatten(l, x)))),
+    ("Reshape", One(|c, l, x| c.reshape(l, x))),
+    ("Sequential", One(|c, l, x| c.sequential(l.cfg, Some(x)))),
+    ("Model", Model(|c, l, xs| c.functional(l.cfg, Some(&xs)))),
+    (
+        "Functional",
+        Model(|c, l, xs| c.functional(l.cfg, Some(&xs))),
+    ),
 ];
 
-/// Layers that do nothing at inference.
-const IDENTITY_LAYERS: &[&str] = &[
-    "Dropout",
-    "SpatialDropout2D",
-    "GaussianNoise",
-    "GaussianDropout",
-    "AlphaDropout",
-];
+/// The translation of layer class `class`, if it is supported.
+fn layer_fn(class: &str) -> Option<Apply> {
+    crate::lookup(LAYERS, class)
+}
+
+/// The layer classes the converter handles, sorted.
+pub fn supported_layers() -> Vec<&'static str> {
+    crate::sorted_names(LAYERS)
+}
+
+/// One call of a layer.
+struct Call<'j> {
+    class: &'j str,
+    cfg: &'j Json,
+    /// The name of its (first) output.
+    name: &'j str,
+    /// Where its weights are: under the layer's own name, also for a shared layer's later calls.
+    wname: String,
+}
+
+fn one(inputs: Vec<Value>, name: &str) -> Result<Value, Error> {
+    let n = inputs.len();
+    let mut it = inputs.into_iter();
+    match (it.next(), n) {
+        (Some(v), 1) => Ok(v),
+        _ => Err(bad(format!("layer {name} takes one input, given {n}"))),
+    }
+}
 
 fn bad(msg: impl Into<String>) -> Error {
     Error::Format(format!("TF.js layers model: {}", msg.into()))
@@ -190,7 +242,7 @@ fn unsupported(model: &Json, found: &mut BTreeMap<String, usize>) {
             .get("class_name")
             .and_then(Json::as_str)
             .unwrap_or("(no class_name)");
-        if !SUPPORTED.contains(&class) {
+        if layer_fn(class).is_none() {
             *found.entry(class.to_string()).or_default() += 1;
             continue;
         }
@@ -202,7 +254,7 @@ fn unsupported(model: &Json, found: &mut BTreeMap<String, usize>) {
             .and_then(|c| c.get("activation"))
             .and_then(Json::as_str)
         {
-            if !ACTIVATIONS.contains(&act) {
+            if !Activation::keras_names().any(|a| a == act) {
                 *found.entry(format!("activation {act:?}")).or_default() += 1;
             }
         }
@@ -234,12 +286,7 @@ pub fn convert(topology: &Json, weights: &Weights) -> Result<pb::ModelProto, Err
     };
     for v in &outputs {
         let name = if v.nchw {
-            c.net.g.node(
-                "Transpose",
-                &[&v.name],
-                &format!("{}#nhwc", v.name),
-                vec![attr_ints("perm", &[0, 2, 3, 1])],
-            )
+            tf::transpose(&mut c.net.g, &v.name, false, &format!("{}#nhwc", v.name))
         } else {
             v.name.clone()
         };
@@ -472,15 +519,6 @@ impl Converter<'_> {
             .collect()
     }
 
-    fn one(inputs: Vec<Value>, name: &str) -> Result<Value, Error> {
-        let n = inputs.len();
-        let mut it = inputs.into_iter();
-        match (it.next(), n) {
-            (Some(v), 1) => Ok(v),
-            _ => Err(bad(format!("layer {name} takes one input, given {n}"))),
-        }
-    }
-
     /// Applies one layer; its (first) output is called `name`.
     fn apply(
         &mut self,
@@ -489,180 +527,170 @@ impl Converter<'_> {
         name: &str,
         inputs: Vec<Value>,
     ) -> Result<Vec<Value>, Error> {
-        let v = match class {
-            "Sequential" => self.sequential(cfg, Some(Self::one(inputs, name)?))?,
-            "Model" | "Functional" => return self.functional(cfg, Some(&inputs)),
-            "Add" | "Subtract" | "Multiply" | "Average" | "Maximum" | "Minimum" => {
-                self.merge(class, name, inputs)?
-            }
-            "Concatenate" => self.concatenate(cfg, name, inputs)?,
-            _ => {
-                let x = Self::one(inputs, name)?;
-                self.single(class, cfg, name, x)?
-            }
+        let f =
+            layer_fn(class).ok_or_else(|| Error::Unsupported(format!("layer class {class}")))?;
+        let call = Call {
+            class,
+            cfg,
+            name,
+            wname: cfg
+                .get("name")
+                .and_then(Json::as_str)
+                .unwrap_or(name)
+                .to_string(),
         };
-        Ok(vec![v])
+        match f {
+            Apply::One(f) => {
+                let x = one(inputs, name)?;
+                Ok(vec![f(self, &call, x)?])
+            }
+            Apply::Many(f) => Ok(vec![f(self, &call, inputs)?]),
+            Apply::Model(f) => f(self, &call, inputs),
+        }
     }
 
-    fn single(&mut self, class: &str, cfg: &Json, name: &str, x: Value) -> Result<Value, Error> {
-        // Weights are stored under the layer's own name, also for a shared layer's later calls.
-        let wname = cfg
-            .get("name")
-            .and_then(Json::as_str)
-            .unwrap_or(name)
-            .to_string();
-        let g =
-            |net: &mut Net, op: &str, inputs: &[&str], attrs| net.g.node(op, inputs, name, attrs);
-        Ok(match class {
-            "InputLayer" => x,
-            c if IDENTITY_LAYERS.contains(&c) => {
-                let out = g(&mut self.net, "Identity", &[&x.name], vec![]);
-                Value { name: out, ..x }
+    /// Activation: the Keras activation named in the config.
+    fn activation_layer(&mut self, l: &Call, x: &Value) -> Result<Value, Error> {
+        let act = string(l.cfg, "activation", l.name)?;
+        self.activate(x, act, l.name)
+    }
+
+    /// Softmax over `axis` (default the last).
+    fn softmax_layer(&mut self, l: &Call, x: &Value) -> Result<Value, Error> {
+        let axis = l.cfg.get("axis").and_then(Json::as_i64).unwrap_or(-1);
+        self.softmax(x, axis, l.name)
+    }
+
+    /// A layer that does nothing at inference (dropout, noise).
+    fn identity(&mut self, l: &Call, x: Value) -> Value {
+        let out = self.net.g.node("Identity", &[&x.name], l.name, vec![]);
+        Value { name: out, ..x }
+    }
+
+    /// ReLU, clipped at `max_value` when set (negative slopes and thresholds are refused).
+    fn relu(&mut self, l: &Call, x: Value) -> Result<Value, Error> {
+        let num = |k: &str| l.cfg.get(k).and_then(Json::as_f64).unwrap_or(0.0);
+        let (slope, threshold) = (num("negative_slope"), num("threshold"));
+        if slope != 0.0 || threshold != 0.0 {
+            return Err(Error::Unsupported(format!(
+                "layer {}: ReLU with negative_slope or threshold",
+                l.name
+            )));
+        }
+        let out = match l.cfg.get("max_value").and_then(Json::as_f64) {
+            Some(max) => self.net.clip(&x.name, 0.0, max as f32, l.name),
+            None => self.net.activate(&x.name, Activation::Relu, l.name),
+        };
+        Ok(Value { name: out, ..x })
+    }
+
+    fn leaky_relu(&mut self, l: &Call, x: Value) -> Value {
+        let alpha = l.cfg.get("alpha").and_then(Json::as_f64).unwrap_or(0.3) as f32;
+        let out = self
+            .net
+            .activate(&x.name, Activation::LeakyRelu(alpha), l.name);
+        Value { name: out, ..x }
+    }
+
+    /// ZeroPadding2D: `n`, `[h, w]` or `[[top, bottom], [left, right]]` rows and columns.
+    fn zero_padding(&mut self, l: &Call, x: Value) -> Result<Value, Error> {
+        let name = l.name;
+        channels_last(l.cfg, name)?;
+        let (h, w) = match l.cfg.get("padding") {
+            Some(Json::Array(a)) if a.len() == 2 => {
+                (pair_value(&a[0], name)?, pair_value(&a[1], name)?)
             }
-            "Conv2D" | "DepthwiseConv2D" | "SeparableConv2D" => {
-                self.conv(class, cfg, name, &wname, &x)?
+            Some(v) => {
+                let n = uint(v, name)?;
+                ([n, n], [n, n])
             }
-            "BatchNormalization" => self.batch_norm(cfg, name, &wname, &x)?,
-            "Activation" => {
-                let act = string(cfg, "activation", name)?;
-                self.activate(&x, act, name)?
-            }
-            "Softmax" => {
-                let axis = cfg.get("axis").and_then(Json::as_i64).unwrap_or(-1);
-                self.softmax(&x, axis, name)?
-            }
-            "ReLU" => {
-                let num = |k: &str| cfg.get(k).and_then(Json::as_f64).unwrap_or(0.0);
-                let (slope, threshold) = (num("negative_slope"), num("threshold"));
-                if slope != 0.0 || threshold != 0.0 {
-                    return Err(Error::Unsupported(format!(
-                        "layer {name}: ReLU with negative_slope or threshold"
-                    )));
-                }
-                let out = match cfg.get("max_value").and_then(Json::as_f64) {
-                    Some(max) => self.net.clip(&x.name, 0.0, max as f32, name),
-                    None => g(&mut self.net, "Relu", &[&x.name], vec![]),
-                };
-                Value { name: out, ..x }
-            }
-            "LeakyReLU" => {
-                let alpha = cfg.get("alpha").and_then(Json::as_f64).unwrap_or(0.3) as f32;
-                let out = g(
-                    &mut self.net,
-                    "LeakyRelu",
-                    &[&x.name],
-                    vec![crate::onnx_builder::attr_float("alpha", alpha)],
-                );
-                Value { name: out, ..x }
-            }
-            "ZeroPadding2D" => {
-                channels_last(cfg, name)?;
-                // `n`, `[h, w]` or `[[top, bottom], [left, right]]`.
-                let (h, w) = match cfg.get("padding") {
-                    Some(Json::Array(a)) if a.len() == 2 => {
-                        (pair_value(&a[0], name)?, pair_value(&a[1], name)?)
-                    }
-                    Some(v) => {
-                        let n = uint(v, name)?;
-                        ([n, n], [n, n])
-                    }
-                    None => ([1, 1], [1, 1]),
-                };
-                let p = [h[0], w[0], h[1], w[1]];
-                let xin = self.net.nchw(&x, name)?;
-                let pads: Vec<i64> = [0, 0, p[0], p[1], 0, 0, p[2], p[3]]
-                    .iter()
-                    .map(|&v| v as i64)
-                    .collect();
-                let pads = self
-                    .net
-                    .g
-                    .initializer_i64(&format!("{name}#pads"), &[8], &pads);
-                Value::nchw(g(&mut self.net, "Pad", &[&xin, &pads], vec![]))
-            }
-            "GlobalAveragePooling2D" | "GlobalMaxPooling2D" => {
-                channels_last(cfg, name)?;
-                let xin = self.net.nchw(&x, name)?;
-                let op = if class == "GlobalAveragePooling2D" {
-                    "GlobalAveragePool"
-                } else {
-                    "GlobalMaxPool"
-                };
-                if cfg.get("keepdims").and_then(Json::as_bool) == Some(true) {
-                    Value::nchw(g(&mut self.net, op, &[&xin], vec![]))
-                } else {
-                    let pooled = self
-                        .net
-                        .g
-                        .node(op, &[&xin], &format!("{name}#pool"), vec![]);
-                    Value::plain(
-                        g(
-                            &mut self.net,
-                            "Flatten",
-                            &[&pooled],
-                            vec![attr_int("axis", 1)],
-                        ),
-                        Some(2),
-                    )
-                }
-            }
-            "AveragePooling2D" | "MaxPooling2D" => {
-                channels_last(cfg, name)?;
-                let size = positive(pair(cfg, "pool_size", Some([2, 2]), name)?, name)?;
-                let strides = positive(pair(cfg, "strides", Some(size), name)?, name)?;
-                let pad = padding(cfg, name)?;
-                let xin = self.net.nchw(&x, name)?;
-                let (op, mut attrs) = if class == "AveragePooling2D" {
-                    ("AveragePool", vec![attr_int("count_include_pad", 0)])
-                } else {
-                    ("MaxPool", vec![])
-                };
-                attrs.push(attr_ints("kernel_shape", &[size[0] as i64, size[1] as i64]));
-                attrs.push(attr_ints(
-                    "strides",
-                    &[strides[0] as i64, strides[1] as i64],
-                ));
-                attrs.extend(match pad {
-                    Padding::Same => {
-                        vec![crate::onnx_builder::attr_string("auto_pad", "SAME_UPPER")]
-                    }
-                    _ => vec![attr_ints("pads", &[0, 0, 0, 0])],
-                });
-                Value::nchw(g(&mut self.net, op, &[&xin], attrs))
-            }
-            "Flatten" => {
-                let xin = self.net.plain(&x);
-                Value::plain(
-                    g(&mut self.net, "Flatten", &[&xin], vec![attr_int("axis", 1)]),
-                    Some(2),
-                )
-            }
-            "Reshape" => {
-                let target = array(cfg, "target_shape", name)?;
-                let mut shape = vec![0i64];
-                for d in target {
-                    shape.push(match d.as_i64() {
-                        Some(-1) => -1,
-                        _ => uint(d, name)? as i64,
-                    });
-                }
-                let xin = self.net.plain(&x);
-                let s =
-                    self.net
-                        .g
-                        .initializer_i64(&format!("{name}#shape"), &[shape.len()], &shape);
-                Value::plain(
-                    g(&mut self.net, "Reshape", &[&xin, &s], vec![]),
-                    Some(shape.len()),
-                )
-            }
-            "Dense" => self.dense(cfg, name, &wname, &x)?,
-            other => return Err(Error::Unsupported(format!("layer class {other}"))),
-        })
+            None => ([1, 1], [1, 1]),
+        };
+        let p = [h[0], w[0], h[1], w[1]];
+        let xin = self.net.nchw(&x, name)?;
+        let pads: Vec<i64> = [0, 0, p[0], p[1], 0, 0, p[2], p[3]]
+            .iter()
+            .map(|&v| v as i64)
+            .collect();
+        let pads = self
+            .net
+            .g
+            .initializer_i64(&format!("{name}#pads"), &[8], &pads);
+        Ok(Value::nchw(self.net.g.node(
+            "Pad",
+            &[&xin, &pads],
+            name,
+            vec![],
+        )))
+    }
+
+    /// GlobalAveragePooling2D / GlobalMaxPooling2D (`op`): `[N, C]`, or NCHW with `keepdims`.
+    fn global_pool(&mut self, l: &Call, x: Value, op: &str) -> Result<Value, Error> {
+        let name = l.name;
+        channels_last(l.cfg, name)?;
+        let xin = self.net.nchw(&x, name)?;
+        if l.cfg.get("keepdims").and_then(Json::as_bool) == Some(true) {
+            return Ok(Value::nchw(self.net.g.node(op, &[&xin], name, vec![])));
+        }
+        let pooled = self
+            .net
+            .g
+            .node(op, &[&xin], &format!("{name}#pool"), vec![]);
+        Ok(Value::plain(
+            self.net
+                .g
+                .node("Flatten", &[&pooled], name, vec![attr_int("axis", 1)]),
+            Some(2),
+        ))
+    }
+
+    /// AveragePooling2D / MaxPooling2D (`op`).
+    fn pool(&mut self, l: &Call, x: Value, op: &str) -> Result<Value, Error> {
+        let (cfg, name) = (l.cfg, l.name);
+        channels_last(cfg, name)?;
+        let size = positive(pair(cfg, "pool_size", Some([2, 2]), name)?, name)?;
+        let strides = positive(pair(cfg, "strides", Some(size), name)?, name)?;
+        let pad = padding(cfg, name)?;
+        let xin = self.net.nchw(&x, name)?;
+        let attrs = tf::pool_attrs(op, size, strides, pad);
+        Ok(Value::nchw(self.net.g.node(op, &[&xin], name, attrs)))
+    }
+
+    fn flatten(&mut self, l: &Call, x: Value) -> Value {
+        let xin = self.net.plain(&x);
+        Value::plain(
+            self.net
+                .g
+                .node("Flatten", &[&xin], l.name, vec![attr_int("axis", 1)]),
+            Some(2),
+        )
+    }
+
+    /// Reshape of everything but the batch to `target_shape`.
+    fn reshape(&mut self, l: &Call, x: Value) -> Result<Value, Error> {
+        let name = l.name;
+        let target = array(l.cfg, "target_shape", name)?;
+        let mut shape = vec![0i64];
+        for d in target {
+            shape.push(match d.as_i64() {
+                Some(-1) => -1,
+                _ => uint(d, name)? as i64,
+            });
+        }
+        let xin = self.net.plain(&x);
+        let s = self
+            .net
+            .g
+            .initializer_i64(&format!("{name}#shape"), &[shape.len()], &shape);
+        Ok(Value::plain(
+            self.net.g.node("Reshape", &[&xin, &s], name, vec![]),
+            Some(shape.len()),
+        ))
     }
 
     /// Dense on the last axis: `MatMul`, `Add` of the bias, then the activation.
-    fn dense(&mut self, cfg: &Json, name: &str, wname: &str, x: &Value) -> Result<Value, Error> {
+    fn dense(&mut self, l: &Call, x: &Value) -> Result<Value, Error> {
+        let (cfg, name, wname) = (l.cfg, l.name, l.wname.as_str());
         let xin = self.net.plain(x);
         let kernel = self.weight(wname, "kernel")?;
         let [inp, units] = kernel.shape[..] else {
@@ -711,10 +739,9 @@ impl Converter<'_> {
         if act == "softmax" {
             return self.softmax(x, -1, name);
         }
-        let out = self
-            .net
-            .activation(&x.name, act, name)
+        let act = Activation::keras(act)
             .ok_or_else(|| Error::Unsupported(format!("layer {name}: activation {act:?}")))?;
+        let out = self.net.activate(&x.name, act, name);
         Ok(Value {
             name: out,
             ..x.clone()
@@ -737,14 +764,9 @@ impl Converter<'_> {
         })
     }
 
-    fn conv(
-        &mut self,
-        class: &str,
-        cfg: &Json,
-        name: &str,
-        wname: &str,
-        x: &Value,
-    ) -> Result<Value, Error> {
+    /// Conv2D, DepthwiseConv2D or SeparableConv2D.
+    fn conv(&mut self, l: &Call, x: &Value) -> Result<Value, Error> {
+        let (class, cfg, name, wname) = (l.class, l.cfg, l.name, l.wname.as_str());
         channels_last(cfg, name)?;
         let strides = positive(pair(cfg, "strides", Some([1, 1]), name)?, name)?;
         let dilations = positive(pair(cfg, "dilation_rate", Some([1, 1]), name)?, name)?;
@@ -840,13 +862,8 @@ impl Converter<'_> {
 
     /// Inference BatchNormalization over the last axis: `x * scale + shift` with
     /// `scale = gamma / sqrt(var + eps)`, `shift = beta - mean * scale`, computed in f64.
-    fn batch_norm(
-        &mut self,
-        cfg: &Json,
-        name: &str,
-        wname: &str,
-        x: &Value,
-    ) -> Result<Value, Error> {
+    fn batch_norm(&mut self, l: &Call, x: &Value) -> Result<Value, Error> {
+        let (cfg, name, wname) = (l.cfg, l.name, l.wname.as_str());
         let axis = match cfg.get("axis") {
             Some(Json::Array(a)) if a.len() == 1 => a[0].as_i64(),
             Some(v) => v.as_i64(),
@@ -899,8 +916,17 @@ impl Converter<'_> {
         (names, nchw)
     }
 
-    fn merge(&mut self, class: &str, name: &str, inputs: Vec<Value>) -> Result<Value, Error> {
-        if inputs.len() < 2 || (class == "Subtract" && inputs.len() != 2) {
+    /// A merge layer of two or more inputs: ONNX `op` over all of them (`variadic`), or a chain
+    /// of binary `op`s.
+    fn merge(
+        &mut self,
+        l: &Call,
+        inputs: Vec<Value>,
+        op: &str,
+        variadic: bool,
+    ) -> Result<Value, Error> {
+        let (class, name) = (l.class, l.name);
+        if inputs.len() < 2 || (op == "Sub" && inputs.len() != 2) {
             return Err(bad(format!(
                 "layer {name}: {class} of {} inputs",
                 inputs.len()
@@ -909,27 +935,19 @@ impl Converter<'_> {
         let rank = inputs[0].rank;
         let (names, nchw) = self.same_layout(&inputs);
         let refs: Vec<&str> = names.iter().map(String::as_str).collect();
-        let out = match class {
-            "Average" => self.net.g.node("Mean", &refs, name, vec![]),
-            "Maximum" => self.net.g.node("Max", &refs, name, vec![]),
-            "Minimum" => self.net.g.node("Min", &refs, name, vec![]),
-            _ => {
-                let op = match class {
-                    "Add" => "Add",
-                    "Subtract" => "Sub",
-                    _ => "Mul",
+        let out = if variadic {
+            self.net.g.node(op, &refs, name, vec![])
+        } else {
+            let mut acc = refs[0].to_string();
+            for (i, r) in refs.iter().enumerate().skip(1) {
+                let out = if i + 1 == refs.len() {
+                    name.to_string()
+                } else {
+                    format!("{name}#{i}")
                 };
-                let mut acc = refs[0].to_string();
-                for (i, r) in refs.iter().enumerate().skip(1) {
-                    let out = if i + 1 == refs.len() {
-                        name.to_string()
-                    } else {
-                        format!("{name}#{i}")
-                    };
-                    acc = self.net.g.node(op, &[&acc, r], &out, vec![]);
-                }
-                acc
+                acc = self.net.g.node(op, &[&acc, r], &out, vec![]);
             }
+            acc
         };
         Ok(Value {
             name: out,

@@ -4,13 +4,10 @@
 
 use std::collections::HashMap;
 
-use crate::onnx_builder::{attr_float, attr_int, attr_ints, attr_string, GraphBuilder};
+use crate::onnx_builder::{attr_int, attr_ints, GraphBuilder};
+use crate::tf::{self, Activation, ClipBounds, FilterLayout};
+pub use crate::tf::{nchw_axis, Padding};
 use crate::Error;
-
-/// NHWC -> NCHW.
-const TO_NCHW: [i64; 4] = [0, 3, 1, 2];
-/// NCHW -> NHWC.
-const TO_NHWC: [i64; 4] = [0, 2, 3, 1];
 
 /// A tensor of the graph: its ONNX name and whether it is held as NCHW (its channels-last
 /// meaning is then the transpose). `rank` is known for most layers-model tensors.
@@ -37,26 +34,6 @@ impl Value {
             name,
             nchw: true,
             rank: Some(4),
-        }
-    }
-}
-
-/// Convolution padding, TensorFlow style.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Padding {
-    /// Output size `ceil(in / stride)`, the odd extra row/column at the bottom/right.
-    Same,
-    Valid,
-    /// Explicit `[top, left, bottom, right]`.
-    Explicit([i64; 4]),
-}
-
-impl Padding {
-    fn attr(self) -> Vec<tract_onnx::pb::AttributeProto> {
-        match self {
-            Padding::Same => vec![attr_string("auto_pad", "SAME_UPPER")],
-            Padding::Valid => vec![attr_ints("pads", &[0, 0, 0, 0])],
-            Padding::Explicit(p) => vec![attr_ints("pads", &p)],
         }
     }
 }
@@ -114,17 +91,8 @@ impl Net {
         if let Some(t) = self.transposed.get(&key) {
             return t.clone();
         }
-        let (suffix, perm) = if to_nchw {
-            ("nchw", TO_NCHW)
-        } else {
-            ("nhwc", TO_NHWC)
-        };
-        let t = self.g.node(
-            "Transpose",
-            &[name],
-            &format!("{name}#{suffix}"),
-            vec![attr_ints("perm", &perm)],
-        );
+        let suffix = if to_nchw { "nchw" } else { "nhwc" };
+        let t = tf::transpose(&mut self.g, name, to_nchw, &format!("{name}#{suffix}"));
         self.transposed.insert(key, t.clone());
         t
     }
@@ -156,29 +124,10 @@ impl Net {
 
     /// A convolution of NCHW input `x`, named `out`.
     pub fn conv(&mut self, x: &str, c: &Conv, out: &str) -> Result<String, Error> {
-        let [kh, kw, cin, cout] = c.kernel_shape;
-        let n = kh * kw * cin * cout;
-        if c.kernel.len() != n || n == 0 {
-            return Err(Error::Format(format!(
-                "{out}: kernel has {} values for shape {:?}",
-                c.kernel.len(),
-                c.kernel_shape
-            )));
-        }
-        let mut w = vec![0f32; n];
-        for y in 0..kh {
-            for xx in 0..kw {
-                for i in 0..cin {
-                    for o in 0..cout {
-                        w[((o * cin + i) * kh + y) * kw + xx] =
-                            c.kernel[((y * kw + xx) * cin + i) * cout + o];
-                    }
-                }
-            }
-        }
-        let wname = self
-            .g
-            .initializer_f32(&format!("{out}#kernel"), &[cout, cin, kh, kw], &w);
+        let [kh, kw, _, cout] = c.kernel_shape;
+        let (w, dims) = tf::filter_to_oihw(c.kernel, FilterLayout::Hwio, c.kernel_shape)
+            .map_err(|e| Error::Format(format!("{out}: {e}")))?;
+        let wname = self.g.initializer_f32(&format!("{out}#kernel"), &dims, &w);
         let mut inputs = vec![x.to_string(), wname];
         if let Some(b) = c.bias {
             if b.len() != cout {
@@ -190,79 +139,23 @@ impl Net {
             inputs.push(self.g.initializer_f32(&format!("{out}#bias"), &[cout], b));
         }
         let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let mut attrs = vec![
+        let attrs = vec![
             attr_ints("kernel_shape", &[kh as i64, kw as i64]),
             attr_ints("strides", &[c.strides[0] as i64, c.strides[1] as i64]),
             attr_ints("dilations", &[c.dilations[0] as i64, c.dilations[1] as i64]),
             attr_int("group", c.group as i64),
+            c.padding.attr(),
         ];
-        attrs.extend(c.padding.attr());
         Ok(self.g.node("Conv", &refs, out, attrs))
     }
 
-    /// ReLU6 as `Clip(x, 0, 6)`.
+    /// `Clip(x, lo, hi)` with its bounds named after `out`.
     pub fn clip(&mut self, x: &str, lo: f32, hi: f32, out: &str) -> String {
-        let lo = self.g.initializer_f32(&format!("{out}#min"), &[], &[lo]);
-        let hi = self.g.initializer_f32(&format!("{out}#max"), &[], &[hi]);
-        self.g.node("Clip", &[x, &lo, &hi], out, vec![])
+        tf::clip(&mut self.g, x, lo, hi, out, ClipBounds::PerNode)
     }
 
-    /// A named elementwise activation of `x` (Keras names; TF op names map onto them), called `out`.
-    /// `None` for an unknown name.
-    pub fn activation(&mut self, x: &str, name: &str, out: &str) -> Option<String> {
-        Some(match name {
-            "linear" => self.g.node("Identity", &[x], out, vec![]),
-            "relu" => self.g.node("Relu", &[x], out, vec![]),
-            "relu6" => self.clip(x, 0.0, 6.0, out),
-            "sigmoid" => self.g.node("Sigmoid", &[x], out, vec![]),
-            "tanh" => self.g.node("Tanh", &[x], out, vec![]),
-            "elu" => self
-                .g
-                .node("Elu", &[x], out, vec![attr_float("alpha", 1.0)]),
-            "selu" => self.g.node("Selu", &[x], out, vec![]),
-            "softplus" => self.g.node("Softplus", &[x], out, vec![]),
-            "softsign" => self.g.node("Softsign", &[x], out, vec![]),
-            "hard_sigmoid" => self.g.node(
-                "HardSigmoid",
-                &[x],
-                out,
-                vec![attr_float("alpha", 0.2), attr_float("beta", 0.5)],
-            ),
-            "swish" | "silu" => {
-                let s = self
-                    .g
-                    .node("Sigmoid", &[x], &format!("{out}#sigmoid"), vec![]);
-                self.g.node("Mul", &[x, &s], out, vec![])
-            }
-            _ => return None,
-        })
-    }
-}
-
-/// Activation names [`Net::activation`] knows (softmax is handled by the callers: it has an axis).
-pub const ACTIVATIONS: &[&str] = &[
-    "linear",
-    "relu",
-    "relu6",
-    "sigmoid",
-    "tanh",
-    "elu",
-    "selu",
-    "softplus",
-    "softsign",
-    "hard_sigmoid",
-    "swish",
-    "silu",
-    "softmax",
-];
-
-/// Maps a channels-last axis of a 4-d tensor to its NCHW position.
-pub fn nchw_axis(axis: i64) -> Option<i64> {
-    match axis {
-        0 | -4 => Some(0),
-        1 | -3 => Some(2),
-        2 | -2 => Some(3),
-        3 | -1 => Some(1),
-        _ => None,
+    /// `act` applied to `x`, called `out`.
+    pub fn activate(&mut self, x: &str, act: Activation, out: &str) -> String {
+        act.emit(&mut self.g, x, out, ClipBounds::PerNode)
     }
 }

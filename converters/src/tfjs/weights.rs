@@ -10,6 +10,7 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::Deserialize;
 
+pub use crate::half::f16_to_f32;
 use crate::Error;
 
 /// Most elements one weight may have (2^31): bigger shapes are refused before any reading.
@@ -213,25 +214,6 @@ impl Storage {
     }
 }
 
-/// IEEE 754 half precision to single precision (exact).
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let frac = u32::from(h & 0x3ff);
-    let bits = match (exp, frac) {
-        (0, 0) => sign,
-        (0, _) => {
-            // Subnormal: frac * 2^-24.
-            let v = frac as f32 * f32::from_bits(0x3380_0000);
-            return if sign != 0 { -v } else { v };
-        }
-        (0x1f, 0) => sign | 0x7f80_0000,
-        (0x1f, _) => sign | 0x7fc0_0000 | (frac << 13),
-        _ => sign | ((exp + 127 - 15) << 23) | (frac << 13),
-    };
-    f32::from_bits(bits)
-}
-
 /// Number of elements of `shape`, refusing overflow and shapes over [`MAX_ELEMENTS`].
 pub fn element_count(shape: &[u64], what: &str) -> Result<usize, Error> {
     let mut n: usize = 1;
@@ -341,18 +323,6 @@ pub fn load(dir: &Path, groups: &[Group]) -> Result<Weights, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn halves_decode_exactly() {
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-        assert_eq!(f16_to_f32(0x7bff), 65504.0);
-        assert!(f16_to_f32(0x7c00).is_infinite());
-        assert!(f16_to_f32(0x7e00).is_nan());
-        assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
-    }
 
     #[test]
     fn shapes_that_overflow_are_refused() {

@@ -15,28 +15,54 @@ use std::collections::HashMap;
 
 use tract_onnx::pb;
 
-use super::schema::{self, op, Activation, Model, Operator, Padding, TensorType, Window};
-use crate::onnx_builder::{attr_int, attr_ints, attr_string, Dim, GraphBuilder};
+use super::schema::{self, op, Model, Operator, TensorType};
+pub use crate::half::f16_to_f32;
+use crate::onnx_builder::{attr_int, attr_ints, Dim, GraphBuilder};
+use crate::tf::{self, Activation, ClipBounds, FilterLayout, Padding};
 use crate::Error;
 
-/// The operators [`build`] converts.
-pub const SUPPORTED: [i32; 15] = [
-    op::ADD,
-    op::AVERAGE_POOL_2D,
-    op::CONV_2D,
-    op::DEPTHWISE_CONV_2D,
-    op::DEQUANTIZE,
-    op::LOGISTIC,
-    op::MAX_POOL_2D,
-    op::MUL,
-    op::PAD,
-    op::RELU,
-    op::RELU6,
-    op::RESHAPE,
-    op::RESIZE_BILINEAR,
-    op::SUB,
-    op::TANH,
+/// Translates one operator (its output recorded in the converter).
+type OpFn = fn(&mut Converter, &Operator) -> Result<(), Error>;
+
+/// The builtin operators [`build`] converts, by code, each with its translation: the one list of
+/// them.
+const OPS: &[(i32, OpFn)] = &[
+    (op::ADD, |c, o| c.elementwise(o, "Add")),
+    (op::AVERAGE_POOL_2D, |c, o| c.pool(o, "AveragePool")),
+    (op::CONV_2D, |c, o| c.conv(o, false)),
+    (op::DEPTHWISE_CONV_2D, |c, o| c.conv(o, true)),
+    (op::DEQUANTIZE, |c, o| c.dequantize(o)),
+    (op::LOGISTIC, |c, o| c.unary(o, Activation::Sigmoid)),
+    (op::MAX_POOL_2D, |c, o| c.pool(o, "MaxPool")),
+    (op::MUL, |c, o| c.elementwise(o, "Mul")),
+    (op::PAD, |c, o| c.pad(o)),
+    (op::RELU, |c, o| c.unary(o, Activation::Relu)),
+    (op::RELU6, |c, o| c.unary(o, Activation::RELU6)),
+    (op::RESHAPE, |c, o| c.reshape(o)),
+    (op::RESIZE_BILINEAR, |c, o| c.resize(o)),
+    (op::SUB, |c, o| c.elementwise(o, "Sub")),
+    (op::TANH, |c, o| c.unary(o, Activation::Tanh)),
 ];
+
+/// The translation of builtin operator `code`, if it is supported.
+fn op_fn(code: i32) -> Option<OpFn> {
+    crate::lookup(OPS, code)
+}
+
+/// The codes of the builtin operators [`build`] converts.
+pub fn supported() -> Vec<i32> {
+    OPS.iter().map(|&(c, _)| c).collect()
+}
+
+/// The schema names of the builtin operators [`build`] converts (`CONV_2D`), sorted.
+pub fn supported_ops() -> Vec<&'static str> {
+    let mut names: Vec<&str> = OPS
+        .iter()
+        .filter_map(|&(c, _)| schema::builtin_name(c))
+        .collect();
+    names.sort_unstable();
+    names
+}
 
 fn bad(msg: impl Into<String>) -> Error {
     Error::Format(format!("TFLite model: {}", msg.into()))
@@ -135,7 +161,7 @@ fn fixed_dims(shape: &[usize]) -> Vec<Dim> {
 fn check_supported(model: &Model) -> Result<(), Error> {
     let mut unsupported: Vec<(String, usize)> = Vec::new();
     for o in &model.operators {
-        if SUPPORTED.contains(&o.code) {
+        if op_fn(o.code).is_some() {
             continue;
         }
         let name = o.name();
@@ -200,61 +226,6 @@ fn constant(t: &schema::Tensor) -> Result<Value, Error> {
     })
 }
 
-/// IEEE half precision to single precision (exact).
-pub fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let mant = u32::from(h & 0x3ff);
-    match exp {
-        0 => {
-            // Zero or subnormal: mant * 2^-24.
-            let v = mant as f32 * f32::from_bits(0x3380_0000);
-            if sign != 0 {
-                -v
-            } else {
-                v
-            }
-        }
-        0x1f => f32::from_bits(sign | 0x7f80_0000 | (mant << 13)),
-        _ => f32::from_bits(sign | ((exp + 112) << 23) | (mant << 13)),
-    }
-}
-
-/// Output size and (begin, end) padding of one spatial axis, as TFLite computes them.
-fn window_axis(
-    input: usize,
-    kernel: usize,
-    stride: usize,
-    dilation: usize,
-    padding: Padding,
-) -> Result<(usize, usize, usize), Error> {
-    let effective = kernel
-        .checked_sub(1)
-        .and_then(|k| k.checked_mul(dilation))
-        .and_then(|k| k.checked_add(1))
-        .ok_or_else(|| bad(format!("kernel {kernel} with dilation {dilation}")))?;
-    match padding {
-        Padding::Same => {
-            let out = input.div_ceil(stride);
-            let needed = out
-                .saturating_sub(1)
-                .checked_mul(stride)
-                .and_then(|n| n.checked_add(effective))
-                .ok_or_else(|| bad("window too large"))?;
-            let total = needed.saturating_sub(input);
-            Ok((out, total / 2, total - total / 2))
-        }
-        Padding::Valid => {
-            let span = input.checked_sub(effective).ok_or_else(|| {
-                bad(format!(
-                    "window of {effective} does not fit an input of {input}"
-                ))
-            })?;
-            Ok((span / stride + 1, 0, 0))
-        }
-    }
-}
-
 struct Converter<'m, 'a> {
     model: &'m Model<'a>,
     g: GraphBuilder,
@@ -263,7 +234,7 @@ struct Converter<'m, 'a> {
     initializers: HashMap<(usize, Layout), String>,
     /// Conv weights in ONNX layout, by filter tensor and whether it is depthwise.
     filters: HashMap<(usize, bool), String>,
-    /// Scalar float initializers (Clip bounds), by bit pattern.
+    /// Scalar float initializers (Clip bounds), by bit pattern (see [`ClipBounds::Shared`]).
     scalars: HashMap<u32, String>,
 }
 
@@ -361,16 +332,9 @@ impl Converter<'_, '_> {
                 }
                 let other = other.clone().ok_or_else(|| bad("internal: empty value"))?;
                 self.shape4(i)?;
-                let (perm, suffix) = match layout {
-                    Layout::Nchw => ([0, 3, 1, 2], "nchw"),
-                    Layout::Tflite => ([0, 2, 3, 1], "nhwc"),
-                };
-                let t = self.g.node(
-                    "Transpose",
-                    &[&other],
-                    &format!("{name}/{suffix}"),
-                    vec![attr_ints("perm", &perm)],
-                );
+                let to_nchw = layout == Layout::Nchw;
+                let suffix = if to_nchw { "nchw" } else { "nhwc" };
+                let t = tf::transpose(&mut self.g, &other, to_nchw, &format!("{name}/{suffix}"));
                 if let Value::Graph { tflite, nchw } = &mut self.values[i] {
                     match layout {
                         Layout::Tflite => *tflite = Some(t.clone()),
@@ -388,14 +352,7 @@ impl Converter<'_, '_> {
                     Layout::Tflite => (self.shape(i).to_vec(), v.clone()),
                     Layout::Nchw => {
                         let [n, h, w, c] = self.shape4(i)?;
-                        let mut out = vec![0f32; v.len()];
-                        for (k, &x) in v.iter().enumerate() {
-                            let (ch, rest) = (k % c, k / c);
-                            let (col, rest) = (rest % w, rest / w);
-                            let (row, b) = (rest % h, rest / h);
-                            out[((b * c + ch) * h + row) * w + col] = x;
-                        }
-                        (vec![n, c, h, w], out)
+                        (vec![n, c, h, w], tf::nhwc_to_nchw(v, [n, h, w, c])?)
                     }
                 };
                 let init = self.g.initializer_f32(&name, &dims, &data);
@@ -409,67 +366,37 @@ impl Converter<'_, '_> {
         }
     }
 
-    fn scalar(&mut self, v: f32) -> String {
-        if let Some(n) = self.scalars.get(&v.to_bits()) {
-            return n.clone();
-        }
-        let n = self.g.initializer_f32(&format!("scalar_{v}"), &[], &[v]);
-        self.scalars.insert(v.to_bits(), n.clone());
-        n
-    }
-
-    /// Applies a fused activation to `x`; the result is named `name`.
-    fn activate(&mut self, x: &str, act: Activation, name: &str) -> String {
-        match act {
-            Activation::None => self.g.node("Identity", &[x], name, vec![]),
-            Activation::Relu => self.g.node("Relu", &[x], name, vec![]),
-            Activation::Tanh => self.g.node("Tanh", &[x], name, vec![]),
-            Activation::Relu6 | Activation::ReluN1To1 => {
-                let (lo, hi) = if act == Activation::Relu6 {
-                    (0.0, 6.0)
-                } else {
-                    (-1.0, 1.0)
-                };
-                let (lo, hi) = (self.scalar(lo), self.scalar(hi));
-                self.g.node("Clip", &[x, &lo, &hi], name, vec![])
-            }
-        }
-    }
-
     /// Adds node `op_type` whose result (after the fused activation) is TFLite tensor `out`.
     fn emit(
         &mut self,
         op_type: &str,
         inputs: &[&str],
         attrs: Vec<pb::AttributeProto>,
-        act: Activation,
+        act: Option<Activation>,
         out: usize,
         layout: Layout,
     ) -> Result<(), Error> {
         let name = self.name(out).to_string();
-        let y = if act == Activation::None {
-            self.g.node(op_type, inputs, &name, attrs)
-        } else {
-            let pre = self
-                .g
-                .node(op_type, inputs, &format!("{name}/linear"), attrs);
-            self.activate(&pre, act, &name)
+        let y = match act {
+            None => self.g.node(op_type, inputs, &name, attrs),
+            Some(act) => {
+                let pre = self
+                    .g
+                    .node(op_type, inputs, &format!("{name}/linear"), attrs);
+                act.emit(
+                    &mut self.g,
+                    &pre,
+                    &name,
+                    ClipBounds::Shared(&mut self.scalars),
+                )
+            }
         };
         self.define(out, layout, y)
     }
 
     fn operator(&mut self, o: &Operator) -> Result<(), Error> {
-        match o.code {
-            op::DEQUANTIZE => self.dequantize(o),
-            op::CONV_2D | op::DEPTHWISE_CONV_2D => self.conv(o),
-            op::MAX_POOL_2D | op::AVERAGE_POOL_2D => self.pool(o),
-            op::ADD | op::SUB | op::MUL => self.elementwise(o),
-            op::LOGISTIC | op::RELU | op::RELU6 | op::TANH => self.unary(o),
-            op::PAD => self.pad(o),
-            op::RESHAPE => self.reshape(o),
-            op::RESIZE_BILINEAR => self.resize(o),
-            _ => Err(Error::Unsupported(o.name())),
-        }
+        let f = op_fn(o.code).ok_or_else(|| Error::Unsupported(o.name()))?;
+        f(self, o)
     }
 
     fn dequantize(&mut self, o: &Operator) -> Result<(), Error> {
@@ -498,8 +425,8 @@ impl Converter<'_, '_> {
         Ok(())
     }
 
-    fn conv(&mut self, o: &Operator) -> Result<(), Error> {
-        let depthwise = o.code == op::DEPTHWISE_CONV_2D;
+    /// CONV_2D, or DEPTHWISE_CONV_2D (`depthwise`).
+    fn conv(&mut self, o: &Operator, depthwise: bool) -> Result<(), Error> {
         let win = schema::conv_options(o)?;
         let (x, w, y) = (self.input(o, 0)?, self.input(o, 1)?, self.output(o)?);
         let [_, ih, iw, ic] = self.shape4(x)?;
@@ -529,8 +456,9 @@ impl Converter<'_, '_> {
                 "filter gives {out_ch} channels, output has {oc}"
             )));
         }
-        let (oh2, top, bottom) = window_axis(ih, kh, win.stride.0, win.dilation.0, win.padding)?;
-        let (ow2, left, right) = window_axis(iw, kw, win.stride.1, win.dilation.1, win.padding)?;
+        let pad = win.padding;
+        let (oh2, top, bottom) = pad.window_axis(0, ih, kh, win.stride.0, win.dilation.0)?;
+        let (ow2, left, right) = pad.window_axis(1, iw, kw, win.stride.1, win.dilation.1)?;
         if (oh2, ow2) != (oh, ow) {
             return Err(bad(format!(
                 "computed output {oh2}x{ow2}, the file says {oh}x{ow}"
@@ -547,7 +475,11 @@ impl Converter<'_, '_> {
             inputs.push(self.graph(*b, Layout::Tflite)?);
         }
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let mut attrs = window_attrs(&win, (kh, kw), [top, left, bottom, right]);
+        let mut attrs = tf::window_attrs(
+            [kh, kw],
+            [win.stride.0, win.stride.1],
+            Padding::Explicit([top, left, bottom, right].map(|p| p as i64)),
+        );
         attrs.push(attr_ints(
             "dilations",
             &[win.dilation.0 as i64, win.dilation.1 as i64],
@@ -562,53 +494,48 @@ impl Converter<'_, '_> {
             return Ok(name.clone());
         }
         let [ws0, kh, kw, ws3] = self.shape4(w)?;
-        let weights = self.floats(w)?;
-        let mut onnx_w = vec![0f32; weights.len()];
-        for (k, &v) in weights.iter().enumerate() {
-            let (a, rest) = (k % ws3, k / ws3);
-            let (col, rest) = (rest % kw, rest / kw);
-            let (row, b) = (rest % kh, rest / kh);
-            // (b, row, col, a): conv: b = out, a = in; depthwise: b = 0, a = out, one input.
-            let (out, inp) = if depthwise { (a, 0) } else { (b, a) };
-            let per_out = if depthwise { 1 } else { ws3 };
-            onnx_w[((out * per_out + inp) * kh + row) * kw + col] = v;
-        }
-        let dims = if depthwise {
-            [ws3, 1, kh, kw]
+        // A depthwise [1, kh, kw, out] filter is the HWIO filter [kh, kw, 1, out].
+        let (layout, shape) = if depthwise {
+            (FilterLayout::Hwio, [kh, kw, ws0, ws3])
         } else {
-            [ws0, ws3, kh, kw]
+            (FilterLayout::Ohwi, [ws0, kh, kw, ws3])
         };
+        let (onnx_w, dims) = tf::filter_to_oihw(self.floats(w)?, layout, shape)?;
         let name = self.name(w).to_string();
         let init = self.g.initializer_f32(&name, &dims, &onnx_w);
         self.filters.insert((w, depthwise), init.clone());
         Ok(init)
     }
 
-    fn pool(&mut self, o: &Operator) -> Result<(), Error> {
+    /// MAX_POOL_2D or AVERAGE_POOL_2D, as ONNX `op_type`.
+    fn pool(&mut self, o: &Operator, op_type: &str) -> Result<(), Error> {
         let (win, (kh, kw)) = schema::pool_options(o)?;
         let (x, y) = (self.input(o, 0)?, self.output(o)?);
         let [_, ih, iw, ic] = self.shape4(x)?;
         let [_, oh, ow, oc] = self.shape4(y)?;
-        let (oh2, top, bottom) = window_axis(ih, kh, win.stride.0, 1, win.padding)?;
-        let (ow2, left, right) = window_axis(iw, kw, win.stride.1, 1, win.padding)?;
+        let pad = win.padding;
+        let (oh2, top, bottom) = pad.window_axis(0, ih, kh, win.stride.0, 1)?;
+        let (ow2, left, right) = pad.window_axis(1, iw, kw, win.stride.1, 1)?;
         if (oh2, ow2, ic) != (oh, ow, oc) {
             return Err(bad(format!(
                 "computed output {oh2}x{ow2}x{ic}, the file says {oh}x{ow}x{oc}"
             )));
         }
         let xn = self.graph(x, Layout::Nchw)?;
-        let mut attrs = window_attrs(&win, (kh, kw), [top, left, bottom, right]);
-        let op_type = if o.code == op::MAX_POOL_2D {
-            "MaxPool"
-        } else {
+        let mut attrs = tf::window_attrs(
+            [kh, kw],
+            [win.stride.0, win.stride.1],
+            Padding::Explicit([top, left, bottom, right].map(|p| p as i64)),
+        );
+        if op_type == "AveragePool" {
             // TFLite averages over the valid (unpadded) part of the window.
             attrs.push(attr_int("count_include_pad", 0));
-            "AveragePool"
-        };
+        }
         self.emit(op_type, &[&xn], attrs, win.activation, y, Layout::Nchw)
     }
 
-    fn elementwise(&mut self, o: &Operator) -> Result<(), Error> {
+    /// ADD, SUB or MUL, as ONNX `op_type`.
+    fn elementwise(&mut self, o: &Operator, op_type: &str) -> Result<(), Error> {
         let act = schema::elementwise_activation(o)?;
         let (a, b, y) = (self.input(o, 0)?, self.input(o, 1)?, self.output(o)?);
         // NCHW works when both operands are rank 4 (or single constants) and one is NCHW already.
@@ -625,30 +552,21 @@ impl Converter<'_, '_> {
             Layout::Tflite
         };
         let (an, bn) = (self.graph(a, layout)?, self.graph(b, layout)?);
-        let op_type = match o.code {
-            op::ADD => "Add",
-            op::SUB => "Sub",
-            _ => "Mul",
-        };
         self.emit(op_type, &[&an, &bn], vec![], act, y, layout)
     }
 
-    fn unary(&mut self, o: &Operator) -> Result<(), Error> {
+    /// An activation operator (LOGISTIC, RELU, RELU6, TANH); the input's layout is kept.
+    fn unary(&mut self, o: &Operator, act: Activation) -> Result<(), Error> {
         let (x, y) = (self.input(o, 0)?, self.output(o)?);
         let layout = self.available(x);
         let xn = self.graph(x, layout)?;
-        let act = match o.code {
-            op::LOGISTIC => {
-                let name = self.name(y).to_string();
-                let s = self.g.node("Sigmoid", &[&xn], &name, vec![]);
-                return self.define(y, layout, s);
-            }
-            op::RELU => Activation::Relu,
-            op::RELU6 => Activation::Relu6,
-            _ => Activation::Tanh,
-        };
         let name = self.name(y).to_string();
-        let out = self.activate(&xn, act, &name);
+        let out = act.emit(
+            &mut self.g,
+            &xn,
+            &name,
+            ClipBounds::Shared(&mut self.scalars),
+        );
         self.define(y, layout, out)
     }
 
@@ -683,21 +601,14 @@ impl Converter<'_, '_> {
         };
         let axes: Vec<usize> = match layout {
             Layout::Tflite => (0..rank).collect(),
-            Layout::Nchw => vec![0, 3, 1, 2],
+            Layout::Nchw => tf::TO_NCHW.iter().map(|&a| a as usize).collect(),
         };
         let mut onnx_pads: Vec<i64> = axes.iter().map(|&a| pads[2 * a]).collect();
         onnx_pads.extend(axes.iter().map(|&a| pads[2 * a + 1]));
         let xn = self.graph(x, layout)?;
         let pname = self.name(p).to_string();
         let pads_init = self.g.initializer_i64(&pname, &[2 * rank], &onnx_pads);
-        self.emit(
-            "Pad",
-            &[&xn, &pads_init],
-            vec![],
-            Activation::None,
-            y,
-            layout,
-        )
+        self.emit("Pad", &[&xn, &pads_init], vec![], None, y, layout)
     }
 
     fn reshape(&mut self, o: &Operator) -> Result<(), Error> {
@@ -714,14 +625,7 @@ impl Converter<'_, '_> {
         let xn = self.graph(x, Layout::Tflite)?;
         let name = format!("{}/shape", self.name(y));
         let shape = self.g.initializer_i64(&name, &[target.len()], &target);
-        self.emit(
-            "Reshape",
-            &[&xn, &shape],
-            vec![],
-            Activation::None,
-            y,
-            Layout::Tflite,
-        )
+        self.emit("Reshape", &[&xn, &shape], vec![], None, y, Layout::Tflite)
     }
 
     fn resize(&mut self, o: &Operator) -> Result<(), Error> {
@@ -743,12 +647,8 @@ impl Converter<'_, '_> {
                 self.shape(y)
             )));
         }
-        let mode = match (align_corners, half_pixel) {
-            (true, true) => return Err(bad("align_corners and half_pixel_centers both set")),
-            (true, false) => "align_corners",
-            (false, true) => "half_pixel",
-            (false, false) => "asymmetric",
-        };
+        let mode = tf::resize_mode(align_corners, half_pixel)
+            .ok_or_else(|| bad("align_corners and half_pixel_centers both set"))?;
         let layout = self.available(x);
         let xn = self.graph(x, layout)?;
         let arrange = |batch: f32, c: f32, h: f32, w: f32| match layout {
@@ -772,21 +672,9 @@ impl Converter<'_, '_> {
             vec![xn, String::new(), String::new(), sizes]
         };
         let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-        let attrs = vec![
-            attr_string("mode", "linear"),
-            attr_string("coordinate_transformation_mode", mode),
-        ];
-        self.emit("Resize", &inputs, attrs, Activation::None, y, layout)
+        let attrs = tf::bilinear_attrs(mode);
+        self.emit("Resize", &inputs, attrs, None, y, layout)
     }
-}
-
-/// `kernel_shape`, `strides` and `pads` of a Conv or pool.
-fn window_attrs(win: &Window, kernel: (usize, usize), pads: [usize; 4]) -> Vec<pb::AttributeProto> {
-    vec![
-        attr_ints("kernel_shape", &[kernel.0 as i64, kernel.1 as i64]),
-        attr_ints("strides", &[win.stride.0 as i64, win.stride.1 as i64]),
-        attr_ints("pads", &pads.map(|p| p as i64)),
-    ]
 }
 
 /// Dequantizes int8/uint8 data, per tensor or per axis: `scale * (q - zero_point)`.
@@ -837,16 +725,14 @@ fn dequantize_bytes(
 mod tests {
     use super::*;
 
-    #[test]
-    fn half_precision_values() {
-        assert_eq!(f16_to_f32(0x3c00), 1.0);
-        assert_eq!(f16_to_f32(0xc000), -2.0);
-        assert_eq!(f16_to_f32(0x3555), 0.333_251_95);
-        assert_eq!(f16_to_f32(0x0001), 2f32.powi(-24));
-        assert_eq!(f16_to_f32(0x8000).to_bits(), (-0.0f32).to_bits());
-        assert_eq!(f16_to_f32(0x7bff), 65504.0);
-        assert_eq!(f16_to_f32(0x7c00), f32::INFINITY);
-        assert!(f16_to_f32(0x7e00).is_nan());
+    fn window_axis(
+        input: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+        padding: Padding,
+    ) -> Result<(usize, usize, usize), Error> {
+        padding.window_axis(0, input, kernel, stride, dilation)
     }
 
     #[test]

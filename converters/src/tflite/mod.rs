@@ -4,7 +4,7 @@
 //! hand-written accessor layer for the parts of the TFLite schema it needs ([`schema`]): no
 //! generated code and no extra dependency, and every offset is checked, so corrupt or hostile
 //! files give an error, never a panic. [`graph`] translates the main subgraph; see there for the
-//! layout handling. Supported operators: [`graph::SUPPORTED`] (enough for the BlazePose landmark
+//! layout handling. Supported operators: [`graph::supported_ops`] (enough for the BlazePose landmark
 //! models); a model using others is refused with one error listing each with its count.
 
 pub mod flatbuffer;

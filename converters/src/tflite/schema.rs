@@ -260,15 +260,20 @@ const OP_NAMES: [&str; 127] = [
     "BATCH_MATMUL",
 ];
 
+/// The schema's name of builtin operator `code` (`CONV_2D`), if it is one of 0..=126.
+pub fn builtin_name(code: i32) -> Option<&'static str> {
+    usize::try_from(code)
+        .ok()
+        .and_then(|c| OP_NAMES.get(c))
+        .copied()
+}
+
 impl Operator<'_> {
     /// The operator's name for messages, e.g. `CONV_2D` or `CUSTOM(Convolution2DTransposeBias)`.
     pub fn name(&self) -> String {
         match (self.code, &self.custom) {
             (op::CUSTOM, Some(custom)) => format!("CUSTOM({custom})"),
-            (code, _) => usize::try_from(code)
-                .ok()
-                .and_then(|c| OP_NAMES.get(c))
-                .map_or_else(|| format!("BUILTIN_{code}"), |n| n.to_string()),
+            (code, _) => builtin_name(code).map_or_else(|| format!("BUILTIN_{code}"), String::from),
         }
     }
 
@@ -456,22 +461,7 @@ fn buffer_data<'a>(file: &'a [u8], buf: &Table<'a>, name: &str) -> Result<Option
     })
 }
 
-/// `Padding` of convolutions and pools.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Padding {
-    Same,
-    Valid,
-}
-
-/// `ActivationFunctionType` fused into an operator.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Activation {
-    None,
-    Relu,
-    ReluN1To1,
-    Relu6,
-    Tanh,
-}
+pub use crate::tf::{Activation, Padding};
 
 fn padding(t: Option<&Table>, field: usize) -> Result<Padding, Error> {
     match t.map_or(Ok(0), |t| t.u8(field, 0))? {
@@ -481,13 +471,14 @@ fn padding(t: Option<&Table>, field: usize) -> Result<Padding, Error> {
     }
 }
 
-fn activation(t: Option<&Table>, field: usize) -> Result<Activation, Error> {
+/// `ActivationFunctionType` fused into an operator; `None` for NONE.
+fn activation(t: Option<&Table>, field: usize) -> Result<Option<Activation>, Error> {
     match t.map_or(Ok(0), |t| t.u8(field, 0))? {
-        0 => Ok(Activation::None),
-        1 => Ok(Activation::Relu),
-        2 => Ok(Activation::ReluN1To1),
-        3 => Ok(Activation::Relu6),
-        4 => Ok(Activation::Tanh),
+        0 => Ok(None),
+        1 => Ok(Some(Activation::Relu)),
+        2 => Ok(Some(Activation::Clip(-1.0, 1.0))), // RELU_N1_TO_1
+        3 => Ok(Some(Activation::RELU6)),
+        4 => Ok(Some(Activation::Tanh)),
         5 => Err(bad("fused activation SIGN_BIT is not supported")),
         a => Err(bad(format!("unknown fused activation {a}"))),
     }
@@ -502,14 +493,15 @@ fn positive(t: Option<&Table>, field: usize, what: &str) -> Result<usize, Error>
 }
 
 /// Window parameters shared by convolutions and pools.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Window {
     pub padding: Padding,
     /// (height, width)
     pub stride: (usize, usize),
     /// (height, width); 1 for pools.
     pub dilation: (usize, usize),
-    pub activation: Activation,
+    /// The fused activation, if any.
+    pub activation: Option<Activation>,
 }
 
 /// `Conv2DOptions` (and the shared fields of `DepthwiseConv2DOptions`).
@@ -555,7 +547,7 @@ pub fn pool_options(o: &Operator) -> Result<(Window, (usize, usize)), Error> {
 }
 
 /// The fused activation of `AddOptions`, `SubOptions` or `MulOptions` (field 0 in each).
-pub fn elementwise_activation(o: &Operator) -> Result<Activation, Error> {
+pub fn elementwise_activation(o: &Operator) -> Result<Option<Activation>, Error> {
     let kind = match o.code {
         op::ADD => options::ADD,
         op::SUB => options::SUB,

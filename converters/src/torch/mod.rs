@@ -15,6 +15,7 @@ use std::path::Path;
 
 use pickle::{Object, StorageRef, TensorRef, Unpickler, Value};
 
+use crate::half::f16_to_f32;
 use crate::Error;
 
 /// Element type of a tensor.
@@ -124,24 +125,6 @@ impl Tensor {
             }
         })
     }
-}
-
-/// IEEE half precision to single precision, exactly (subnormals, infinities and NaN included).
-fn f16_to_f32(h: u16) -> f32 {
-    let sign = u32::from(h >> 15) << 31;
-    let exp = u32::from((h >> 10) & 0x1f);
-    let frac = u32::from(h & 0x3ff);
-    let bits = match (exp, frac) {
-        (0, 0) => sign,
-        (0, _) => {
-            // Subnormal: value = frac * 2^-24.
-            let v = frac as f32 * f32::from_bits(0x3380_0000);
-            return if sign != 0 { -v } else { v };
-        }
-        (0x1f, _) => sign | 0x7f80_0000 | (frac << 13),
-        _ => sign | ((exp + 112) << 23) | (frac << 13),
-    };
-    f32::from_bits(bits)
 }
 
 /// A state dict: tensors by name, in the order the checkpoint lists them.

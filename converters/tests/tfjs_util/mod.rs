@@ -45,15 +45,27 @@ pub fn run(
     shape: &[usize],
     input: Vec<f32>,
 ) -> Vec<(Vec<usize>, Vec<f32>)> {
-    let plan = tract_onnx::onnx()
-        .model_for_read(&mut &onnx[..])
-        .unwrap()
-        .with_outputs_by_name(outputs)
-        .unwrap()
-        .into_optimized()
-        .unwrap()
-        .into_runnable()
-        .unwrap();
+    run_outputs(onnx, Some(outputs), shape, input)
+}
+
+/// Runs ONNX bytes on one float input; returns every graph output as (shape, values).
+pub fn run_all(onnx: &[u8], shape: &[usize], input: Vec<f32>) -> Vec<(Vec<usize>, Vec<f32>)> {
+    run_outputs(onnx, None, shape, input)
+}
+
+/// Runs ONNX bytes (with tract, optimised) on one float input; returns the outputs named, or
+/// the graph's own outputs, as (shape, values).
+pub fn run_outputs(
+    onnx: &[u8],
+    outputs: Option<&[&str]>,
+    shape: &[usize],
+    input: Vec<f32>,
+) -> Vec<(Vec<usize>, Vec<f32>)> {
+    let mut model = tract_onnx::onnx().model_for_read(&mut &onnx[..]).unwrap();
+    if let Some(names) = outputs {
+        model = model.with_outputs_by_name(names).unwrap();
+    }
+    let plan = model.into_optimized().unwrap().into_runnable().unwrap();
     let x = tract_ndarray::ArrayD::from_shape_vec(shape.to_vec(), input)
         .unwrap()
         .into_tensor();
@@ -113,4 +125,60 @@ pub fn values(n: usize, seed: u32) -> Vec<f32> {
             (s % 2000) as f32 / 1000.0 - 1.0
         })
         .collect()
+}
+
+// ---------- graph models ----------
+
+/// A constant: name, shape, and float32 or int32 values.
+pub enum Konst<'a> {
+    F32(&'a str, Vec<usize>, Vec<f32>),
+    I32(&'a str, Vec<usize>, Vec<i32>),
+}
+
+/// Writes a graph model (nodes plus constants in one shard); returns folder and model.json path.
+pub fn write_graph(nodes: Vec<Value>, consts: &[Konst]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut bytes = Vec::new();
+    let mut entries = Vec::new();
+    let mut all = nodes;
+    for k in consts {
+        let (name, shape, dtype) = match k {
+            Konst::F32(n, s, v) => {
+                bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+                (n, s, "float32")
+            }
+            Konst::I32(n, s, v) => {
+                bytes.extend(v.iter().flat_map(|x| x.to_le_bytes()));
+                (n, s, "int32")
+            }
+        };
+        entries.push(json!({"name": name, "shape": shape, "dtype": dtype}));
+        all.push(json!({"name": name, "op": "Const", "attr": {}}));
+    }
+    std::fs::write(dir.path().join("g.bin"), bytes).unwrap();
+    let model = json!({
+        "format": "graph-model",
+        "modelTopology": {"node": all, "library": {}, "versions": {}},
+        "weightsManifest": [{"paths": ["g.bin"], "weights": entries}],
+    });
+    let path = dir.path().join("model.json");
+    std::fs::write(&path, serde_json::to_vec(&model).unwrap()).unwrap();
+    (dir, path)
+}
+
+pub fn node(name: &str, op: &str, inputs: &[&str], attr: Value) -> Value {
+    json!({"name": name, "op": op, "input": inputs, "attr": attr})
+}
+
+pub fn placeholder(name: &str, dims: &[i64], dtype: &str) -> Value {
+    let dim: Vec<Value> = dims
+        .iter()
+        .map(|d| json!({"size": d.to_string()}))
+        .collect();
+    node(
+        name,
+        "Placeholder",
+        &[],
+        json!({"dtype": {"type": dtype}, "shape": {"shape": {"dim": dim}}}),
+    )
 }
