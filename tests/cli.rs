@@ -447,3 +447,20 @@ fn outputs_never_overwrite_their_inputs() {
     )
     .ok();
 }
+
+#[test]
+fn convert_lists_the_operators_each_converter_reads() {
+    let tmp = tempfile::tempdir().unwrap();
+    let run = graft(tmp.path(), &["convert", "--list-ops", "--json"]).ok();
+    let listed: serde_json::Value =
+        serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+    for (format, ops) in graft_converters::supported_ops() {
+        assert_eq!(listed["ops"][format], serde_json::json!(ops), "{format}");
+    }
+    let text = graft(tmp.path(), &["convert", "--list-ops"]).ok();
+    assert!(
+        text.stdout.contains("DepthwiseConv2dNative"),
+        "{}",
+        text.stdout
+    );
+}

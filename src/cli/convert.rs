@@ -3,11 +3,22 @@
 use std::path::PathBuf;
 
 use anyhow::Result;
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use graft::task::{self, Format};
 use serde_json::json;
 
 use super::Ui;
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true, arg_required_else_help = true)]
+pub struct ConvertArgs {
+    /// Print the operators (TF ops, Keras layer classes, TFLite builtins) each converter
+    /// translates; a model that uses any other is refused with the missing ones listed.
+    #[arg(long)]
+    pub list_ops: bool,
+    #[command(subcommand)]
+    pub command: Option<ConvertCommand>,
+}
 
 #[derive(Subcommand)]
 pub enum ConvertCommand {
@@ -38,7 +49,25 @@ pub enum ConvertCommand {
     },
 }
 
-pub fn run(command: ConvertCommand, ui: Ui) -> Result<()> {
+pub fn run(args: ConvertArgs, ui: Ui) -> Result<()> {
+    let Some(command) = args.command else {
+        if !args.list_ops {
+            anyhow::bail!("give a format to convert from (torch, tfjs, tflite) or --list-ops");
+        }
+        let formats = task::supported_ops();
+        for (format, ops) in &formats {
+            ui.say(format!("{format} ({} ops):", ops.len()));
+            for line in ops.chunks(8) {
+                ui.say(format!("  {}", line.join(" ")));
+            }
+        }
+        let formats: serde_json::Map<String, serde_json::Value> = formats
+            .into_iter()
+            .map(|(format, ops)| (format.to_string(), json!(ops)))
+            .collect();
+        ui.finish(json!({ "ops": formats }));
+        return Ok(());
+    };
     let (format, input, out) = match command {
         ConvertCommand::Torch { input, out } => (Format::Torch, input, out),
         ConvertCommand::Tfjs { input, out } => (Format::Tfjs, input, out),

@@ -53,9 +53,8 @@ enum Command {
     Export(export::ExportArgs),
     /// Show a model's inputs, outputs, operators and candidate cut points.
     Inspect(inspect::InspectArgs),
-    /// Convert another framework's model file.
-    #[command(subcommand)]
-    Convert(convert::ConvertCommand),
+    /// Convert another framework's model file (`--list-ops`: the operators each converter reads).
+    Convert(convert::ConvertArgs),
     /// Base models known to graft.
     #[command(subcommand)]
     Zoo(zoo::ZooCommand),

@@ -9,6 +9,8 @@ use crate::atomic::{refuse_same_file, write_atomic};
 use crate::base::inspect;
 use crate::Result;
 
+pub use graft_converters::supported_ops;
+
 /// What `graft convert` reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

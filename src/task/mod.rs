@@ -24,7 +24,7 @@ mod knn;
 use crate::train::EpochRecord;
 
 pub use classify::{Classifier, Evaluation, ExportReport, FileAnswer};
-pub use convert::{convert, Converted, Format};
+pub use convert::{convert, supported_ops, Converted, Format};
 pub use create::{create, create_from_embeddings, Augmentation, Augmentations, ClassSplit};
 pub use create::{AugmentReport, CreateOptions, CreateReport, Created};
 pub use embed::{embed_folder, EmbedReport, Embedded};
