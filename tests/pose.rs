@@ -5,6 +5,9 @@
 //! pose features against the Rust ones, a head on stick-figure poses (>= 95 %) and on turned
 //! photos (>= 90 %), its ONNX export against graft, mirror augmentation, and `graft train
 //! --base movenet-lightning --augment-mirror` + `graft export`.
+// Without the `synthetic` feature the tests on generated poses are left out, and with them what
+// only they use.
+#![cfg_attr(not(feature = "synthetic"), allow(unused_imports, dead_code))]
 
 mod common;
 use common::max_abs_diff;
@@ -19,9 +22,13 @@ use graft::export::{export_onnx, PROBABILITIES};
 use graft::head::CpuBackend;
 use graft::input::image::{decode_image, preprocess};
 use graft::pose::{
-    detect, draw, features, keypoint_model, mirror, normalise, stick, turned, with_mirrored,
-    Keypoint, BLAZEPOSE_NAMES, FEATURES_TENSOR, KEYPOINT_NAMES, LOW_SCORE,
+    detect, draw, features, keypoint_model, mirror, normalise, with_mirrored, Keypoint,
+    BLAZEPOSE_NAMES, FEATURES_TENSOR, KEYPOINT_NAMES, LOW_SCORE,
 };
+// The generated pose data (stick figures, turned photos) is behind the `synthetic` feature, which
+// the README's test command (`--all-features`) enables.
+#[cfg(feature = "synthetic")]
+use graft::pose::{stick, turned};
 use graft::recognizer::Recognizer;
 use graft::train::TrainOptions;
 use image::{DynamicImage, GenericImageView, Rgb, RgbImage};
@@ -55,6 +62,7 @@ const STICK_TARGET: f64 = 0.95;
 /// Validation accuracy the head must reach on the turned photos (the target).
 const TURNED_TARGET: f64 = 0.90;
 /// Turned photos per class made for the recognizer test.
+#[cfg(feature = "synthetic")]
 const TURNED_PER_CLASS: usize = 30;
 /// Largest difference between the exported ONNX recognizer's probabilities and graft's.
 /// Measured: 1.2e-7.
@@ -287,6 +295,7 @@ fn onnx_pose_features_equal_the_rust_features() {
 
 /// A head with the default options trained on a seeded 70/30 split of `data` (training part
 /// through `augment`): the recognizer and its validation part.
+#[cfg(feature = "synthetic")]
 fn train(
     data: &Embeddings,
     augment: impl Fn(Embeddings) -> Embeddings,
@@ -298,6 +307,7 @@ fn train(
     (r, val)
 }
 
+#[cfg(feature = "synthetic")]
 #[test]
 fn stick_figure_poses_are_recognised() {
     let base = pose_features_base();
@@ -321,6 +331,7 @@ fn stick_figure_poses_are_recognised() {
     assert!(metrics.accuracy >= STICK_TARGET, "{metrics}");
 }
 
+#[cfg(feature = "synthetic")]
 #[test]
 fn mirroring_needs_pose_features() {
     let data = stick::embeddings(2, 1, pose_features_base().reference().unwrap()).unwrap();
@@ -345,6 +356,7 @@ fn mirroring_needs_pose_features() {
     assert!(err.to_string().contains("pose features"), "{err}");
 }
 
+#[cfg(feature = "synthetic")]
 #[test]
 fn turned_photos_are_recognised_and_the_export_agrees() {
     let dir = tempfile::tempdir().unwrap();
@@ -386,6 +398,7 @@ fn turned_photos_are_recognised_and_the_export_agrees() {
     assert!(worst <= EXPORT_TOLERANCE, "{worst}");
 }
 
+#[cfg(feature = "synthetic")]
 #[test]
 fn cli_trains_and_exports_a_pose_recognizer_with_mirrored_copies() {
     let dir = tempfile::tempdir().unwrap();

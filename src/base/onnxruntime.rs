@@ -261,15 +261,11 @@ mod tests {
             .join("tests/fixtures/models/ch_ppocr_mobile_v2.0_cls_infer.onnx");
         let options = BaseOptions {
             input_shape: Some(vec![3, 48, 192]),
-            backend: Backend::Ort,
-            ..BaseOptions::default()
+            ..BaseOptions::on(Backend::Ort)
         };
         let err = BaseModel::open(&model, &options).unwrap_err().to_string();
         assert!(err.contains("--features onnxruntime"), "{err}");
-        let options = BaseOptions {
-            backend: Backend::Ort,
-            ..BaseOptions::default()
-        };
+        let options = BaseOptions::on(Backend::Ort);
         let err = BaseModel::open("efficientnet-lite0", &options)
             .unwrap_err()
             .to_string();
