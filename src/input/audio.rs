@@ -46,6 +46,10 @@ pub fn decode_wav(bytes: &[u8], path: &Path) -> Result<Audio> {
     if bytes.is_empty() {
         return Err(err("the file is empty".into()));
     }
+    // Streaming recorders (arecord, ffmpeg to a pipe) cannot seek back to write the sizes and
+    // leave 0xFFFFFFFF: the data then runs to the end of the file.
+    let patched = with_streamed_sizes(bytes);
+    let bytes = patched.as_deref().unwrap_or(bytes);
     let reader = hound::WavReader::new(Cursor::new(bytes)).map_err(|e| {
         err(match e {
             hound::Error::FormatError(m) => {
@@ -119,6 +123,46 @@ pub fn decode_wav(bytes: &[u8], path: &Path) -> Result<Audio> {
         samples,
         sample_rate: spec.sample_rate,
     })
+}
+
+/// A copy of a WAV file whose `data` chunk declares the size 0xFFFFFFFF ("unknown", as streaming
+/// recorders write it), with the size of the samples actually there (whole frames, as the `fmt `
+/// chunk's block alignment says) and a RIFF size to match; `None` when the sizes need no fixing
+/// or the file is not laid out as RIFF/WAVE chunks.
+fn with_streamed_sizes(bytes: &[u8]) -> Option<Vec<u8>> {
+    const UNKNOWN: u32 = u32::MAX;
+    let le32 = |at: usize| -> Option<u32> {
+        Some(u32::from_le_bytes(bytes.get(at..at + 4)?.try_into().ok()?))
+    };
+    if bytes.get(0..4)? != b"RIFF" || bytes.get(8..12)? != b"WAVE" {
+        return None;
+    }
+    let mut at = 12;
+    let mut block_align = None;
+    while at + 8 <= bytes.len() {
+        let id = bytes.get(at..at + 4)?;
+        let size = le32(at + 4)?;
+        if id == b"fmt " {
+            let align = u16::from_le_bytes(bytes.get(at + 20..at + 22)?.try_into().ok()?);
+            block_align = Some(usize::from(align.max(1)));
+        }
+        if id == b"data" {
+            if size != UNKNOWN {
+                return None;
+            }
+            let start = at + 8;
+            let present = bytes.len() - start;
+            let data = present - present % block_align?;
+            let mut fixed = bytes[..start + data].to_vec();
+            fixed[at + 4..at + 8].copy_from_slice(&u32::try_from(data).ok()?.to_le_bytes());
+            let riff = u32::try_from(fixed.len() - 8).ok()?;
+            fixed[4..8].copy_from_slice(&riff.to_le_bytes());
+            return Some(fixed);
+        }
+        let padded = usize::try_from(size).ok()?.checked_add(size as usize & 1)?;
+        at = at.checked_add(8)?.checked_add(padded)?;
+    }
+    None
 }
 
 /// Resamples `samples` from `from` Hz to `to` Hz with a Blackman-windowed sinc (16 zero crossings)
@@ -326,6 +370,27 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(junk.contains("not a readable WAV"), "{junk}");
+        // A streamed WAV (sizes 0xFFFFFFFF) reads to the end of the file, whole frames only.
+        let spec = hound::WavSpec {
+            channels: 2,
+            sample_rate: 16_000,
+            bits_per_sample: 16,
+            sample_format: hound::SampleFormat::Int,
+        };
+        let mut bytes = Cursor::new(Vec::new());
+        let mut w = hound::WavWriter::new(&mut bytes, spec).unwrap();
+        for v in [1000i16, 3000, -2000, -4000, 500, 700] {
+            w.write_sample(v).unwrap();
+        }
+        w.finalize().unwrap();
+        let whole = decode_wav(bytes.get_ref(), path).unwrap();
+        let mut streamed = bytes.into_inner();
+        streamed[4..8].copy_from_slice(&u32::MAX.to_le_bytes());
+        let data = streamed.windows(4).position(|w| w == b"data").unwrap();
+        streamed[data + 4..data + 8].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(decode_wav(&streamed, path).unwrap(), whole);
+        streamed.push(0x11); // half a frame more: dropped
+        assert_eq!(decode_wav(&streamed, path).unwrap(), whole);
         // Float WAVs of NaN, infinities or absurd magnitudes are not audio.
         for bad in [f32::NAN, f32::INFINITY, -1e30] {
             let spec = hound::WavSpec {
