@@ -212,6 +212,24 @@ fn other_formats_and_broken_files_are_input_errors() {
     assert!(input_error(&png[..png.len() / 2]).contains("PNG"));
     let jpeg = encode(&img, ImageFormat::Jpeg);
     assert!(input_error(&jpeg[..jpeg.len() / 2]).contains("JPEG"));
+    // Headers and an end marker but no image data (the scan cut out).
+    let scan = jpeg.windows(2).position(|w| w == [0xFF, 0xDA]).unwrap();
+    let mut hollow = jpeg[..scan].to_vec();
+    hollow.extend([0xFF, 0xD9]);
+    assert!(
+        input_error(&hollow).contains("JPEG"),
+        "{}",
+        input_error(&hollow)
+    );
+    // The scan header kept, its entropy-coded data cut out.
+    let header = usize::from(u16::from_be_bytes([jpeg[scan + 2], jpeg[scan + 3]]));
+    let mut empty_scan = jpeg[..scan + 2 + header].to_vec();
+    empty_scan.extend([0xFF, 0xD9]);
+    assert!(
+        input_error(&empty_scan).contains("JPEG"),
+        "{}",
+        input_error(&empty_scan)
+    );
     let missing = load_image(Path::new("/nonexistent/a.png"), &raw_spec(1, 1)).unwrap_err();
     assert!(matches!(missing, Error::Io { .. }), "{missing:?}");
 }

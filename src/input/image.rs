@@ -36,6 +36,11 @@ pub fn decode_image(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
             "truncated JPEG (no end-of-image marker)".to_string(),
         ));
     }
+    if format == ImageFormat::Jpeg && !jpeg_scan_has_data(bytes) {
+        return Err(input_err(
+            "JPEG without image data (its scan is empty or missing)".to_string(),
+        ));
+    }
     image::load_from_memory_with_format(bytes, format)
         .map_err(|e| input_err(format!("cannot decode this {name} image: {e}")))
 }
@@ -71,6 +76,27 @@ fn sniff_format(bytes: &[u8]) -> std::result::Result<ImageFormat, String> {
         )
     };
     Err(format!("not a PNG or JPEG image: {seen}"))
+}
+
+/// Whether the first scan of a JPEG (after its start-of-scan header) holds entropy-coded bytes
+/// before the next marker: decoders otherwise make up an image from headers alone.
+fn jpeg_scan_has_data(bytes: &[u8]) -> bool {
+    let Some(sos) = bytes.windows(2).position(|w| w == [0xFF, 0xDA]) else {
+        return false;
+    };
+    let Some(&[hi, lo]) = bytes.get(sos + 2..sos + 4) else {
+        return false;
+    };
+    let start = sos + 2 + usize::from(u16::from_be_bytes([hi, lo]));
+    let Some(scan) = bytes.get(start..) else {
+        return false;
+    };
+    // The data ends at the first marker that is neither a stuffed 0xFF00 nor a restart marker.
+    let end = scan
+        .windows(2)
+        .position(|w| w[0] == 0xFF && w[1] != 0x00 && !(0xD0..=0xD7).contains(&w[1]))
+        .unwrap_or(scan.len());
+    end > 0
 }
 
 /// Whether a JPEG ends with its end-of-image marker (a few trailing bytes allowed).
