@@ -69,15 +69,7 @@ impl Recognizer {
     /// labels must be distinct.
     pub fn new(head: Head, labels: Vec<String>, base: BaseRef) -> Result<Recognizer> {
         head.check()?;
-        if head.input_dim() != base.embedding_dim || head.classes() != labels.len() {
-            return Err(Error::Invalid(format!(
-                "the head maps {} -> {} but the base gives {} and there are {} labels",
-                head.input_dim(),
-                head.classes(),
-                base.embedding_dim,
-                labels.len()
-            )));
-        }
+        fits(&head, &labels, &base).map_err(Error::Invalid)?;
         let mut sorted: Vec<&String> = labels.iter().collect();
         sorted.sort();
         if sorted.windows(2).any(|w| w[0] == w[1]) {
@@ -269,15 +261,7 @@ impl Recognizer {
         }
         let head = Head { layers };
         head.check().map_err(|e| file.error(e))?;
-        if head.input_dim() != meta.base.embedding_dim || head.classes() != meta.labels.len() {
-            return Err(file.error(format!(
-                "the head maps {} -> {} but the base gives {} and there are {} labels",
-                head.input_dim(),
-                head.classes(),
-                meta.base.embedding_dim,
-                meta.labels.len()
-            )));
-        }
+        fits(&head, &meta.labels, &meta.base).map_err(|e| file.error(e))?;
         Ok(Recognizer {
             head,
             labels: meta.labels,
@@ -285,6 +269,20 @@ impl Recognizer {
             training: meta.training,
         })
     }
+}
+
+/// Why `head` does not take `base`'s embedding or give one logit per label, if it does not.
+fn fits(head: &Head, labels: &[String], base: &BaseRef) -> std::result::Result<(), String> {
+    if head.input_dim() != base.embedding_dim || head.classes() != labels.len() {
+        return Err(format!(
+            "the head maps {} -> {} but the base gives {} and there are {} labels",
+            head.input_dim(),
+            head.classes(),
+            base.embedding_dim,
+            labels.len()
+        ));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use ndarray::{Array2, ArrayViewD, Axis};
 use serde::Serialize;
 
 use super::embed::{embed_folder, EmbedReport};
-use super::{Event, Phase, Progress};
+use super::{in_phase, Phase, Progress};
 use crate::atomic::refuse_same_file;
 use crate::base::{BaseModel, EngineOptions};
 use crate::cache::CacheOptions;
@@ -93,18 +93,15 @@ impl Classifier {
         progress: &dyn Progress,
     ) -> Result<Vec<FileAnswer<Prediction>>> {
         answer_files(&self.base, files, cache, progress, |row| {
-            Ok(self.recognizer.predict(row, top_k)?.remove(0))
+            single(self.recognizer.predict(row, top_k)?)
         })
     }
 
     /// The answer for one example file's bytes (an image or a WAV, as the base takes); `name`
     /// stands for the file in errors.
     pub fn predict_bytes(&self, bytes: &[u8], name: &str, top_k: usize) -> Result<Prediction> {
-        let tensor = prepare(bytes, Path::new(name), self.base.input_spec()?)?;
-        let mut answers = self.predict_tensor(tensor.insert_axis(Axis(0)).view(), top_k)?;
-        answers
-            .pop()
-            .ok_or_else(|| Error::Internal("no prediction for one example".into()))
+        let embedding = embed_bytes(&self.base, bytes, name)?;
+        single(self.recognizer.predict(embedding.view(), top_k)?)
     }
 
     /// The answers for a batch of prepared inputs `[N, base input...]`.
@@ -156,6 +153,21 @@ impl Classifier {
     }
 }
 
+/// The embedding `[1, dim]` of one example file's bytes; `name` stands for the file in errors.
+pub(super) fn embed_bytes(base: &BaseModel, bytes: &[u8], name: &str) -> Result<Array2<f32>> {
+    let tensor = prepare(bytes, Path::new(name), base.input_spec()?)?;
+    base.embed(tensor.insert_axis(Axis(0)).view())
+}
+
+/// The one answer for one example.
+pub(super) fn single<T>(answers: Vec<T>) -> Result<T> {
+    let mut answers = answers.into_iter();
+    match (answers.next(), answers.next()) {
+        (Some(answer), None) => Ok(answer),
+        _ => Err(Error::Internal("not one answer for one example".into())),
+    }
+}
+
 /// Embeds `files` with `base` (cached) and answers each embedding with `answer`.
 pub(super) fn answer_files<T>(
     base: &BaseModel,
@@ -164,12 +176,10 @@ pub(super) fn answer_files<T>(
     progress: &dyn Progress,
     answer: impl Fn(ndarray::ArrayView2<f32>) -> Result<T>,
 ) -> Result<Vec<FileAnswer<T>>> {
-    progress.on(Event::Started(Phase::Embedding, files.len() as u64));
     let root = cache.root();
-    let results = embed_files(base, files, root.as_deref(), &|n| {
-        progress.on(Event::Advanced(n))
+    let results = in_phase(progress, Phase::Embedding, files.len() as u64, |advance| {
+        embed_files(base, files, root.as_deref(), advance)
     });
-    progress.on(Event::Finished(Phase::Embedding));
     Ok(files
         .iter()
         .zip(results?)

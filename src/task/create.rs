@@ -6,7 +6,7 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::embed::{embed_folder, EmbedReport};
-use super::{Event, Phase, Progress};
+use super::{in_phase, Event, Phase, Progress};
 use crate::base::BaseModel;
 use crate::cache::CacheOptions;
 use crate::dataset::{Dataset, DEFAULT_VAL_SPLIT};
@@ -148,31 +148,26 @@ pub fn create_from_embeddings(
     for aug in &options.augment.0 {
         let begun = Instant::now();
         let before = train_set.len();
-        progress.on(Event::Started(Phase::Augmenting, 0));
-        let result = match aug {
-            Augmentation::Mirror => crate::pose::with_mirrored(&train_set),
-            Augmentation::Noise { copies, snr_db } => {
-                let noise_aug = NoiseAugmentation {
-                    ratio: *copies,
-                    snr_db: *snr_db,
-                    seed: options.train.seed,
-                };
-                let root = options.cache.root();
-                train_set.augmented_with_noise(base, noise, &noise_aug, root.as_deref())
-            }
-        };
-        progress.on(Event::Finished(Phase::Augmenting));
+        let (result, kind, noise_recordings) =
+            in_phase(progress, Phase::Augmenting, 0, |_| match aug {
+                Augmentation::Mirror => (crate::pose::with_mirrored(&train_set), "mirror", 0),
+                Augmentation::Noise { copies, snr_db } => {
+                    let noise_aug = NoiseAugmentation {
+                        ratio: *copies,
+                        snr_db: *snr_db,
+                        seed: options.train.seed,
+                    };
+                    let root = options.cache.root();
+                    let copies =
+                        train_set.augmented_with_noise(base, noise, &noise_aug, root.as_deref());
+                    (copies, "noise", noise.len())
+                }
+            });
         train_set = result?;
         augmented.push(AugmentReport {
-            kind: match aug {
-                Augmentation::Mirror => "mirror",
-                Augmentation::Noise { .. } => "noise",
-            },
+            kind,
             added: train_set.len() - before,
-            noise_recordings: match aug {
-                Augmentation::Mirror => 0,
-                Augmentation::Noise { .. } => noise.len(),
-            },
+            noise_recordings,
             seconds: begun.elapsed().as_secs_f64(),
         });
     }
@@ -188,18 +183,19 @@ pub fn create_from_embeddings(
         .collect();
     let device = DeviceChoice::resolve(options.device)?;
     let mut backend = crate::head::backend_for(device)?;
-    progress.on(Event::Started(Phase::Training, options.train.epochs as u64));
-    let recognizer = Recognizer::train(
-        &train_set,
-        &val_set,
-        &options.train,
-        backend.as_mut(),
-        &mut |record| {
-            progress.on(Event::Advanced(1));
-            progress.on(Event::Epoch(record));
-        },
-    );
-    progress.on(Event::Finished(Phase::Training));
+    let epochs = options.train.epochs as u64;
+    let recognizer = in_phase(progress, Phase::Training, epochs, |advance| {
+        Recognizer::train(
+            &train_set,
+            &val_set,
+            &options.train,
+            backend.as_mut(),
+            &mut |record| {
+                advance(1);
+                progress.on(Event::Epoch(record));
+            },
+        )
+    });
     Ok(Created {
         recognizer: recognizer?,
         report: CreateReport {

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::classify::Classifier;
+use super::classify::{single, Classifier};
 use super::create::{create_from_embeddings, CreateOptions, CreateReport};
 use super::embed::{embed_folder, EmbedReport};
 use super::knn::knn_index;
@@ -129,14 +129,17 @@ pub fn run(options: &DemoOptions, progress: &dyn Progress) -> Result<DemoReport>
         let tensor = load_image(&file, spec)?
             .insert_axis(ndarray::Axis(0))
             .into_dyn();
-        let p = reloaded.predict_tensor(tensor.view(), 2)?.remove(0);
+        // One embedding for both the answer and the probabilities the export is checked with.
+        let embedding = base.embed(tensor.view())?;
+        let recognizer = reloaded.recognizer();
+        let p = single(recognizer.predict(embedding.view(), 2)?)?;
         predictions.push(DemoPrediction {
             file,
             truth: truth.clone(),
             predicted: p.label,
             probability: p.probability,
         });
-        let probabilities = reloaded.probabilities(tensor.view())?;
+        let probabilities = recognizer.probabilities(embedding.view())?;
         samples.push((tensor, probabilities));
     }
 

@@ -5,7 +5,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::{Event, Phase, Progress};
+use super::{in_phase, Phase, Progress};
 use crate::base::BaseModel;
 use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
@@ -45,13 +45,11 @@ pub fn embed_folder(
     progress: &dyn Progress,
 ) -> Result<Embedded> {
     let start = Instant::now();
-    progress.on(Event::Started(Phase::Embedding, data.examples.len() as u64));
     let root = cache.root();
-    let result = Embeddings::from_dataset(base, data, root.as_deref(), &|n| {
-        progress.on(Event::Advanced(n))
-    });
-    progress.on(Event::Finished(Phase::Embedding));
-    let (embeddings, skipped) = result?;
+    let total = data.examples.len() as u64;
+    let (embeddings, skipped) = in_phase(progress, Phase::Embedding, total, |advance| {
+        Embeddings::from_dataset(base, data, root.as_deref(), advance)
+    })?;
     let report = EmbedReport {
         examples: embeddings.len(),
         classes: embeddings.classes().len(),

@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use ndarray::Axis;
 
-use super::classify::{answer_files, FileAnswer};
+use super::classify::{answer_files, embed_bytes, single, FileAnswer};
 use super::embed::{embed_folder, EmbedReport};
 use super::Progress;
 use crate::base::{BaseModel, EngineOptions};
 use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
-use crate::embeddings::{prepare, Embeddings};
+use crate::embeddings::Embeddings;
 use crate::gpu::{DeviceChoice, Gpu};
 use crate::knn::{Knn, KnnPrediction};
 use crate::{Error, Result};
@@ -97,13 +97,17 @@ impl KnnClassifier {
         cache: &CacheOptions,
     ) -> Result<()> {
         let root = cache.root();
-        let rows = crate::embeddings::embed_files(&self.base, files, root.as_deref(), &|_| {})?;
-        let mut knn = self.knn.clone();
-        for row in rows {
-            knn.add(label, row?.view())?;
+        let rows = crate::embeddings::embed_files(&self.base, files, root.as_deref(), &|_| {})?
+            .into_iter()
+            .collect::<Result<Vec<_>>>()?;
+        if rows.is_empty() {
+            return Ok(());
         }
-        self.knn = knn;
-        Ok(())
+        let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
+        let rows = ndarray::stack(Axis(0), &views)
+            .map_err(|e| Error::Internal(format!("stacking embeddings: {e}")))?;
+        // One call: the index checks everything before it changes.
+        self.knn.add_many(label, rows.view())
     }
 
     /// Each file's class by its `k` nearest stored examples, in order; a file that cannot be used
@@ -116,22 +120,16 @@ impl KnnClassifier {
         progress: &dyn Progress,
     ) -> Result<Vec<FileAnswer<KnnPrediction>>> {
         answer_files(&self.base, files, cache, progress, |row| {
-            let mut answers = self.knn.classify_with(row, k, self.gpu.clone())?;
-            answers
-                .pop()
-                .ok_or_else(|| Error::Internal("no KNN answer for one example".into()))
+            single(self.knn.classify_with(row, k, self.gpu.clone())?)
         })
     }
 
     /// The class of one example file's bytes; `name` stands for the file in errors.
     pub fn classify_bytes(&self, bytes: &[u8], name: &str, k: usize) -> Result<KnnPrediction> {
-        let tensor = prepare(bytes, Path::new(name), self.base.input_spec()?)?;
-        let embedding = self.base.embed(tensor.insert_axis(Axis(0)).view())?;
-        let mut answers = self
-            .knn
-            .classify_with(embedding.view(), k, self.gpu.clone())?;
-        answers
-            .pop()
-            .ok_or_else(|| Error::Internal("no KNN answer for one example".into()))
+        let embedding = embed_bytes(&self.base, bytes, name)?;
+        single(
+            self.knn
+                .classify_with(embedding.view(), k, self.gpu.clone())?,
+        )
     }
 }

@@ -77,6 +77,20 @@ impl<F: Fn(Event<'_>) + Sync> Progress for F {
     }
 }
 
+/// Runs `work` as `phase` of `total` steps: `Started` before, `Finished` after (also when it
+/// fails); `work` reports its steps through the function it is given.
+pub(crate) fn in_phase<R>(
+    progress: &dyn Progress,
+    phase: Phase,
+    total: u64,
+    work: impl FnOnce(&(dyn Fn(u64) + Sync)) -> R,
+) -> R {
+    progress.on(Event::Started(phase, total));
+    let result = work(&|n| progress.on(Event::Advanced(n)));
+    progress.on(Event::Finished(phase));
+    result
+}
+
 /// A [`Progress`] that ignores everything.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Silent;
