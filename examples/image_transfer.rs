@@ -42,7 +42,7 @@ fn main() -> graft::Result<()> {
     let saved = out_dir.join("recognizer.safetensors");
     created.recognizer.save(&saved)?;
     // 4. Predict files with the reloaded recognizer (its base reopened from the reference).
-    let classifier = Classifier::load(&saved, &EngineOptions::default())?;
+    let classifier = Classifier::load(&saved, &EngineOptions::default(), &Silent)?;
     let files: Vec<PathBuf> = dataset
         .examples
         .iter()

@@ -38,9 +38,12 @@ pub enum Error {
     /// A converter (PyTorch, TF.js, TFLite reader) refused its input.
     #[error(transparent)]
     Convert(#[from] graft_converters::Error),
-    /// A zoo manifest or download failed.
+    /// A zoo manifest is wrong, or a zoo model cannot be obtained.
     #[error("zoo: {0}")]
     Zoo(String),
+    /// A download failed, did not match its published hash, or is forbidden (`GRAFT_OFFLINE`).
+    #[error("download: {0}")]
+    Download(String),
     /// A bug in graft: a state its own checks should have made impossible. Please report it.
     #[error("internal error (a bug in graft, please report it): {0}")]
     Internal(String),

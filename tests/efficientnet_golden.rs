@@ -131,7 +131,8 @@ fn real_checkpoint_has_the_efficientnet_lite0_structure() {
     use graft_converters::torch::{load_state_dict, DType};
 
     let m = zoo::manifest("efficientnet-lite0").unwrap();
-    let sd = load_state_dict(&zoo::fetch_original(&m, None).unwrap()).unwrap();
+    let sd =
+        load_state_dict(&zoo::fetch_original(&m, None, &graft::progress::Silent).unwrap()).unwrap();
     assert_eq!(sd.len(), 296);
     assert_eq!(sd.iter().next().unwrap().0, "_conv_stem.weight");
     let floats: usize = sd

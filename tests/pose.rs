@@ -29,6 +29,7 @@ use graft::pose::{
 // the README's test command (`--all-features`) enables.
 #[cfg(feature = "synthetic")]
 use graft::pose::{stick, turned};
+use graft::progress::Silent;
 use graft::recognizer::Recognizer;
 use graft::train::TrainOptions;
 use image::{DynamicImage, GenericImageView, Rgb, RgbImage};
@@ -85,7 +86,7 @@ fn fixture(path: &str) -> PathBuf {
 }
 
 fn movenet() -> BaseModel {
-    keypoint_model("movenet-lightning", &BaseOptions::default()).unwrap()
+    keypoint_model("movenet-lightning", &BaseOptions::default(), &Silent).unwrap()
 }
 
 fn astronaut() -> DynamicImage {
@@ -516,7 +517,7 @@ const BLAZEPOSE_TOLERANCE_PX: f32 = 3.0;
 
 #[test]
 fn blazepose_landmarks_match_the_reference_in_image_pixels() {
-    let base = keypoint_model("blazepose-lite", &BaseOptions::default()).unwrap();
+    let base = keypoint_model("blazepose-lite", &BaseOptions::default(), &Silent).unwrap();
     let image = astronaut();
     let landmarks = detect(&base, &image).unwrap();
     let names: Vec<&str> = landmarks.iter().map(|k| k.name).collect();

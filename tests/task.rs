@@ -269,7 +269,8 @@ fn recognizers_and_indexes_saved_by_the_previous_version_answer_as_they_did() {
             "speech-predictions.json",
         ),
     ] {
-        let classifier = Classifier::load(&compat(recognizer), &EngineOptions::default()).unwrap();
+        let classifier =
+            Classifier::load(&compat(recognizer), &EngineOptions::default(), &Silent).unwrap();
         let files = listed(files);
         let now = classifier
             .predict_files(&files, 3, &no_cache(), &Silent)
@@ -290,6 +291,7 @@ fn recognizers_and_indexes_saved_by_the_previous_version_answer_as_they_did() {
         &compat("knn-index.safetensors"),
         &EngineOptions::default(),
         None,
+        &Silent,
     )
     .unwrap();
     let now = knn

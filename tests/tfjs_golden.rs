@@ -162,7 +162,12 @@ fn zoo_mobilenet_v2_opens_as_a_base_and_embeds() {
 #[test]
 fn zoo_movenet_opens_as_a_base_giving_keypoints() {
     // The zoo base's embedding is the pose features; cut at the keypoints they are made from.
-    let base = graft::pose::keypoint_model("movenet-lightning", &Default::default()).unwrap();
+    let base = graft::pose::keypoint_model(
+        "movenet-lightning",
+        &Default::default(),
+        &graft::progress::Silent,
+    )
+    .unwrap();
     assert_eq!(base.cut(), "Identity");
     assert_eq!(base.embedding_dim(), 51);
     let bytes = std::fs::read(golden("movenet_lightning", "astronaut_input.i32")).unwrap();

@@ -147,7 +147,7 @@ fn committed_zoo_model_matches_manifest_and_runs_batches() {
 /// The original TFLite file, through the zoo (mirror or cache).
 fn original() -> Vec<u8> {
     let m = zoo::manifest("blazepose-lite").unwrap();
-    std::fs::read(zoo::fetch_original(&m, None).unwrap()).unwrap()
+    std::fs::read(zoo::fetch_original(&m, None, &graft::progress::Silent).unwrap()).unwrap()
 }
 
 /// Reads (and when `convert`, converts) `bytes`; `Err` says which input panicked.
@@ -211,7 +211,7 @@ fn corrupt_tflite_structure_never_panics() {
 #[test]
 fn full_model_agrees_with_lite_landmarks() {
     let m = zoo::manifest("blazepose-lite").unwrap();
-    let lite = zoo::fetch_original(&m, None).unwrap();
+    let lite = zoo::fetch_original(&m, None, &graft::progress::Silent).unwrap();
     let full = lite.with_file_name("pose_landmark_full.tflite");
     if !full.is_file() {
         eprintln!("skipped: no {} beside the lite original", full.display());

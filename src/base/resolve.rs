@@ -14,6 +14,7 @@ use super::tract::{cut_fact, prepare_tract, PlanSource, TractPlans};
 use super::{Backend, BaseModel, BaseOptions, BaseRef, Engine};
 use crate::cache::sha256_hex;
 use crate::input::{ChannelOrder, ImageSpec, InputSpec, Layout};
+use crate::progress::{Progress, Silent};
 use crate::{zoo, Error, Result};
 
 /// How to ask for a cut, appended to errors about it.
@@ -129,14 +130,26 @@ impl BaseModel {
     /// or automatically; an image input `[3, H, W]` or `[H, W, 3]` scaled by `options.mean` and
     /// `options.std`, by default to 0..1), on the engine `options` names. A zoo model's input sizes
     /// are its manifest's (`options.input_shape`, when given, must equal them).
+    ///
+    /// A zoo model not built here yet is built from its registry original first (see
+    /// [`zoo::ensure_model`]), silently: [`BaseModel::open_with`] reports on a [`Progress`].
     pub fn open(name_or_path: impl AsRef<Path>, options: &BaseOptions) -> Result<BaseModel> {
+        Self::open_with(name_or_path, options, &Silent)
+    }
+
+    /// [`BaseModel::open`], reporting a zoo model's download and conversion on `progress`.
+    pub fn open_with(
+        name_or_path: impl AsRef<Path>,
+        options: &BaseOptions,
+        progress: &dyn Progress,
+    ) -> Result<BaseModel> {
         options.check_backend()?;
         let path = name_or_path.as_ref();
         // Anything that is not a zoo name and looks like a path is read as a file.
         let looks_like_path =
             path.exists() || path.extension().is_some() || path.components().count() > 1;
         match path.to_str().map(zoo::manifest) {
-            Some(Ok(m)) => Self::open_zoo(&m, options),
+            Some(Ok(m)) => Self::open_zoo(&m, options, progress),
             _ if looks_like_path => {
                 let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
                 let name = path.display().to_string();
@@ -164,6 +177,15 @@ impl BaseModel {
     /// checks it is the same file. The reference fixes the cut, the input sizes and the
     /// preprocessing: `options.cut` and `options.input_shape`, when given, must equal them.
     pub fn from_ref(reference: &BaseRef, options: &BaseOptions) -> Result<BaseModel> {
+        Self::from_ref_with(reference, options, &Silent)
+    }
+
+    /// [`BaseModel::from_ref`], reporting a zoo model's download and conversion on `progress`.
+    pub fn from_ref_with(
+        reference: &BaseRef,
+        options: &BaseOptions,
+        progress: &dyn Progress,
+    ) -> Result<BaseModel> {
         let shape = reference.input.shape();
         let differs = options.cut.as_ref().is_some_and(|c| *c != reference.cut)
             || options.input_shape.as_ref().is_some_and(|s| *s != shape);
@@ -181,7 +203,12 @@ impl BaseModel {
             input_shape: None,
             ..options.clone()
         };
-        let from_zoo = zoo::manifest(&reference.name).and_then(|m| Self::open_zoo(&m, &by_name));
+        let from_zoo =
+            zoo::manifest(&reference.name).and_then(|m| Self::open_zoo(&m, &by_name, progress));
+        // A zoo model that cannot be had (offline, download failed) is that error, not a retry.
+        if let Err(e @ (Error::Download(_) | Error::Io { .. })) = from_zoo {
+            return Err(e);
+        }
         let mut base = from_zoo.or_else(|_| {
             let as_file = BaseOptions {
                 input_shape: Some(shape),
@@ -201,7 +228,11 @@ impl BaseModel {
     }
 
     /// A zoo model as its manifest says, cut at `options.cut` or the manifest's embedding.
-    fn open_zoo(m: &zoo::Manifest, options: &BaseOptions) -> Result<BaseModel> {
+    fn open_zoo(
+        m: &zoo::Manifest,
+        options: &BaseOptions,
+        progress: &dyn Progress,
+    ) -> Result<BaseModel> {
         options.check_no_preprocessing(&format!("zoo model '{}'", m.name))?;
         let shape = m.input.shape();
         if options.input_shape.as_ref().is_some_and(|s| *s != shape) {
@@ -210,24 +241,7 @@ impl BaseModel {
                 m.name, options.input_shape
             )));
         }
-        let model_path = m.model_path();
-        if !model_path.exists() {
-            return Err(Error::Zoo(format!(
-                "{} is not built yet: run `graft zoo build {}`",
-                model_path.display(),
-                m.name
-            )));
-        }
-        let bytes = std::fs::read(&model_path).map_err(|e| Error::io(&model_path, e))?;
-        let sha256 = sha256_hex(&bytes);
-        if sha256 != m.model.sha256 {
-            return Err(Error::Zoo(format!(
-                "{} has sha256 {sha256} but its manifest says {}: rebuild it with `graft zoo build {}`",
-                model_path.display(),
-                m.model.sha256,
-                m.name
-            )));
-        }
+        let (model_path, bytes) = zoo::ensure_model(m, progress)?;
         // With features, the base is the model with them appended (its sha256 is that graph's).
         let (bytes, embedding) = match m.embedding.features {
             None => (bytes, m.embedding.tensor.clone()),

@@ -4,6 +4,8 @@ use anyhow::Result;
 use clap::Args;
 use graft::base::{BaseModel, BaseOptions};
 
+use super::Ui;
+
 /// Which frozen base turns examples into embeddings, and how to load it.
 #[derive(Args, Clone, Debug)]
 pub struct BaseArgs {
@@ -15,8 +17,12 @@ pub struct BaseArgs {
 }
 
 impl BaseArgs {
-    /// Opens the base as asked.
-    pub fn open(&self) -> Result<BaseModel> {
-        Ok(BaseModel::open(&self.base, &self.options)?)
+    /// Opens the base as asked (building a zoo model first if need be, with progress bars).
+    pub fn open(&self, ui: Ui) -> Result<BaseModel> {
+        Ok(BaseModel::open_with(
+            &self.base,
+            &self.options,
+            &ui.progress(),
+        )?)
     }
 }

@@ -20,7 +20,7 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs, ui: Ui) -> Result<()> {
-    let classifier = Classifier::load(&args.recognizer, &EngineOptions::default())?;
+    let classifier = Classifier::load(&args.recognizer, &EngineOptions::default(), &ui.progress())?;
     let r = classifier.export(&args.out)?;
     ui.say(format!(
         "wrote {}: input '{}' {:?} -> 'probabilities' [N, {}] and 'embedding' [N, {}]",

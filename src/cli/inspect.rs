@@ -12,7 +12,7 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs, ui: Ui) -> Result<()> {
-    let inspection = graft::base::inspect(&graft::zoo::model_file(&args.model))?;
+    let inspection = graft::base::inspect(&graft::zoo::model_file(&args.model, &ui.progress())?)?;
     ui.say(inspection.to_string());
     ui.finish(serde_json::to_value(&inspection)?);
     match &inspection.problem {

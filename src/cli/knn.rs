@@ -60,7 +60,7 @@ pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
             cache,
             out,
         } => {
-            let model = Arc::new(base.open()?);
+            let model = Arc::new(base.open(ui)?);
             let data = Dataset::from_folder(&data)?;
             let (index, embedded) = KnnClassifier::build(model, &data, &cache, &ui.progress())?;
             say_embedded(&embedded, ui);
@@ -81,7 +81,7 @@ pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
             cache,
             engine,
         } => {
-            let classifier = KnnClassifier::load(&index, &engine, device)?;
+            let classifier = KnnClassifier::load(&index, &engine, device, &ui.progress())?;
             let answers = classifier.classify_files(&files, k, &cache, &ui.progress())?;
             report_answers(answers, ui, |p| {
                 let votes: Vec<String> = p

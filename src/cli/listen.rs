@@ -31,7 +31,7 @@ pub struct ListenArgs {
 }
 
 pub fn run(args: ListenArgs, ui: Ui) -> Result<()> {
-    let classifier = Classifier::load(&args.recognizer, &args.engine)?;
+    let classifier = Classifier::load(&args.recognizer, &args.engine, &ui.progress())?;
     let detections = listen_file(
         classifier.base(),
         classifier.recognizer(),

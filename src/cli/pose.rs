@@ -34,7 +34,7 @@ pub fn run(args: PoseArgs, ui: Ui) -> Result<()> {
             args.images.len()
         );
     }
-    let base = keypoint_model(&args.base, &BaseOptions::from(args.engine))?;
+    let base = keypoint_model(&args.base, &BaseOptions::from(args.engine), &ui.progress())?;
     let mut results = Vec::with_capacity(args.images.len());
     for path in &args.images {
         let Detected { image, keypoints } = detect_file(&base, path)?;

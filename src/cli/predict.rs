@@ -43,7 +43,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: PredictArgs, ui: Ui) -> Result<()> {
-    let classifier = Classifier::load(&args.recognizer, &args.engine)?;
+    let classifier = Classifier::load(&args.recognizer, &args.engine, &ui.progress())?;
     let answers = classifier.predict_files(&args.files, args.top_k, &args.cache, &ui.progress())?;
     report_answers(answers, ui, |p| {
         let top: Vec<String> = p.top.iter().map(|(l, q)| format!("{l} {q:.3}")).collect();
@@ -91,7 +91,7 @@ pub fn report_answers<T>(
 }
 
 pub fn eval(args: EvalArgs, ui: Ui) -> Result<()> {
-    let classifier = Classifier::load(&args.recognizer, &args.engine)?;
+    let classifier = Classifier::load(&args.recognizer, &args.engine, &ui.progress())?;
     let data = Dataset::from_folder(&args.data)?;
     let evaluation = classifier.evaluate(&data, &args.cache, &ui.progress())?;
     say_embedded(&evaluation.embedded, ui);

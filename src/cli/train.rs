@@ -27,7 +27,7 @@ pub struct TrainArgs {
 }
 
 pub fn run(args: TrainArgs, ui: Ui) -> Result<()> {
-    let base = args.base.open()?;
+    let base = args.base.open(ui)?;
     let data = Dataset::from_folder(&args.data)?;
     let created = task::create(&base, &data, &args.options, &ui.progress())?;
     if let Some(embedded) = &created.report.embedded {

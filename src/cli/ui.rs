@@ -31,6 +31,25 @@ impl Ui {
         bar
     }
 
+    /// A progress bar on stderr for a download of `len` bytes (0: unknown), hidden when quiet.
+    pub fn byte_bar(&self, len: u64, what: &str) -> ProgressBar {
+        if self.quiet {
+            return ProgressBar::hidden();
+        }
+        let bar = ProgressBar::new(len);
+        let template = if len == 0 {
+            "{msg:>12} {bytes} {elapsed_precise}"
+        } else {
+            "{msg:>12} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {eta}"
+        };
+        let style = ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_message(what.to_string());
+        bar
+    }
+
     /// Progress bars for a library task's events.
     pub fn progress(&self) -> Bars {
         Bars {
@@ -78,6 +97,7 @@ impl Progress for Bars {
                         b.enable_steady_tick(std::time::Duration::from_millis(200));
                         b
                     }
+                    Phase::Downloading => self.ui.byte_bar(total, phase.name()),
                     _ => self.ui.bar(total, phase.name()),
                 });
             }
@@ -97,6 +117,14 @@ impl Progress for Bars {
             Event::Finished(_) => {
                 if let Some(b) = bar.take() {
                     b.finish_and_clear();
+                }
+            }
+            Event::Notice(line) => {
+                if !self.ui.quiet {
+                    match bar.as_ref() {
+                        Some(b) => b.suspend(|| eprintln!("{line}")),
+                        None => eprintln!("{line}"),
+                    }
                 }
             }
         }

@@ -28,10 +28,10 @@ pub fn run(command: ZooCommand, ui: Ui) -> Result<()> {
         ZooCommand::List => {
             let models = graft::zoo::list()?;
             for m in &models {
-                let built = if m.model_path().exists() {
+                let built = if m.model_present()?.is_some() {
                     ""
                 } else {
-                    "  (not built: graft zoo build)"
+                    "  (built on first use)"
                 };
                 let input = m
                     .input
@@ -59,10 +59,7 @@ pub fn run(command: ZooCommand, ui: Ui) -> Result<()> {
             ui.finish(json!({ "models": models }));
         }
         ZooCommand::Build { name, from } => {
-            let bar = ui.bar(1, "building");
-            bar.set_message(name.clone());
-            let built = graft::zoo::build(&name, from.as_deref())?;
-            bar.finish_and_clear();
+            let built = graft::zoo::build(&name, from.as_deref(), &ui.progress())?;
             ui.say(format!(
                 "wrote {} (sha256 {})",
                 built.model.display(),

@@ -9,6 +9,7 @@ use crate::base::pose_features::KEYPOINT_NAMES;
 use crate::base::{BaseModel, BaseOptions};
 use crate::input::image::{preprocess, Letterbox};
 use crate::input::ImageSpec;
+use crate::progress::Progress;
 use crate::{zoo, Error, Result};
 
 /// The 33 body landmarks of BlazePose (MediaPipe Pose), in the order the model gives them.
@@ -144,7 +145,11 @@ impl Keypoint {
 /// Opens pose model `name_or_path` (a zoo name or an ONNX file) cut at its keypoints, for
 /// [`detect`], on the engine `options` names: a zoo model with pose features is cut before them,
 /// at its manifest's tensor; an ONNX file at `options.cut`, else its automatic cut.
-pub fn keypoint_model(name_or_path: &str, options: &BaseOptions) -> Result<BaseModel> {
+pub fn keypoint_model(
+    name_or_path: &str,
+    options: &BaseOptions,
+    progress: &dyn Progress,
+) -> Result<BaseModel> {
     let cut = zoo::manifest(name_or_path)
         .ok()
         .filter(|m| m.embedding.features == Some(zoo::Features::Pose))
@@ -153,7 +158,7 @@ pub fn keypoint_model(name_or_path: &str, options: &BaseOptions) -> Result<BaseM
         cut: cut.or_else(|| options.cut.clone()),
         ..options.clone()
     };
-    BaseModel::open(name_or_path, &options)
+    BaseModel::open_with(name_or_path, &options, progress)
 }
 
 /// Finds the keypoints of the person in `image` with a pose model cut at its keypoints (see

@@ -64,10 +64,15 @@ impl Classifier {
         })
     }
 
-    /// Loads a recognizer file and reopens its base on the engine `options` names.
-    pub fn load(path: &Path, engine: &EngineOptions) -> Result<Classifier> {
+    /// Loads a recognizer file and reopens its base on the engine `options` names (a zoo base
+    /// not built here yet is built first, reported on `progress`).
+    pub fn load(
+        path: &Path,
+        engine: &EngineOptions,
+        progress: &dyn Progress,
+    ) -> Result<Classifier> {
         let recognizer = Recognizer::load(path)?;
-        let base = BaseModel::from_ref(recognizer.base(), &engine.clone().into())?;
+        let base = BaseModel::from_ref_with(recognizer.base(), &engine.clone().into(), progress)?;
         let mut classifier = Classifier::new(recognizer, Arc::new(base))?;
         classifier.source = Some(path.to_path_buf());
         Ok(classifier)

@@ -71,10 +71,16 @@ impl KnnClassifier {
         ))
     }
 
-    /// Loads an index file and reopens its base on the engine `options` names.
-    pub fn load(path: &Path, engine: &EngineOptions, device: Option<DeviceChoice>) -> Result<Self> {
+    /// Loads an index file and reopens its base on the engine `options` names (a zoo base not
+    /// built here yet is built first, reported on `progress`).
+    pub fn load(
+        path: &Path,
+        engine: &EngineOptions,
+        device: Option<DeviceChoice>,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
         let knn = Knn::load(path)?;
-        let base = BaseModel::from_ref(knn.base(), &engine.clone().into())?;
+        let base = BaseModel::from_ref_with(knn.base(), &engine.clone().into(), progress)?;
         KnnClassifier::new(knn, Arc::new(base), device)
     }
 

@@ -21,8 +21,6 @@ pub mod demo;
 mod embed;
 mod knn;
 
-use crate::train::EpochRecord;
-
 pub use classify::{Classifier, Evaluation, ExportReport, FileAnswer};
 pub use convert::{convert, supported_ops, Converted, Format};
 pub use create::{create, create_from_embeddings, Augmentation, Augmentations, ClassSplit};
@@ -30,74 +28,8 @@ pub use create::{AugmentReport, CreateOptions, CreateReport, Created};
 pub use embed::{embed_folder, EmbedReport, Embedded};
 pub use knn::{knn_index, KnnClassifier};
 
-/// A phase of a long task, for progress displays.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Phase {
-    /// Embedding examples through the base (steps: files).
-    Embedding,
-    /// Embedding augmented copies (steps: none reported; one phase).
-    Augmenting,
-    /// Training the head (steps: epochs).
-    Training,
-}
-
-impl Phase {
-    /// A short name for displays.
-    pub fn name(self) -> &'static str {
-        match self {
-            Phase::Embedding => "embedding",
-            Phase::Augmenting => "augmenting",
-            Phase::Training => "training",
-        }
-    }
-}
-
-/// What a long task says while it runs.
-#[derive(Clone, Copy, Debug)]
-pub enum Event<'a> {
-    /// A phase starts, with its number of steps (0: unknown).
-    Started(Phase, u64),
-    /// More steps of the current phase are done (may come from several threads).
-    Advanced(u64),
-    /// A training epoch ended.
-    Epoch(&'a EpochRecord),
-    /// The current phase ended.
-    Finished(Phase),
-}
-
-/// Where a long task's [`Event`]s go; any `Fn(Event) + Sync` closure is one.
-pub trait Progress: Sync {
-    /// Takes one event.
-    fn on(&self, event: Event<'_>);
-}
-
-impl<F: Fn(Event<'_>) + Sync> Progress for F {
-    fn on(&self, event: Event<'_>) {
-        self(event)
-    }
-}
-
-/// Runs `work` as `phase` of `total` steps: `Started` before, `Finished` after (also when it
-/// fails); `work` reports its steps through the function it is given.
-pub(crate) fn in_phase<R>(
-    progress: &dyn Progress,
-    phase: Phase,
-    total: u64,
-    work: impl FnOnce(&(dyn Fn(u64) + Sync)) -> R,
-) -> R {
-    progress.on(Event::Started(phase, total));
-    let result = work(&|n| progress.on(Event::Advanced(n)));
-    progress.on(Event::Finished(phase));
-    result
-}
-
-/// A [`Progress`] that ignores everything.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct Silent;
-
-impl Progress for Silent {
-    fn on(&self, _: Event<'_>) {}
-}
+pub(crate) use crate::progress::in_phase;
+pub use crate::progress::{Event, Phase, Progress, Silent};
 
 #[cfg(test)]
 mod tests {

