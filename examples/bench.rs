@@ -33,18 +33,19 @@ fn main() -> graft::Result<()> {
     let backend: Backend = match args.iter().position(|a| a == "--backend") {
         Some(i) => args
             .get(i + 1)
-            .ok_or_else(|| graft::Error::Invalid("--backend needs tract or ort".into()))?
+            .ok_or_else(|| graft::Error::Invalid("--backend needs auto, tract or ort".into()))?
             .parse()?,
-        None => Backend::Tract,
+        None => Backend::Auto,
     };
     let base = efficientnet_lite0(backend)?;
+    let backend = base.backend();
     let data = shipped_images()?;
     let files: Vec<PathBuf> = data.examples.iter().map(|e| e.path.clone()).collect();
     let spec = base.image_spec()?.clone();
 
     let engine = match backend {
-        Backend::Tract => "tract, one thread",
         Backend::Ort => "ONNX Runtime, its intra-op threads",
+        _ => "tract, one thread",
     };
     println!("\nEfficientNet-Lite0 embedding ({engine}, preprocessed input), ms per image:");
     for batch in [1usize, 8, 32] {

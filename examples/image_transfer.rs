@@ -18,7 +18,7 @@ fn main() -> graft::Result<()> {
     let data_dir = args
         .next()
         .map(PathBuf::from)
-        .unwrap_or_else(task::demo::demo_data);
+        .map_or_else(task::demo::demo_data, Ok)?;
     let out_dir = PathBuf::from(args.next().unwrap_or_else(|| "image-transfer-out".into()));
 
     // 1. Import the base and freeze it (cut at the zoo's 1280-d embedding).

@@ -1,6 +1,8 @@
 //! The `graft` command line end to end on the committed EfficientNet-Lite0 and the demo image set:
 //! every verb, `--json` output, and clear errors (never a panic) on bad input.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -46,9 +48,11 @@ impl Run {
 }
 
 fn graft(cache: &Path, args: &[&str]) -> Run {
+    let (engine_var, engine_value) = common::engine_env();
     let out = Command::new(env!("CARGO_BIN_EXE_graft"))
         .args(args)
         .env("GRAFT_CACHE", cache)
+        .env(engine_var, engine_value)
         .output()
         .expect("graft runs");
     Run {

@@ -118,8 +118,21 @@ fn converted_checkpoint_matches_golden_outputs() {
 #[test]
 fn committed_zoo_model_matches_golden_outputs_and_manifest() {
     let m = zoo::manifest("efficientnet-lite0").unwrap();
-    assert_eq!(zoo::sha256_file(&m.model_path()).unwrap(), m.model.sha256);
-    let model = std::fs::read(m.model_path()).unwrap();
+    assert_eq!(
+        zoo::sha256_file(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("zoo")
+                .join(&m.model.file)
+        )
+        .unwrap(),
+        m.model.sha256
+    );
+    let model = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("zoo")
+            .join(&m.model.file),
+    )
+    .unwrap();
     check_against_golden(&model, "zoo model");
 }
 

@@ -3,14 +3,14 @@
 //! missing, and trains the same recognizer through the CLI.
 //!
 //! The library comes from `$ORT_DYLIB_PATH`, else graft's default location; when neither has it,
-//! the first test runs `scripts/fetch-onnxruntime.sh` (pip and PyPI) once.
+//! the first test fetches it there once (`graft::base::install`, from PyPI without pip).
 #![cfg(feature = "onnxruntime")]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use graft::base::{default_library, Backend, BaseModel, BaseOptions, FETCH_SCRIPT, ORT_DYLIB_ENV};
+use graft::base::{Backend, BaseModel, BaseOptions, INSTALL_COMMAND, ORT_DYLIB_ENV};
 use graft::embeddings::prepare;
 use graft::Error;
 use ndarray::{concatenate, ArrayD, Axis};
@@ -25,30 +25,14 @@ fn repo() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
 }
 
-/// The ONNX Runtime library: `$ORT_DYLIB_PATH`, else the default location, fetched there by the
-/// script when missing.
+/// The ONNX Runtime library: `$ORT_DYLIB_PATH`, else the default location, fetched there when
+/// missing.
 fn library() -> PathBuf {
     static LIBRARY: OnceLock<PathBuf> = OnceLock::new();
     LIBRARY
-        .get_or_init(|| {
-            if let Some(path) = std::env::var_os(ORT_DYLIB_ENV).filter(|v| !v.is_empty()) {
-                return PathBuf::from(path);
-            }
-            let path = default_library().unwrap();
-            if !path.is_file() {
-                let out = Command::new("bash")
-                    .arg(repo().join(FETCH_SCRIPT))
-                    .output()
-                    .expect("running the fetch script");
-                assert!(
-                    out.status.success(),
-                    "{FETCH_SCRIPT} failed:\n{}",
-                    String::from_utf8_lossy(&out.stderr)
-                );
-                let printed = String::from_utf8_lossy(&out.stdout);
-                assert_eq!(printed.trim(), path.to_str().unwrap());
-            }
-            path
+        .get_or_init(|| match std::env::var_os(ORT_DYLIB_ENV) {
+            Some(path) if !path.is_empty() => PathBuf::from(path),
+            _ => graft::base::install(&graft::progress::Silent).unwrap(),
         })
         .clone()
 }
@@ -67,7 +51,7 @@ fn ort_options(cut: Option<&str>, input_shape: Option<Vec<usize>>) -> BaseOption
 
 /// The same base on both engines.
 fn both(name: &str) -> (BaseModel, BaseModel) {
-    let tract = BaseModel::open(name, &graft::base::BaseOptions::default()).unwrap();
+    let tract = BaseModel::open(name, &BaseOptions::on(Backend::Tract)).unwrap();
     let ort = BaseModel::open(name, &ort_options(None, None)).unwrap();
     assert_eq!(tract.backend(), Backend::Tract);
     assert_eq!(ort.backend(), Backend::Ort);
@@ -183,7 +167,7 @@ fn a_missing_library_is_a_clear_error() {
     let err = BaseModel::open("efficientnet-lite0", &options).unwrap_err();
     let msg = err.to_string();
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
-    for needle in [ORT_DYLIB_ENV, FETCH_SCRIPT, bogus.to_str().unwrap()] {
+    for needle in [ORT_DYLIB_ENV, INSTALL_COMMAND, bogus.to_str().unwrap()] {
         assert!(msg.contains(needle), "'{needle}' missing from: {msg}");
     }
     // The same through the CLI: a clean failure, no panic.
@@ -201,9 +185,62 @@ fn a_missing_library_is_a_clear_error() {
     assert_eq!(out.status.code(), Some(1), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert!(
-        stderr.contains(ORT_DYLIB_ENV) && stderr.contains(FETCH_SCRIPT),
+        stderr.contains(ORT_DYLIB_ENV) && stderr.contains(INSTALL_COMMAND),
         "{stderr}"
     );
+}
+
+/// `graft train --backend BACKEND` on the shipped images with `library` as ORT_DYLIB_PATH ("" for
+/// none), downloads forbidden, no system library folders: exit code and stderr.
+fn train_with_library(backend: &str, library: &Path) -> (Option<i32>, String) {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["train", "--no-cache", "--device", "cpu", "--epochs", "5"])
+        .args(["--backend", backend, "--data"])
+        .arg(repo().join("examples/data/tuxpaint-dev"))
+        .arg("-o")
+        .arg(tmp.path().join("r.safetensors"))
+        .env(ORT_DYLIB_ENV, library)
+        .env("GRAFT_OFFLINE", "1")
+        .env("GRAFT_CACHE", tmp.path())
+        .env("LD_LIBRARY_PATH", tmp.path())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    (out.status.code(), stderr)
+}
+
+/// Without the library and with downloads forbidden, the default engine is tract and one line
+/// says how to get the fast one; a library cut short is refused before the system loader sees it
+/// (which would fault): `auto` falls back with that line, `ort` fails with a clear error.
+#[test]
+fn auto_falls_back_to_tract_with_one_line_and_broken_libraries_never_crash() {
+    let (code, stderr) = train_with_library("auto", Path::new(""));
+    assert_eq!(code, Some(0), "{stderr}");
+    let lines: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("running on tract"))
+        .collect();
+    assert_eq!(lines.len(), 1, "{stderr}");
+    assert!(
+        lines[0].contains(INSTALL_COMMAND) && lines[0].contains("GRAFT_OFFLINE"),
+        "{stderr}"
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let whole = std::fs::read(library()).unwrap();
+    let cut = tmp.path().join("libonnxruntime.so.1.32.0");
+    std::fs::write(&cut, &whole[..whole.len() / 3]).unwrap();
+    let (code, stderr) = train_with_library("auto", &cut);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        stderr.contains("running on tract") && stderr.contains("cannot be loaded"),
+        "{stderr}"
+    );
+    let (code, stderr) = train_with_library("ort", &cut);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("cannot be loaded"), "{stderr}");
 }
 
 /// `graft train` on the demo images with `--backend NAME`: the JSON result.

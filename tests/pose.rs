@@ -413,8 +413,10 @@ fn cli_trains_and_exports_a_pose_recognizer_with_mirrored_copies() {
     let recognizer = dir.path().join("pose.safetensors");
     let onnx = dir.path().join("pose.onnx");
     let graft = |args: &[&std::ffi::OsStr]| {
+        let (engine_var, engine_value) = common::engine_env();
         let run = Command::new(env!("CARGO_BIN_EXE_graft"))
             .env("GRAFT_CACHE", dir.path().join("cache"))
+            .env(engine_var, engine_value)
             .args(args)
             .output()
             .unwrap();

@@ -23,7 +23,7 @@ fn compat(name: &str) -> PathBuf {
 
 /// The first `per_class` shipped images of `classes`, as a data set (no copies).
 fn shipped(classes: &[&str], per_class: usize) -> Dataset {
-    let root = task::demo::demo_data();
+    let root = task::demo::demo_data().unwrap();
     let mut examples = Vec::new();
     for (label, class) in classes.iter().enumerate() {
         let mut files: Vec<PathBuf> = std::fs::read_dir(root.join(class))
@@ -317,7 +317,7 @@ fn an_embedding_cache_written_by_the_previous_version_is_read() {
     std::fs::write(planted, &bytes).unwrap();
     let files = listed("images.txt");
     let data = Dataset {
-        root: task::demo::demo_data(),
+        root: task::demo::demo_data().unwrap(),
         classes: vec!["any".into(), "other".into()],
         examples: files
             .iter()

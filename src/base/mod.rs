@@ -34,8 +34,10 @@ use tract_onnx::pb;
 pub(crate) use graph::{batch_value_info, prune_to};
 pub use graph::{parse_onnx, FEATURES_OUTPUT};
 pub use inspect::{inspect, CutCandidate, Dim, Inspection, TensorInfo};
-pub use onnxruntime::{default_library, library_path, FETCH_SCRIPT, ORT_DYLIB_ENV, ORT_VERSION};
+pub use onnxruntime::{default_library, find_library, install, library_file_name, pinned};
+pub use onnxruntime::{Library, Origin, Pinned, INSTALL_COMMAND, ORT_DYLIB_ENV, ORT_VERSION};
 pub use options::{parse_triple, Backend, BaseOptions, EngineOptions};
+pub use options::{EngineChoice, EngineReport};
 pub use reference::BaseRef;
 
 use crate::input::{ImageSpec, InputSpec};

@@ -143,7 +143,7 @@ impl BaseModel {
         options: &BaseOptions,
         progress: &dyn Progress,
     ) -> Result<BaseModel> {
-        options.check_backend()?;
+        let options = &options.resolved(progress)?;
         let path = name_or_path.as_ref();
         // Anything that is not a zoo name and looks like a path is read as a file.
         let looks_like_path =
@@ -169,7 +169,7 @@ impl BaseModel {
     /// Like [`BaseModel::open`] for ONNX bytes already in memory; `name` stands for the path in
     /// messages and references.
     pub fn from_bytes(bytes: Vec<u8>, name: &str, options: &BaseOptions) -> Result<BaseModel> {
-        options.check_backend()?;
+        let options = &options.resolved(&Silent)?;
         Self::build(bytes, PathBuf::from(name), name.to_string(), options)
     }
 
@@ -197,7 +197,7 @@ impl BaseModel {
             )));
         }
         options.check_no_preprocessing(&format!("base '{}' of a saved model", reference.name))?;
-        options.check_backend()?;
+        let options = &options.resolved(progress)?;
         let by_name = BaseOptions {
             cut: Some(reference.cut.clone()),
             input_shape: None,
@@ -314,6 +314,11 @@ impl BaseModel {
             Backend::Ort => {
                 let (fact, symbolic) = cut_fact(&proto, &known, cuts).map_err(model_err)?;
                 (None, fact, symbolic)
+            }
+            Backend::Auto => {
+                return Err(Error::Internal(
+                    "the engine was not resolved before building the base".into(),
+                ))
             }
         };
 

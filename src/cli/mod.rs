@@ -5,6 +5,7 @@
 mod args;
 mod convert;
 mod demo;
+mod engine;
 mod export;
 mod inspect;
 mod knn;
@@ -61,6 +62,8 @@ enum Command {
     /// K-nearest-neighbour classifier over embeddings (no training).
     #[command(subcommand)]
     Knn(knn::KnnCommand),
+    /// Which inference engine runs base models here (`engine install`: fetch ONNX Runtime).
+    Engine(engine::EngineArgs),
 }
 
 /// A failure whose details are already in the verb's JSON result (e.g. some files could not be
@@ -78,7 +81,12 @@ impl std::error::Error for AlreadyReported {}
 
 /// Runs the CLI; errors are printed (and, with `--json`, given as `{"error": ...}`), never panics.
 pub fn run() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    use clap::{CommandFactory, FromArgMatches};
+    let command = Cli::command().long_version(long_version());
+    let cli = match command
+        .try_get_matches()
+        .and_then(|m| Cli::from_arg_matches(&m))
+    {
         Ok(cli) => cli,
         Err(e) => return refuse_arguments(e),
     };
@@ -99,6 +107,7 @@ pub fn run() -> ExitCode {
         Command::Convert(c) => convert::run(c, ui),
         Command::Zoo(c) => zoo::run(c, ui),
         Command::Knn(c) => knn::run(c, ui),
+        Command::Engine(a) => engine::run(a, ui),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -110,6 +119,27 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `graft --version`: graft's version and the engine `--backend auto` would use (found from the
+/// files present, without loading or fetching anything; `graft engine` loads it).
+fn long_version() -> String {
+    let engine = match graft::base::find_library(None) {
+        Ok(Some(library)) if cfg!(feature = "onnxruntime") => format!(
+            "ONNX Runtime, {} ({:?})",
+            library.path.display(),
+            library.origin
+        ),
+        _ => format!(
+            "tract (no ONNX Runtime library found; `{}` gets it)",
+            graft::base::INSTALL_COMMAND
+        ),
+    };
+    format!(
+        "{}\nengine (--backend auto): {engine}\nONNX Runtime graft is tested with: {}",
+        env!("CARGO_PKG_VERSION"),
+        graft::base::ORT_VERSION
+    )
 }
 
 /// Help and version go to stdout with success; a flag value the library refuses (an unknown

@@ -1,7 +1,7 @@
 //! The whole job on what ships in the repository (EfficientNet-Lite0 from the zoo and the Tux
 //! Paint image set): embed, train, evaluate, save, reload, predict, export, KNN.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -26,9 +26,39 @@ use crate::{Error, Result};
 /// The base model the demo grafts on.
 pub const DEMO_BASE: &str = "efficientnet-lite0";
 
-/// The image set shipped in the repository.
-pub fn demo_data() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/tuxpaint-dev")
+/// The demo's images (`examples/data/tuxpaint-dev` of graft's source: 88 Tux Paint stamps in 7
+/// classes, GPL-2.0), compiled into graft: (path relative to the set's folder, bytes).
+const DEMO_FILES: &[(&str, &[u8])] = include!(concat!(env!("OUT_DIR"), "/demo_files.rs"));
+
+/// The demo's image set as a folder: written out of graft itself into
+/// `<cache>/demo/tuxpaint-dev-<hash>` on first use (so an installed graft needs no source tree),
+/// then reused. A folder a killed run left half-written is completed.
+pub fn demo_data() -> Result<PathBuf> {
+    use sha2::{Digest, Sha256};
+    let mut hash = Sha256::new();
+    for (name, bytes) in DEMO_FILES {
+        hash.update(name.as_bytes());
+        hash.update((bytes.len() as u64).to_le_bytes());
+        hash.update(bytes);
+    }
+    let digest = hash.finalize();
+    let tag: String = digest[..6].iter().map(|b| format!("{b:02x}")).collect();
+    let dir = crate::cache::cache_dir()?
+        .join("demo")
+        .join(format!("tuxpaint-dev-{tag}"));
+    let complete = dir.join(".complete");
+    if complete.is_file() {
+        return Ok(dir);
+    }
+    for (name, bytes) in DEMO_FILES {
+        let path = dir.join(name);
+        let whole = std::fs::metadata(&path).is_ok_and(|m| m.len() == bytes.len() as u64);
+        if !whole {
+            crate::atomic::write_atomic(&path, bytes)?;
+        }
+    }
+    crate::atomic::write_atomic(&complete, b"")?;
+    Ok(dir)
 }
 
 /// How to run the demo.
@@ -43,7 +73,8 @@ pub struct DemoOptions {
     /// Where the head trains: auto, cpu or gpu. Default: $GRAFT_DEVICE, else auto.
     #[cfg_attr(feature = "cli", arg(long))]
     pub device: Option<DeviceChoice>,
-    /// Inference engine for the base: tract or ort. Default tract.
+    /// Inference engine for the base: auto (ONNX Runtime when it can be had, else tract), tract
+    /// or ort. Default auto.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = crate::base::Backend::default()))]
     pub backend: crate::base::Backend,
 }
@@ -99,8 +130,8 @@ pub struct DemoReport {
 pub fn run(options: &DemoOptions, progress: &dyn Progress) -> Result<DemoReport> {
     let start = Instant::now();
     let base_options = BaseOptions::on(options.backend);
-    let base = Arc::new(BaseModel::open(DEMO_BASE, &base_options)?);
-    let data = Dataset::from_folder(demo_data())?;
+    let base = Arc::new(BaseModel::open_with(DEMO_BASE, &base_options, progress)?);
+    let data = Dataset::from_folder(demo_data()?)?;
     let embedded = embed_folder(&base, &data, &options.cache, progress)?;
 
     let create_options = CreateOptions {

@@ -10,6 +10,21 @@ use ndarray::Array2;
 use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+/// The environment a spawned `graft` with its own `GRAFT_CACHE` gets for its engine, so that it
+/// does not fetch ONNX Runtime into that fresh cache: the library this test process finds (or
+/// fetches once into the user's cache), else downloads forbidden (then it runs on tract).
+pub fn engine_env() -> (&'static str, std::ffi::OsString) {
+    static LIBRARY: OnceLock<Option<std::path::PathBuf>> = OnceLock::new();
+    let library = LIBRARY.get_or_init(|| match graft::base::find_library(None) {
+        Ok(Some(found)) if found.path.is_file() => Some(found.path),
+        _ => graft::base::install(&graft::progress::Silent).ok(),
+    });
+    match library {
+        Some(path) => (graft::base::ORT_DYLIB_ENV, path.clone().into_os_string()),
+        None => ("GRAFT_OFFLINE", "1".into()),
+    }
+}
+
 /// The shared device, or `None` (after saying so) when there is none and none is required;
 /// with `GRAFT_REQUIRE_GPU=1` a missing adapter fails the test.
 pub fn gpu() -> Option<Arc<Gpu>> {
@@ -69,7 +84,12 @@ pub fn fresh_conversion_equals_committed(name: &str) -> Vec<u8> {
     let m = zoo::manifest(name).unwrap();
     let original = zoo::fetch_original(&m, None, &graft::progress::Silent).unwrap();
     let model = zoo::convert(&m, &original).unwrap();
-    let committed = std::fs::read(m.model_path()).unwrap();
+    let committed = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("zoo")
+            .join(&m.model.file),
+    )
+    .unwrap();
     assert!(
         committed == model,
         "zoo model {name} differs from a fresh conversion"
