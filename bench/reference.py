@@ -192,7 +192,7 @@ def machine():
 def report(work, out):
     work = Path(work)
     runs = lambda prefix: [json.loads(p.read_text()) for p in sorted(work.glob(f"{prefix}-[0-9]*.json"))]
-    sides = {name: runs(name) for name in ("graft", "graft-ort", "reference", "e2e-graft", "e2e-graft-ort", "e2e-python")}
+    sides = {name: runs(name) for name in ("graft", "graft-ort", "reference", "e2e-graft", "e2e-graft-tract", "e2e-python")}
 
     def median(side, *path):
         values = []
@@ -223,7 +223,9 @@ def report(work, out):
         pairs.append(("head training (s)", "graft CPU", cpu_s, ref, ref_s, target, (cpu_acc, ref_acc)))
         pairs.append(("head training (s)", gpu_name, gpu_s, ref, ref_s, "", (gpu_acc, ref_acc)))
     python = "PIL + onnxruntime + scikit-learn"
-    for side, name in (("e2e-graft", "graft train"), ("e2e-graft-ort", "graft train --backend ort")):
+    e2e_n = sides["graft"][0].get("e2e_examples") if sides["graft"] else None
+    for side, name in (("e2e-graft", f"graft train, defaults (auto: ONNX Runtime), {e2e_n} images"),
+                       ("e2e-graft-tract", f"graft train --backend tract, {e2e_n} images")):
         acc = (median(side, "result", "training", "validation", "accuracy"), median("e2e-python", "result", "val_acc"))
         pairs += [("folder -> recognizer, wall (s)", name, median(side, "wall_s"), python,
                    median("e2e-python", "wall_s"), "<= 0.5x", acc),
@@ -250,7 +252,10 @@ def report(work, out):
         ratio = "n/a" if r["ratio"] is None else f"{fmt(r['ratio'])}x"
         print(f"| {r['measurement']} | {r['graft']} | {r['reference']} | {fmt(r['graft_value'])} | "
               f"{fmt(r['reference_value'])} | {ratio} | {r['target']} | {acc} |")
-    Path(out).write_text(json.dumps({"machine": m, "runs": sides, "rows": rows}, indent=1) + "\n")
+    fetch = json.loads((Path(work) / "library-fetch.json").read_text())
+    print(f"\none-time fetch of the ONNX Runtime library (graft engine install, not in the rows above): "
+          f"{fetch['wall_s']:.1f} s")
+    Path(out).write_text(json.dumps({"machine": m, "runs": sides, "rows": rows, "library_fetch": fetch}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,11 @@
 //! `.npy` files: the preprocessed images, the embeddings, labels and split, the KNN vectors, and
 //! graft's KNN answers, and the training options (`train_options.json`).
 //!
-//! `cargo run --release --example compare -- --out DIR [--backend tract|ort] [--embed-only]`
+//! With `--photos DIR`, also embeds that folder and writes its file list, split and embeddings
+//! into `DIR/e2e` for the folder -> recognizer rows.
+//!
+//! `cargo run --release --example compare -- --out DIR [--backend tract|ort] [--embed-only]
+//! [--photos DIR]`
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -37,6 +41,10 @@ struct Args {
     /// Measure the embedding only.
     #[arg(long)]
     embed_only: bool,
+    /// A labelled folder for the folder -> recognizer rows (its split and embeddings go to
+    /// `OUT/e2e`).
+    #[arg(long)]
+    photos: Option<PathBuf>,
 }
 
 /// Images in the timed embedding batches (the first 32 shipped images).
@@ -62,6 +70,13 @@ fn main() -> Result<()> {
         report["head"] = head_benchmark(&base, &data, &args.out)?;
         report["knn"] = knn_run(&base, &args.out)?;
     }
+    if let Some(photos) = &args.photos {
+        let e2e = args.out.join("e2e");
+        std::fs::create_dir_all(&e2e).map_err(|e| Error::io(&e2e, e))?;
+        let photos = graft::dataset::Dataset::from_folder(photos)?;
+        let (embeddings, _, _) = write_split(&base, &photos, &e2e)?;
+        report["e2e_examples"] = json!(embeddings.len());
+    }
     println!("{report}");
     Ok(())
 }
@@ -81,18 +96,19 @@ fn ms_per_image(base: &BaseModel, inputs: &ArrayD<f32>, batch: usize) -> Result<
     Ok(start.elapsed().as_secs_f64() * 1e3 / inputs.shape()[0] as f64)
 }
 
-/// Embeds the shipped images, splits them as `graft train` does, writes both, and trains a head
-/// with the default options on the CPU and on the GPU (if any).
-fn head_benchmark(base: &BaseModel, data: &graft::dataset::Dataset, out: &Path) -> Result<Value> {
+/// Embeds `data`, splits it as `graft train` does, and writes the file list, embeddings, labels
+/// and split into `out`; gives the embeddings and the split.
+fn write_split(
+    base: &BaseModel,
+    data: &graft::dataset::Dataset,
+    out: &Path,
+) -> Result<(Embeddings, Vec<usize>, Vec<usize>)> {
     let (embeddings, skipped) = Embeddings::from_dataset(base, data, None, &|_| {})?;
     if let Some((path, e)) = skipped.first() {
         return Err(Error::Dataset(format!("{}: {e}", path.display())));
     }
-    let opts = TrainOptions::default();
-    let options_json = out.join("train_options.json");
-    let options = serde_json::to_string(&opts).map_err(|e| Error::Invalid(e.to_string()))?;
-    std::fs::write(&options_json, options).map_err(|e| Error::io(&options_json, e))?;
-    let (train_idx, val_idx) = stratified_split(embeddings.labels(), DEFAULT_VAL_SPLIT, opts.seed)?;
+    let seed = TrainOptions::default().seed;
+    let (train_idx, val_idx) = stratified_split(embeddings.labels(), DEFAULT_VAL_SPLIT, seed)?;
     let files: Vec<String> = embeddings
         .sources()
         .iter()
@@ -111,6 +127,17 @@ fn head_benchmark(base: &BaseModel, data: &graft::dataset::Dataset, out: &Path) 
     write_i64(&out.join("labels.npy"), embeddings.labels())?;
     write_i64(&out.join("train.npy"), &train_idx)?;
     write_i64(&out.join("val.npy"), &val_idx)?;
+    Ok((embeddings, train_idx, val_idx))
+}
+
+/// Embeds the shipped images, splits them as `graft train` does, writes both, and trains a head
+/// with the default options on the CPU and on the GPU (if any).
+fn head_benchmark(base: &BaseModel, data: &graft::dataset::Dataset, out: &Path) -> Result<Value> {
+    let (embeddings, train_idx, val_idx) = write_split(base, data, out)?;
+    let opts = TrainOptions::default();
+    let options_json = out.join("train_options.json");
+    let options = serde_json::to_string(&opts).map_err(|e| Error::Invalid(e.to_string()))?;
+    std::fs::write(&options_json, options).map_err(|e| Error::io(&options_json, e))?;
     let (train_set, val_set) = (embeddings.subset(&train_idx), embeddings.subset(&val_idx));
     let fit = |backend: &mut dyn HeadBackend| -> Result<Value> {
         let start = Instant::now();

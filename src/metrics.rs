@@ -164,6 +164,21 @@ impl fmt::Display for Metrics {
     }
 }
 
+/// One epoch's numbers.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss of the epoch's batches (with dropout, before each batch's update).
+    pub train_loss: f32,
+    /// Training accuracy of the same forward passes.
+    pub train_acc: f32,
+    /// Validation loss after the epoch; `None` without validation data.
+    pub val_loss: Option<f32>,
+    /// Validation accuracy after the epoch; `None` without validation data.
+    pub val_acc: Option<f32>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

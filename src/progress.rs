@@ -2,7 +2,7 @@
 //! draws bars from them; [`Silent`] ignores them). Fetching, converting, embedding and training
 //! all report through it; nothing here holds global state.
 
-use crate::train::EpochRecord;
+use crate::metrics::EpochRecord;
 
 /// A phase of a long task, for progress displays.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

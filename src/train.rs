@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::head::random::epoch_order;
 use crate::head::{Examples, Head, HeadBackend, HeadSpec, Optimizer, StepSettings};
+pub use crate::metrics::EpochRecord;
 use crate::{Error, Result};
 
 /// Everything that shapes a training run; saved in the recognizer's metadata. Missing fields take
@@ -223,21 +224,6 @@ impl From<&TrainOptions> for StepSettings {
             seed: opts.seed,
         }
     }
-}
-
-/// One epoch's numbers.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// 1-based epoch number.
-    pub epoch: usize,
-    /// Mean training loss of the epoch's batches (with dropout, before each batch's update).
-    pub train_loss: f32,
-    /// Training accuracy of the same forward passes.
-    pub train_acc: f32,
-    /// Validation loss after the epoch; `None` without validation data.
-    pub val_loss: Option<f32>,
-    /// Validation accuracy after the epoch; `None` without validation data.
-    pub val_acc: Option<f32>,
 }
 
 /// What happened in a training run.

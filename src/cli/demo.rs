@@ -9,8 +9,8 @@ use super::Ui;
 pub fn run(options: DemoOptions, ui: Ui) -> Result<()> {
     let report = demo::run(&options, &ui.progress())?;
     ui.say(format!(
-        "base: {}, cut at '{}' ({}-d embedding), frozen",
-        report.base, report.cut, report.embedding_dim
+        "base: {}, cut at '{}' ({}-d embedding), frozen, run by {}",
+        report.base, report.cut, report.embedding_dim, report.engine
     ));
     say_embedded(&report.embedded, ui);
     say_created(&report.created, report.training.as_ref(), ui);

@@ -104,6 +104,8 @@ pub struct DemoPrediction {
 #[derive(Clone, Debug, Serialize)]
 pub struct DemoReport {
     pub base: String,
+    /// The engine that ran the base: "ONNX Runtime" or "tract".
+    pub engine: String,
     pub cut: String,
     pub embedding_dim: usize,
     pub embedded: EmbedReport,
@@ -208,6 +210,10 @@ pub fn run(options: &DemoOptions, progress: &dyn Progress) -> Result<DemoReport>
     let training = reloaded.recognizer().training();
     Ok(DemoReport {
         base: DEMO_BASE.into(),
+        engine: match base.backend() {
+            crate::base::Backend::Ort => "ONNX Runtime".into(),
+            _ => "tract".into(),
+        },
         cut: base.cut().into(),
         embedding_dim: base.embedding_dim(),
         embedded: embedded.report,

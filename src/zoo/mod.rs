@@ -385,6 +385,56 @@ mod tests {
     }
 
     #[test]
+    fn every_manifest_of_the_source_zoo_is_compiled_in() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("zoo");
+        let mut on_disk: Vec<String> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.ends_with(".json"))
+            .collect();
+        on_disk.sort();
+        let built_in: Vec<String> = BUILT_IN.iter().map(|(f, _)| f.to_string()).collect();
+        assert_eq!(built_in, on_disk);
+        for (file, text) in BUILT_IN {
+            let m = parse_manifest(text, Path::new(file)).unwrap();
+            assert_eq!(format!("{}.json", m.name), file);
+        }
+    }
+
+    /// A zoo model that is in no zoo folder is built from its original on first use (into the
+    /// cache), found there the next time, and rebuilt when that copy was damaged.
+    #[test]
+    fn a_missing_model_is_built_on_first_use_and_then_found() {
+        let mut m = manifest("speech-embedding").unwrap();
+        m.model.file = format!("first-use-test-{}.onnx", std::process::id());
+        let events = std::sync::Mutex::new(Vec::new());
+        let record = |e: crate::progress::Event<'_>| {
+            if let crate::progress::Event::Notice(line) = e {
+                events.lock().unwrap().push(line.to_string());
+            }
+        };
+        let (path, bytes) = ensure_model(&m, &record).unwrap();
+        assert!(path.starts_with(build_dir().unwrap()), "{path:?}");
+        assert_eq!(sha256_hex(&bytes), m.model.sha256);
+        assert!(events.lock().unwrap()[0].contains("is not built here"));
+        let (again, _) = ensure_model(&m, &Silent).unwrap();
+        assert_eq!(again, path);
+        std::fs::write(&path, b"damaged").unwrap();
+        let (rebuilt, bytes) = ensure_model(&m, &record).unwrap();
+        assert_eq!(
+            (rebuilt.as_path(), sha256_hex(&bytes)),
+            (path.as_path(), m.model.sha256.clone())
+        );
+        assert!(events
+            .lock()
+            .unwrap()
+            .last()
+            .unwrap()
+            .contains("differ from its manifest"));
+        std::fs::remove_file(&path).unwrap();
+    }
+
+    #[test]
     fn unknown_model_error_lists_known_names() {
         let err = manifest("resnet-9000").unwrap_err().to_string();
         assert!(
