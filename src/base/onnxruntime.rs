@@ -195,6 +195,7 @@ pub fn find_library(explicit: Option<&Path>) -> Result<Option<Library>> {
 
 /// Checks the cached copy of the pinned library (a copy that was cut short or changed is an
 /// error that says how to fix it); other libraries are the user's and not checked.
+#[cfg_attr(not(feature = "onnxruntime"), allow(dead_code))]
 fn check_cached(library: &Library) -> Result<()> {
     let (Origin::Cache, Some(pin)) = (library.origin, pinned()) else {
         return Ok(());
@@ -216,6 +217,7 @@ fn check_cached(library: &Library) -> Result<()> {
 /// architecture or system cannot load. Reads the file's headers with the `object` crate: its
 /// format and architecture must be this build's, and every loadable segment must lie inside the
 /// file.
+#[cfg_attr(not(feature = "onnxruntime"), allow(dead_code))]
 fn check_loadable(path: &Path) -> Result<()> {
     use object::{Object, ObjectSegment};
     let bad = |msg: String| Error::Invalid(format!("{} cannot be loaded: {msg}", path.display()));
