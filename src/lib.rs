@@ -48,6 +48,8 @@ pub mod metrics;
 pub mod pose;
 pub mod progress;
 pub mod recognizer;
+#[cfg(feature = "serve")]
+pub mod serve;
 pub mod task;
 pub(crate) mod tensor_file;
 pub mod train;

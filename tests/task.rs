@@ -177,6 +177,14 @@ fn flags_without_values_give_the_library_defaults() {
     assert_eq!(parse::<EngineOptions>(&[]), EngineOptions::default());
     assert_eq!(parse::<CacheOptions>(&[]), CacheOptions::default());
     assert_eq!(parse::<DemoOptions>(&[]), DemoOptions::default());
+    #[cfg(feature = "serve")]
+    assert_eq!(
+        parse::<graft::serve::ServeOptions>(&["models/"]),
+        graft::serve::ServeOptions {
+            paths: vec!["models/".into()],
+            ..Default::default()
+        }
+    );
 }
 
 #[cfg(feature = "cli")]

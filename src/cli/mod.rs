@@ -12,6 +12,8 @@ mod knn;
 mod listen;
 mod pose;
 mod predict;
+#[cfg(feature = "serve")]
+mod serve;
 mod train;
 mod ui;
 mod zoo;
@@ -64,6 +66,9 @@ enum Command {
     Knn(knn::KnnCommand),
     /// Which inference engine runs base models here (`engine install`: fetch ONNX Runtime).
     Engine(engine::EngineArgs),
+    /// Serve recognizers and KNN indexes over HTTP (predictions, metrics, hot reload of folders).
+    #[cfg(feature = "serve")]
+    Serve(graft::serve::ServeOptions),
 }
 
 /// A failure whose details are already in the verb's JSON result (e.g. some files could not be
@@ -108,6 +113,8 @@ pub fn run() -> ExitCode {
         Command::Zoo(c) => zoo::run(c, ui),
         Command::Knn(c) => knn::run(c, ui),
         Command::Engine(a) => engine::run(a, ui),
+        #[cfg(feature = "serve")]
+        Command::Serve(o) => serve::run(o, ui),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
