@@ -15,7 +15,7 @@ use super::Progress;
 use crate::base::{BaseModel, BaseOptions};
 use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
-use crate::export::PROBABILITIES;
+use crate::export::{ExportOptions, InputForm, PROBABILITIES};
 use crate::gpu::DeviceChoice;
 use crate::input::image::load_image;
 use crate::metrics::Metrics;
@@ -143,9 +143,12 @@ pub fn run(options: &DemoOptions, progress: &dyn Progress) -> Result<DemoReport>
         samples.push((tensor, probabilities));
     }
 
-    // Export base + head as one ONNX file and check it against the recognizer.
+    // Export base + head as one ONNX file (tensor in) and check it against the recognizer.
     let onnx_path = options.out_dir.join("recognizer.onnx");
-    reloaded.export(&onnx_path)?;
+    let tensor_in = ExportOptions {
+        input: Some(InputForm::Tensor),
+    };
+    reloaded.export(&onnx_path, &tensor_in)?;
     let exported = BaseModel::open(
         &onnx_path,
         &BaseOptions {

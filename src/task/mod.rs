@@ -23,7 +23,8 @@ mod knn;
 
 use crate::train::EpochRecord;
 
-pub use classify::{Classifier, Evaluation, ExportReport, FileAnswer};
+pub use crate::export::{ExportOptions, Exported, InputForm};
+pub use classify::{Classifier, Evaluation, FileAnswer};
 pub use convert::{convert, supported_ops, Converted, Format};
 pub use create::{create, create_from_embeddings, Augmentation, Augmentations, ClassSplit};
 pub use create::{AugmentReport, CreateOptions, CreateReport, Created};
