@@ -197,6 +197,34 @@ fn train_predict_eval_export_and_knn_verbs() {
     assert_eq!(exported["input_form"], "image");
     assert_eq!(exported["input_type"], "uint8");
     assert!(tmp.path().join("MODEL_CARD.md").is_file());
+    // `graft predict` takes the exported file and answers as the recognizer does.
+    let from_onnx = graft(
+        &cache,
+        &[
+            "predict",
+            s(&onnx),
+            s(&fish),
+            s(&planet),
+            "-k",
+            "2",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    for (a, b) in from_onnx["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(preds)
+    {
+        assert_eq!(a["label"], b["label"]);
+        let (p, q) = (
+            a["probability"].as_f64().unwrap(),
+            b["probability"].as_f64().unwrap(),
+        );
+        assert!((p - q).abs() < 1e-4, "{p} vs {q}");
+    }
     let tensor = tmp.path().join("tensor").join("model.onnx");
     let exported = graft(
         &cache,

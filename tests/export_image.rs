@@ -2,8 +2,8 @@
 //! preprocessing inside the graph, answers the shipped images — decoded to uint8 arrays of their
 //! own sizes — as graft's own predict does, in tract and (when its library is there) ONNX
 //! Runtime; extreme sizes do not crash and match graft's preprocessing; the metadata, labels.txt
-//! and MODEL_CARD.md say what they should; `--input tensor` keeps the float
-//! form.
+//! and MODEL_CARD.md say what they should; `graft predict` reads the exported file; `--input
+//! tensor` keeps the float form.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, OnceLock};
@@ -13,7 +13,7 @@ use graft::cache::CacheOptions;
 use graft::dataset::Dataset;
 use graft::export::{ExportOptions, InputForm, IMAGE_INPUT, IMAGE_OPSET};
 use graft::input::image::preprocess;
-use graft::task::{self, Classifier, CreateOptions, Silent};
+use graft::task::{self, Classifier, CreateOptions, ExportedClassifier, Predictor, Silent};
 use image::{DynamicImage, RgbImage};
 use ndarray::{Array2, Array4, Axis};
 use prost::Message;
@@ -328,7 +328,7 @@ fn metadata_labels_and_model_card_say_what_the_file_is() {
 }
 
 #[test]
-fn the_tensor_form_is_kept() {
+fn the_tensor_form_is_kept_and_predict_reads_both_forms() {
     let dir = tempfile::tempdir().unwrap();
     let t = trained();
     let tensor_out = dir.path().join("tensor").join("model.onnx");
@@ -339,6 +339,13 @@ fn the_tensor_form_is_kept() {
     assert_eq!(
         (r.form, r.input.as_str(), r.opset),
         (InputForm::Tensor, "input", 13)
+    );
+    assert_eq!(
+        r.input_dims,
+        serde_json::json!(["N", 3, 224, 224])
+            .as_array()
+            .unwrap()
+            .clone()
     );
     // Today's form: the float input, runnable as a base cut at the probabilities.
     let as_base = BaseModel::open(
@@ -351,6 +358,39 @@ fn the_tensor_form_is_kept() {
     )
     .unwrap();
     assert_eq!(as_base.input_name(), "input");
+
+    let (image_out, _) = exported(dir.path(), &ExportOptions::default());
+    let files = &t.files[..12];
+    let expected = t
+        .classifier
+        .predict_files(files, 3, &no_cache(), &Silent)
+        .unwrap();
+    for path in [&image_out, &tensor_out] {
+        let file = ExportedClassifier::load(path, &EngineOptions::default()).unwrap();
+        assert_eq!(file.labels(), t.classifier.recognizer().labels());
+        let predictor = Predictor::load(path, &EngineOptions::default()).unwrap();
+        assert!(matches!(predictor, Predictor::Exported(_)));
+        let answers = predictor
+            .predict_files(files, 3, &no_cache(), &Silent)
+            .unwrap();
+        for (a, b) in answers.iter().zip(&expected) {
+            let (a, b) = (a.answer.as_ref().unwrap(), b.answer.as_ref().unwrap());
+            assert_eq!(a.label, b.label);
+            assert!((a.probability - b.probability).abs() < 1e-4);
+        }
+    }
+    assert_eq!(
+        ExportedClassifier::load(&image_out, &EngineOptions::default())
+            .unwrap()
+            .form(),
+        InputForm::Image
+    );
+    let not_graft = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("zoo/efficientnet-lite0.onnx");
+    let err = ExportedClassifier::load(&not_graft, &EngineOptions::default()).unwrap_err();
+    assert!(
+        err.to_string().contains("not written by graft export"),
+        "{err}"
+    );
 }
 
 /// ONNX Runtime, when its library is there (see tests/ort_backend.rs): the same agreement.

@@ -19,6 +19,7 @@ mod convert;
 mod create;
 pub mod demo;
 mod embed;
+mod exported;
 mod knn;
 
 use crate::train::EpochRecord;
@@ -29,6 +30,7 @@ pub use convert::{convert, supported_ops, Converted, Format};
 pub use create::{create, create_from_embeddings, Augmentation, Augmentations, ClassSplit};
 pub use create::{AugmentReport, CreateOptions, CreateReport, Created};
 pub use embed::{embed_folder, EmbedReport, Embedded};
+pub use exported::{ExportedClassifier, Predictor};
 pub use knn::{knn_index, KnnClassifier};
 
 /// A phase of a long task, for progress displays.
@@ -110,6 +112,7 @@ mod tests {
     fn loaded_models_can_be_shared_by_threads() {
         assert_send_sync::<Classifier>();
         assert_send_sync::<KnnClassifier>();
+        assert_send_sync::<ExportedClassifier>();
         assert_send_sync::<crate::base::BaseModel>();
     }
 }
