@@ -39,6 +39,14 @@ const RESIZE: &str = "bilinear (triangle filter) with half-pixel centres, antial
                       shrinking (the filter widened by the shrink factor, as PIL's bilinear \
                       resize), taps outside the image dropped and the rest renormalised";
 
+/// A unit enum's name as the manifests spell it (`RGB`, `NCHW`).
+fn serde_name<T: serde::Serialize>(value: &T) -> String {
+    match serde_json::to_value(value) {
+        Ok(Value::String(s)) => s,
+        _ => String::new(),
+    }
+}
+
 fn to_json<T: serde::Serialize>(what: &str, value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| Error::Internal(format!("{what} as JSON: {e}")))
 }
@@ -206,10 +214,15 @@ impl Facts<'_> {
                 let _ = writeln!(
                     c,
                     "  — RGB pixels 0..255, any height and width (a batch shares one size). The \
-                     graph resizes to {}x{} ({RESIZE}), orders the channels {:?}, computes \
-                     (x - {:?}) / {:?} and lays the tensor out {:?}, as graft does: give it the \
+                     graph resizes to {}x{} ({RESIZE}), orders the channels {}, computes \
+                     (x - {:?}) / {:?} and lays the tensor out {}, as graft does: give it the \
                      decoded image as it is.",
-                    s.width, s.height, s.channels, s.mean, s.std, s.layout
+                    s.width,
+                    s.height,
+                    serde_name(&s.channels),
+                    s.mean,
+                    s.std,
+                    serde_name(&s.layout)
                 );
             }
             (_, spec) => {
@@ -281,11 +294,11 @@ impl Facts<'_> {
             Some(m) => {
                 let _ = writeln!(
                     c,
-                    "- base: `{}` — {}\n- original: {:?} package `{}` {} (`{}`, sha256 `{}`)\n- \
+                    "- base: `{}` — {}\n- original: {} package `{}` {} (`{}`, sha256 `{}`)\n- \
                      licence: {}\n- attribution: {}\n- conversion: {}",
                     m.name,
                     m.description,
-                    m.source.registry,
+                    serde_name(&m.source.registry),
                     m.source.package,
                     m.source.version,
                     m.source.path,
