@@ -88,9 +88,16 @@ fn graft_probabilities(classifier: &Classifier, image: &RgbImage) -> Vec<f32> {
 struct TractRunner(Arc<TypedSimplePlan>);
 
 impl TractRunner {
-    fn new(path: &Path) -> TractRunner {
-        let model = tract_onnx::onnx()
+    /// The file's plan for batches of `n` (H and W stay free), as an app would make it.
+    fn new(path: &Path, n: i64) -> TractRunner {
+        let typed = tract_onnx::onnx()
             .model_for_path(path)
+            .unwrap()
+            .into_typed()
+            .unwrap();
+        let batch = typed.symbols.sym("N");
+        let model = typed
+            .set_symbols(&std::collections::HashMap::from([(batch, TDim::Val(n))]))
             .unwrap()
             .into_optimized()
             .unwrap()
@@ -196,7 +203,7 @@ fn the_image_in_export_answers_the_shipped_images_as_graft_does_in_tract() {
         (IMAGE_INPUT, "uint8")
     );
     assert_eq!(r.opset, IMAGE_OPSET);
-    let tract = TractRunner::new(&out);
+    let tract = TractRunner::new(&out, 1);
     let (same, total, max_diff) = agreement(|image| {
         let (probs, label, embedding) = tract.run(batch_of(image));
         assert_eq!(embedding.dim(), (1, 1280));
@@ -215,7 +222,7 @@ fn the_image_in_export_answers_the_shipped_images_as_graft_does_in_tract() {
 fn tiny_and_large_images_do_not_crash_and_match_graft() {
     let dir = tempfile::tempdir().unwrap();
     let (out, _) = exported(dir.path(), &ExportOptions::default());
-    let tract = TractRunner::new(&out);
+    let tract = TractRunner::new(&out, 1);
     let classifier = &trained().classifier;
     let tiny = RgbImage::from_pixel(1, 1, image::Rgb([200, 30, 90]));
     // A large image with structure at every scale (fast to make, not one flat colour).
@@ -248,7 +255,7 @@ fn tiny_and_large_images_do_not_crash_and_match_graft() {
     // A batch of two same-size images gives each its own answer.
     let pair =
         ndarray::concatenate(Axis(0), &[batch_of(&tiny).view(), batch_of(&tiny).view()]).unwrap();
-    let (probs, label, _) = tract.run(pair);
+    let (probs, label, _) = TractRunner::new(&out, 2).run(pair);
     assert_eq!((probs.nrows(), label.len()), (2, 2));
 }
 
