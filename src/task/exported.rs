@@ -188,10 +188,11 @@ pub enum Predictor {
 impl Predictor {
     /// Loads a recognizer or an exported ONNX file, on the engine `engine` names.
     pub fn load(path: &Path, engine: &EngineOptions) -> Result<Predictor> {
-        let mut head = [0u8; 9];
-        let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let read = std::io::Read::read(&mut file, &mut head).map_err(|e| Error::io(path, e))?;
-        if read == head.len() && looks_like_onnx(&head) {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut head = Vec::with_capacity(9);
+        std::io::Read::read_to_end(&mut std::io::Read::take(file, 9), &mut head)
+            .map_err(|e| Error::io(path, e))?;
+        if head.len() == 9 && looks_like_onnx(&head) {
             ExportedClassifier::load(path, engine).map(Predictor::Exported)
         } else {
             Classifier::load(path, engine).map(Predictor::Recognizer)
