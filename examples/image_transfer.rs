@@ -59,7 +59,7 @@ fn main() -> graft::Result<()> {
         );
     }
     // 5. Export base + head as one ONNX file.
-    let exported = classifier.export(&out_dir.join("recognizer.onnx"))?;
+    let exported = classifier.export(&out_dir.join("recognizer.onnx"), &Default::default())?;
     println!("wrote {}", exported.onnx.display());
     Ok(())
 }

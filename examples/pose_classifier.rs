@@ -84,7 +84,7 @@ fn main() -> graft::Result<()> {
     let onnx = out_dir.join("pose-recognizer.onnx");
     recognizer.save(&out_dir.join("pose-recognizer.safetensors"))?;
     let classifier = Classifier::new(recognizer, base.clone())?;
-    classifier.export(&onnx)?;
+    classifier.export(&onnx, &Default::default())?;
     let worst = compare_export(&onnx, &base, classifier.recognizer(), &val)?;
     println!(
         "wrote {}: largest difference to graft's probabilities {worst:.1e} over {} photos",

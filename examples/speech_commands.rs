@@ -48,7 +48,7 @@ fn main() -> graft::Result<()> {
         .recognizer
         .save(&out_dir.join("words.safetensors"))?;
     let classifier = Classifier::new(created.recognizer, base.clone())?;
-    let exported = classifier.export(&out_dir.join("words.onnx"))?;
+    let exported = classifier.export(&out_dir.join("words.onnx"), &Default::default())?;
     println!("wrote {}", exported.onnx.display());
 
     // 4. Streaming: validation clips one after another with 1 s of silence between them, pushed

@@ -63,6 +63,36 @@ pub struct RecognizerMeta {
     pub training: Option<TrainingRecord>,
 }
 
+/// The most likely class and the `top_k` best classes (at least one) of each row of class
+/// probabilities `[n, labels]`; ties go to the earlier class.
+pub fn answers(probs: ArrayView2<f32>, labels: &[String], top_k: usize) -> Result<Vec<Prediction>> {
+    if probs.ncols() != labels.len() || labels.is_empty() {
+        return Err(Error::Invalid(format!(
+            "{} probabilities a row for {} labels",
+            probs.ncols(),
+            labels.len()
+        )));
+    }
+    Ok(probs
+        .rows()
+        .into_iter()
+        .map(|row| {
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
+            let top: Vec<(String, f32)> = order
+                .iter()
+                .take(top_k.max(1))
+                .map(|&i| (labels[i].clone(), row[i]))
+                .collect();
+            Prediction {
+                label: top[0].0.clone(),
+                probability: top[0].1,
+                top,
+            }
+        })
+        .collect())
+}
+
 impl Recognizer {
     /// A recognizer of `head` (made otherwise than by [`Recognizer::train`]) for embeddings of
     /// `base`: its layers must chain, take the base's embedding and give one logit per label;
@@ -155,24 +185,7 @@ impl Recognizer {
     /// The most likely class and the `top_k` best classes of each embedding.
     pub fn predict(&self, embeddings: ArrayView2<f32>, top_k: usize) -> Result<Vec<Prediction>> {
         let probs = self.probabilities(embeddings)?;
-        Ok(probs
-            .rows()
-            .into_iter()
-            .map(|row| {
-                let mut order: Vec<usize> = (0..row.len()).collect();
-                order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-                let top: Vec<(String, f32)> = order
-                    .iter()
-                    .take(top_k.max(1))
-                    .map(|&i| (self.labels[i].clone(), row[i]))
-                    .collect();
-                Prediction {
-                    label: top[0].0.clone(),
-                    probability: top[0].1,
-                    top,
-                }
-            })
-            .collect())
+        answers(probs.view(), &self.labels, top_k)
     }
 
     /// Accuracy, per-class accuracy and confusion matrix on labelled embeddings. Their classes are

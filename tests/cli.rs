@@ -195,8 +195,64 @@ fn train_predict_eval_export_and_knn_verbs() {
     );
 
     let onnx = tmp.path().join("model.onnx");
-    graft(&cache, &["export", s(&rec), "-o", s(&onnx)]).ok();
-    let inspected = graft(&cache, &["inspect", s(&onnx), "--json"]).ok().json();
+    let exported = graft(&cache, &["export", s(&rec), "-o", s(&onnx), "--json"])
+        .ok()
+        .json();
+    assert_eq!(exported["input_form"], "image");
+    assert_eq!(exported["input_type"], "uint8");
+    assert!(tmp.path().join("MODEL_CARD.md").is_file());
+    // `graft predict` takes the exported file and answers as the recognizer does.
+    let from_onnx = graft(
+        &cache,
+        &[
+            "predict",
+            s(&onnx),
+            s(&fish),
+            s(&planet),
+            "-k",
+            "2",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    for (a, b) in from_onnx["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(preds)
+    {
+        assert_eq!(a["label"], b["label"]);
+        let (p, q) = (
+            a["probability"].as_f64().unwrap(),
+            b["probability"].as_f64().unwrap(),
+        );
+        assert!((p - q).abs() < 1e-4, "{p} vs {q}");
+    }
+    let tensor = tmp.path().join("tensor").join("model.onnx");
+    let exported = graft(
+        &cache,
+        &[
+            "export",
+            s(&rec),
+            "-o",
+            s(&tensor),
+            "--input",
+            "tensor",
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(exported["input_form"], "tensor");
+    assert_eq!(
+        exported["input_dims"],
+        serde_json::json!(["N", 3, 224, 224])
+    );
+    // The tensor form is a float-input model graft can inspect (and use as a base).
+    let inspected = graft(&cache, &["inspect", s(&tensor), "--json"])
+        .ok()
+        .json();
     let outputs: Vec<&str> = inspected["outputs"]
         .as_array()
         .unwrap()

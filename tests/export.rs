@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use graft::base::{BaseModel, BaseOptions};
-use graft::export::export_onnx;
+use graft::export::{export_onnx, ExportOptions, InputForm};
 use graft::{Dense, Error, Head};
 use ndarray::{Array1, Array2, Array4, ArrayD};
 use prost::Message;
@@ -67,7 +67,31 @@ fn check_roundtrip(base: &BaseModel, head: &Head) {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("recognizer.onnx");
     let names = labels(head.classes());
-    export_onnx(base, head, &names, &out).unwrap();
+    let r = export_onnx(
+        base,
+        head,
+        &names,
+        None,
+        &ExportOptions::default(),
+        &out,
+        None,
+    )
+    .unwrap();
+    // The fixture's opset (11) cannot take the image-in front: the default is the tensor form,
+    // and asking for images is a clear error.
+    assert_eq!(r.form, InputForm::Tensor);
+    assert!(r.tensor_because.as_deref().unwrap().contains("opset is 11"));
+    let image = ExportOptions {
+        input: Some(InputForm::Image),
+    };
+    let err = export_onnx(base, head, &names, None, &image, &out, None).unwrap_err();
+    assert!(
+        err.to_string().contains("export with input tensor"),
+        "{err}"
+    );
+    assert!(out.with_file_name("labels.txt").is_file());
+    let card = std::fs::read_to_string(out.with_file_name("MODEL_CARD.md")).unwrap();
+    assert!(card.contains("not a graft zoo model"), "{card}");
 
     let x = batch(3, 11);
     let embedding = base.embed(x.view()).unwrap();
@@ -86,7 +110,7 @@ fn check_roundtrip(base: &BaseModel, head: &Head) {
         tract_onnx::pb::ModelProto::decode(std::fs::read(&out).unwrap().as_slice()).unwrap();
     let graph = proto.graph.as_ref().unwrap();
     let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
-    assert_eq!(outputs, ["probabilities", "embedding"]);
+    assert_eq!(outputs, ["probabilities", "label", "embedding"]);
     assert_eq!(proto.producer_name, "graft");
     assert_eq!(proto.opset_import[0].version, 11);
     let meta = |key: &str| {
@@ -128,13 +152,14 @@ fn mismatched_head_or_labels_are_refused() {
     let base = base(None);
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("x.onnx");
+    let opts = ExportOptions::default();
     let wrong_dim = random_head(&[base.embedding_dim() + 1, 2], 3);
-    let err = export_onnx(&base, &wrong_dim, &labels(2), &out).unwrap_err();
+    let err = export_onnx(&base, &wrong_dim, &labels(2), None, &opts, &out, None).unwrap_err();
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     let head = random_head(&[base.embedding_dim(), 2], 3);
-    let err = export_onnx(&base, &head, &labels(3), &out).unwrap_err();
+    let err = export_onnx(&base, &head, &labels(3), None, &opts, &out, None).unwrap_err();
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     let empty = Head { layers: vec![] };
-    assert!(export_onnx(&base, &empty, &[], &out).is_err());
+    assert!(export_onnx(&base, &empty, &[], None, &opts, &out, None).is_err());
     assert!(!out.exists());
 }

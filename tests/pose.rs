@@ -18,7 +18,7 @@ use std::process::Command;
 use graft::base::{BaseModel, BaseOptions};
 use graft::dataset::Dataset;
 use graft::embeddings::Embeddings;
-use graft::export::{export_onnx, PROBABILITIES};
+use graft::export::{export_onnx, ExportOptions, InputForm, PROBABILITIES};
 use graft::head::CpuBackend;
 use graft::input::image::{decode_image, preprocess};
 use graft::pose::{
@@ -375,7 +375,21 @@ fn turned_photos_are_recognised_and_the_export_agrees() {
 
     // Export: image in, probabilities out, run by tract as a plain ONNX file.
     let onnx = dir.path().join("pose.onnx");
-    export_onnx(&base, recognizer.head(), recognizer.labels(), &onnx).unwrap();
+    let options = ExportOptions::default();
+    let head = recognizer.head();
+    let r = export_onnx(
+        &base,
+        head,
+        recognizer.labels(),
+        None,
+        &options,
+        &onnx,
+        None,
+    )
+    .unwrap();
+    // Letterboxed: the default keeps the prepared (letterboxed) image as the input.
+    assert_eq!(r.form, InputForm::Tensor);
+    assert!(r.tensor_because.unwrap().contains("letterbox"));
     let options = BaseOptions {
         cut: Some(PROBABILITIES.into()),
         ..BaseOptions::default()

@@ -124,9 +124,11 @@ fn a_recognizer_is_created_used_evaluated_exported_and_shared_by_threads() {
     let evaluation = classifier.evaluate(&data, &no_cache(), &Silent).unwrap();
     assert_eq!(evaluation.metrics.accuracy, right as f64 / 18.0);
     let dir = tempfile::tempdir().unwrap();
-    let exported = classifier.export(&dir.path().join("r.onnx")).unwrap();
+    let exported = classifier
+        .export(&dir.path().join("r.onnx"), &task::ExportOptions::default())
+        .unwrap();
     assert_eq!(exported.classes, 3);
-    assert_eq!(exported.input_shape, vec![3, 224, 224]);
+    assert_eq!(exported.form, task::InputForm::Image);
     assert!(exported.onnx.is_file());
 }
 
@@ -177,6 +179,10 @@ fn flags_without_values_give_the_library_defaults() {
     assert_eq!(parse::<EngineOptions>(&[]), EngineOptions::default());
     assert_eq!(parse::<CacheOptions>(&[]), CacheOptions::default());
     assert_eq!(parse::<DemoOptions>(&[]), DemoOptions::default());
+    assert_eq!(
+        parse::<task::ExportOptions>(&[]),
+        task::ExportOptions::default()
+    );
     #[cfg(feature = "serve")]
     assert_eq!(
         parse::<graft::serve::ServeOptions>(&["models/"]),
@@ -241,6 +247,8 @@ fn flags_set_the_fields_they_name() {
     let b: BaseOptions = parse(&["--mean", "1,2,3", "--std", "4", "--backend", "ort"]);
     assert_eq!((b.mean, b.std), (Some([1.0, 2.0, 3.0]), Some([4.0; 3])));
     assert_eq!(b.engine.backend, graft::base::Backend::Ort);
+    let e: task::ExportOptions = parse(&["--input", "tensor"]);
+    assert_eq!(e.input, Some(task::InputForm::Tensor));
     let cmd =
         <CreateOptions as clap::Args>::augment_args(clap::Command::new("g").no_binary_name(true));
     assert!(cmd

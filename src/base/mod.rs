@@ -210,6 +210,21 @@ impl BaseModel {
             .ok_or_else(|| Error::Invalid(format!("base {} does not take images", self.name)))
     }
 
+    /// This base with `spec` as its preprocessing (for a model whose file does not say it, e.g.
+    /// one graft exported, whose metadata does); `spec` must give the base's input shape.
+    pub fn with_input_spec(mut self, spec: InputSpec) -> Result<BaseModel> {
+        if spec.shape() != self.input_shape {
+            return Err(Error::Invalid(format!(
+                "preprocessing for input {:?} given to {}, which takes {:?}",
+                spec.shape(),
+                self.name,
+                self.input_shape
+            )));
+        }
+        self.input = Some(spec);
+        Ok(self)
+    }
+
     /// What identifies this base in recognizers, indexes and caches.
     pub fn reference(&self) -> Result<BaseRef> {
         Ok(BaseRef {

@@ -7,7 +7,7 @@ use clap::Args;
 use graft::base::EngineOptions;
 use graft::cache::CacheOptions;
 use graft::dataset::Dataset;
-use graft::task::{Classifier, FileAnswer};
+use graft::task::{Classifier, FileAnswer, Predictor};
 use serde_json::{json, Value};
 
 use super::train::say_embedded;
@@ -15,7 +15,8 @@ use super::{AlreadyReported, Ui};
 
 #[derive(Args)]
 pub struct PredictArgs {
-    /// A recognizer written by `graft train`.
+    /// A recognizer written by `graft train`, or an ONNX file written by `graft export` (its
+    /// metadata gives the labels and the input).
     pub recognizer: PathBuf,
     /// Files to classify (images, or WAVs for a speech recognizer).
     #[arg(required = true)]
@@ -43,8 +44,8 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: PredictArgs, ui: Ui) -> Result<()> {
-    let classifier = Classifier::load(&args.recognizer, &args.engine, &ui.progress())?;
-    let answers = classifier.predict_files(&args.files, args.top_k, &args.cache, &ui.progress())?;
+    let predictor = Predictor::load(&args.recognizer, &args.engine, &ui.progress())?;
+    let answers = predictor.predict_files(&args.files, args.top_k, &args.cache, &ui.progress())?;
     report_answers(answers, ui, |p| {
         let top: Vec<String> = p.top.iter().map(|(l, q)| format!("{l} {q:.3}")).collect();
         let line = format!("{}  ({})", p.label, top.join(", "));

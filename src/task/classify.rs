@@ -9,12 +9,11 @@ use serde::Serialize;
 
 use super::embed::{embed_folder, EmbedReport};
 use super::{in_phase, Phase, Progress};
-use crate::atomic::refuse_same_file;
 use crate::base::{BaseModel, EngineOptions};
 use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
 use crate::embeddings::{embed_files, prepare};
-use crate::export::export_onnx;
+use crate::export::{export_onnx, ExportOptions, Exported};
 use crate::metrics::Metrics;
 use crate::recognizer::{Prediction, Recognizer};
 use crate::{Error, Result};
@@ -40,17 +39,6 @@ pub struct FileAnswer<T> {
 pub struct Evaluation {
     pub metrics: Metrics,
     pub embedded: EmbedReport,
-}
-
-/// What [`Classifier::export`] wrote.
-#[derive(Clone, Debug, PartialEq, Serialize)]
-pub struct ExportReport {
-    pub onnx: PathBuf,
-    /// The graph's input: its name and dims after the batch.
-    pub input: String,
-    pub input_shape: Vec<usize>,
-    pub classes: usize,
-    pub embedding_dim: usize,
 }
 
 impl Classifier {
@@ -136,25 +124,19 @@ impl Classifier {
         })
     }
 
-    /// Writes base (cut) + head + softmax as one ONNX file at `out` (atomically; never over the
-    /// recognizer's own file).
-    pub fn export(&self, out: &Path) -> Result<ExportReport> {
-        if let Some(source) = &self.source {
-            refuse_same_file(source, out)?;
-        }
+    /// Writes base (cut) + head + softmax + argmax as one ONNX file at `out`, with
+    /// `labels.txt` and `MODEL_CARD.md` beside it (see [`export_onnx`]; atomically, never over
+    /// the recognizer's own file), taking images or tensors as `options` says.
+    pub fn export(&self, out: &Path, options: &ExportOptions) -> Result<Exported> {
         export_onnx(
             &self.base,
             self.recognizer.head(),
             self.recognizer.labels(),
+            self.recognizer.training(),
+            options,
             out,
-        )?;
-        Ok(ExportReport {
-            onnx: out.to_path_buf(),
-            input: self.base.input_name().to_string(),
-            input_shape: self.base.input_shape().to_vec(),
-            classes: self.recognizer.labels().len(),
-            embedding_dim: self.base.embedding_dim(),
-        })
+            self.source.as_deref(),
+        )
     }
 }
 

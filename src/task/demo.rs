@@ -10,12 +10,13 @@ use serde::Serialize;
 use super::classify::{single, Classifier};
 use super::create::{create_from_embeddings, CreateOptions, CreateReport};
 use super::embed::{embed_folder, EmbedReport};
+use super::exported::ExportedClassifier;
 use super::knn::knn_index;
 use super::Progress;
 use crate::base::{BaseModel, BaseOptions};
 use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
-use crate::export::PROBABILITIES;
+use crate::export::ExportOptions;
 use crate::gpu::DeviceChoice;
 use crate::input::image::load_image;
 use crate::metrics::Metrics;
@@ -176,21 +177,14 @@ pub fn run(options: &DemoOptions, progress: &dyn Progress) -> Result<DemoReport>
         samples.push((tensor, probabilities));
     }
 
-    // Export base + head as one ONNX file and check it against the recognizer.
+    // Export base + head as one ONNX file (image in) and check it against the recognizer.
     let onnx_path = options.out_dir.join("recognizer.onnx");
-    reloaded.export(&onnx_path)?;
-    let exported = BaseModel::open(
-        &onnx_path,
-        &BaseOptions {
-            cut: Some(PROBABILITIES.into()),
-            input_shape: Some(base.input_shape().to_vec()),
-            ..base_options
-        },
-    )
-    .map_err(|e| Error::Internal(format!("reloading the exported ONNX file: {e}")))?;
+    reloaded.export(&onnx_path, &ExportOptions::default())?;
+    let exported = ExportedClassifier::load(&onnx_path, &base_options.engine)
+        .map_err(|e| Error::Internal(format!("reloading the exported ONNX file: {e}")))?;
     let mut max_diff = 0f32;
     for (tensor, expected) in &samples {
-        let got = exported.embed(tensor.view())?;
+        let got = exported.probabilities(tensor.view())?;
         max_diff = got
             .iter()
             .zip(expected)

@@ -19,13 +19,16 @@ mod convert;
 mod create;
 pub mod demo;
 mod embed;
+mod exported;
 mod knn;
 
-pub use classify::{Classifier, Evaluation, ExportReport, FileAnswer};
+pub use crate::export::{ExportOptions, Exported, InputForm};
+pub use classify::{Classifier, Evaluation, FileAnswer};
 pub use convert::{convert, supported_ops, Converted, Format};
 pub use create::{create, create_from_embeddings, Augmentation, Augmentations, ClassSplit};
 pub use create::{AugmentReport, CreateOptions, CreateReport, Created};
 pub use embed::{embed_folder, EmbedReport, Embedded};
+pub use exported::{ExportedClassifier, Predictor};
 pub use knn::{knn_index, KnnClassifier};
 
 pub(crate) use crate::progress::in_phase;
@@ -41,6 +44,7 @@ mod tests {
     fn loaded_models_can_be_shared_by_threads() {
         assert_send_sync::<Classifier>();
         assert_send_sync::<KnnClassifier>();
+        assert_send_sync::<ExportedClassifier>();
         assert_send_sync::<crate::base::BaseModel>();
     }
 }

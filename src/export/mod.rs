@@ -1,0 +1,442 @@
+//! Export of the whole recognizer (the base up to its cut, then the head, a softmax and an
+//! argmax) as one ONNX file, runnable by any ONNX runtime without graft, with its metadata and,
+//! beside it, `labels.txt` and `MODEL_CARD.md`.
+//!
+//! Image recognizers take `uint8` RGB images of any size by default ([`InputForm::Image`]: the
+//! preprocessing is part of the graph, `preprocess`); [`InputForm::Tensor`] keeps the base's
+//! prepared float input. `card` writes what the file says about itself.
+
+mod card;
+mod preprocess;
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use graft_converters::onnx_builder::attr_int;
+use prost::Message;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use tract_onnx::pb;
+
+use crate::atomic::{refuse_same_file, write_atomic};
+use crate::base::{batch_value_info, prune_to, BaseModel};
+use crate::input::InputSpec;
+use crate::recognizer::TrainingRecord;
+use crate::{Error, Head, Result};
+
+pub use preprocess::IMAGE_OPSET;
+use preprocess::{float_initializer, node, Names};
+
+/// Name of the exported graph's class-probability output, `[N, classes]`.
+pub const PROBABILITIES: &str = "probabilities";
+/// Name of the exported graph's predicted-class output, int64 `[N]` (index into the labels).
+pub const LABEL: &str = "label";
+/// Name of the exported graph's embedding output, `[N, embedding_dim]`.
+pub const EMBEDDING: &str = "embedding";
+/// Name of the image input of an [`InputForm::Image`] export, `uint8 [N, H, W, 3]`.
+pub const IMAGE_INPUT: &str = "image";
+/// File written beside the export: one label a line.
+pub const LABELS_FILE: &str = "labels.txt";
+/// File written beside the export: what the model is, how it was made, its base's licence.
+pub const MODEL_CARD_FILE: &str = "MODEL_CARD.md";
+
+/// What an exported file takes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InputForm {
+    /// `uint8` RGB `[N, H, W, 3]`, any H and W: resized and normalised inside the graph.
+    Image,
+    /// The base's own input, prepared by the caller as graft prepares it (float).
+    Tensor,
+}
+
+impl InputForm {
+    /// `image` or `tensor`.
+    pub fn name(self) -> &'static str {
+        match self {
+            InputForm::Image => "image",
+            InputForm::Tensor => "tensor",
+        }
+    }
+}
+
+impl fmt::Display for InputForm {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for InputForm {
+    type Err = Error;
+
+    fn from_str(s: &str) -> Result<InputForm> {
+        match s {
+            "image" => Ok(InputForm::Image),
+            "tensor" => Ok(InputForm::Tensor),
+            _ => Err(Error::Invalid(format!(
+                "unknown export input '{s}': give image or tensor"
+            ))),
+        }
+    }
+}
+
+/// How to export. `ExportOptions::default()`: image-in where the graph can reproduce graft's
+/// preprocessing.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+pub struct ExportOptions {
+    /// What the exported file takes: image (uint8 RGB [N, H, W, 3], any size, resized and
+    /// normalised inside the graph; ONNX opset 18) or tensor (the base's prepared float input, the
+    /// base's opset). Default: image for image bases that resize without crop or letterbox and
+    /// whose graph can be read at opset 18, tensor otherwise (audio, pose).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub input: Option<InputForm>,
+}
+
+/// What [`export_onnx`] wrote.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Exported {
+    pub onnx: PathBuf,
+    pub labels: PathBuf,
+    pub model_card: PathBuf,
+    pub form: InputForm,
+    /// Why the default was the tensor form (`None` when it was chosen or the form is image).
+    pub tensor_because: Option<String>,
+    /// The graph's input name, element type and dims (`"N"`, `"H"`, `"W"` for free ones).
+    pub input: String,
+    pub input_type: String,
+    pub input_dims: Vec<Value>,
+    pub opset: i64,
+    pub classes: usize,
+    pub embedding_dim: usize,
+}
+
+/// Checks that `head` and `labels` fit `base`.
+fn check_fit(base: &BaseModel, head: &Head, labels: &[String]) -> Result<()> {
+    if head.layers.is_empty() {
+        return Err(Error::Invalid("the head has no layers".into()));
+    }
+    if head.input_dim() != base.embedding_dim() {
+        return Err(Error::Invalid(format!(
+            "the head takes embeddings of size {}, the base gives {}",
+            head.input_dim(),
+            base.embedding_dim()
+        )));
+    }
+    if labels.len() != head.classes() {
+        return Err(Error::Invalid(format!(
+            "{} labels for a head with {} classes",
+            labels.len(),
+            head.classes()
+        )));
+    }
+    for (i, pair) in head.layers.windows(2).enumerate() {
+        if pair[0].weight.ncols() != pair[1].weight.nrows() {
+            return Err(Error::Invalid(format!(
+                "head layer {i} gives {} values, layer {} takes {}",
+                pair[0].weight.ncols(),
+                i + 1,
+                pair[1].weight.nrows()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The form to write: the one asked for (an error when the image form cannot be built for this
+/// base), else image where it can be built, with the reason when not.
+fn choose_form(
+    asked: Option<InputForm>,
+    spec: &InputSpec,
+    model: &pb::ModelProto,
+) -> Result<(InputForm, Option<String>)> {
+    let blocker = match spec {
+        InputSpec::Image(s) => preprocess::blocker(s, model),
+        InputSpec::Audio(_) => Some("the base takes audio, not images".into()),
+    };
+    match (asked, blocker) {
+        (Some(InputForm::Tensor), _) => Ok((InputForm::Tensor, None)),
+        (Some(InputForm::Image) | None, None) => Ok((InputForm::Image, None)),
+        (Some(InputForm::Image), Some(why)) => Err(Error::Invalid(format!(
+            "cannot export an image-in file: {why}; export with input tensor"
+        ))),
+        (None, Some(why)) => Ok((InputForm::Tensor, Some(why))),
+    }
+}
+
+/// Writes `base` (pruned to what computes its cut) followed by `head`, a softmax and an argmax as
+/// one ONNX file at `out`, with outputs `probabilities`, `label` and `embedding`, taking what
+/// `options.input` says; its metadata holds the labels, input form, preprocessing, base (with the
+/// zoo's source and licence when it is a zoo model), `training` options and validation metrics
+/// when given, and graft's version. `labels.txt` and `MODEL_CARD.md` are written beside it. Every
+/// file is written atomically, none over `input_file` (the recognizer exported) when given.
+pub fn export_onnx(
+    base: &BaseModel,
+    head: &Head,
+    labels: &[String],
+    training: Option<&TrainingRecord>,
+    options: &ExportOptions,
+    out: &Path,
+    input_file: Option<&Path>,
+) -> Result<Exported> {
+    check_fit(base, head, labels)?;
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let labels_path = dir.join(LABELS_FILE);
+    let card_path = dir.join(MODEL_CARD_FILE);
+    if out
+        .file_name()
+        .is_some_and(|n| n == LABELS_FILE || n == MODEL_CARD_FILE)
+    {
+        return Err(Error::Invalid(format!(
+            "{} is the name of a file written beside the export: give the ONNX file another name",
+            out.display()
+        )));
+    }
+    if let Some(input) = input_file {
+        for path in [out, &labels_path, &card_path] {
+            refuse_same_file(input, path)?;
+        }
+    }
+    let spec = base.input_spec()?;
+    let mut model = base.model_proto()?;
+    let (form, tensor_because) = choose_form(options.input, spec, &model)?;
+    let model_path = base.path().to_path_buf();
+    let graph = model.graph.as_mut().ok_or_else(|| Error::Model {
+        path: model_path.clone(),
+        msg: "no graph".into(),
+    })?;
+    prune_to(graph, base.cut());
+    let reserved = [PROBABILITIES, LABEL, EMBEDDING]
+        .into_iter()
+        .chain((form == InputForm::Image).then_some(IMAGE_INPUT));
+    let mut names = Names::new(tensor_names(graph));
+    let mut prepared = None;
+    let (input, input_type, input_dims) = match (form, spec) {
+        (InputForm::Image, InputSpec::Image(s)) => {
+            let front_out = names.fresh("graft_prepared");
+            let prepared = prepared.insert(front_out).as_str();
+            rename_input(graph, base.input_name(), prepared);
+            names = Names::new(tensor_names(graph));
+            check_free(&names, reserved, base)?;
+            preprocess::append_front(graph, &mut names, s, IMAGE_INPUT, prepared);
+            graph.input.retain(|i| i.name != prepared);
+            graph
+                .input
+                .insert(0, preprocess::image_value_info(IMAGE_INPUT));
+            (
+                IMAGE_INPUT.to_string(),
+                "uint8",
+                vec![json!("N"), json!("H"), json!("W"), json!(3)],
+            )
+        }
+        _ => {
+            check_free(&names, reserved, base)?;
+            let dims = std::iter::once(json!("N"))
+                .chain(base.input_shape().iter().map(|&d| json!(d)))
+                .collect();
+            (base.input_name().to_string(), "float32", dims)
+        }
+    };
+    append_head(graph, &mut names, base, head)?;
+    if form == InputForm::Image {
+        preprocess::raise_opset(&mut model);
+    }
+    let opset = preprocess::default_opset(&model);
+
+    let manifest = crate::zoo::manifest(base.name()).ok();
+    let facts = card::Facts {
+        labels,
+        form,
+        input_name: &input,
+        input_dims: &input_dims,
+        input_type,
+        prepared: prepared.as_deref(),
+        preprocessing: spec,
+        base_name: base.name(),
+        base_sha256: base.sha256(),
+        base_cut: base.cut(),
+        embedding_dim: base.embedding_dim(),
+        manifest: manifest.as_ref(),
+        training,
+        opset,
+    };
+    model.producer_name = "graft".into();
+    model.producer_version = env!("CARGO_PKG_VERSION").into();
+    let props = facts.metadata()?;
+    model
+        .metadata_props
+        .retain(|p| !props.iter().any(|(k, _)| *k == p.key));
+    model.metadata_props.extend(
+        props
+            .into_iter()
+            .map(|(key, value)| pb::StringStringEntryProto { key, value }),
+    );
+    let onnx_name = out.file_name().map_or_else(
+        || out.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    write_atomic(out, &model.encode_to_vec())?;
+    write_atomic(&labels_path, facts.labels_txt().as_bytes())?;
+    write_atomic(&card_path, facts.model_card(&onnx_name).as_bytes())?;
+    Ok(Exported {
+        onnx: out.to_path_buf(),
+        labels: labels_path,
+        model_card: card_path,
+        form,
+        tensor_because,
+        input,
+        input_type: input_type.to_string(),
+        input_dims,
+        opset,
+        classes: labels.len(),
+        embedding_dim: base.embedding_dim(),
+    })
+}
+
+/// An error when the graph already uses one of the names the export adds.
+fn check_free<'a>(
+    names: &Names,
+    reserved: impl Iterator<Item = &'a str>,
+    base: &BaseModel,
+) -> Result<()> {
+    for name in reserved {
+        if name != base.cut() && names.contains(name) {
+            return Err(Error::Model {
+                path: base.path().to_path_buf(),
+                msg: format!("the base already has a tensor named `{name}`, an exported name"),
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Renames tensor `from` (the base's input) to `to` wherever the graph reads or declares it.
+fn rename_input(graph: &mut pb::GraphProto, from: &str, to: &str) {
+    for n in &mut graph.node {
+        for i in n.input.iter_mut().filter(|i| *i == from) {
+            *i = to.to_string();
+        }
+    }
+    for v in graph.input.iter_mut().chain(&mut graph.value_info) {
+        if v.name == from {
+            v.name = to.to_string();
+        }
+    }
+}
+
+/// Every tensor name a graph's nodes, inputs and initializers mention.
+fn tensor_names(graph: &pb::GraphProto) -> HashSet<String> {
+    let nodes = graph
+        .node
+        .iter()
+        .flat_map(|n| n.input.iter().chain(&n.output));
+    nodes
+        .chain(graph.input.iter().map(|i| &i.name))
+        .chain(graph.initializer.iter().map(|t| &t.name))
+        .cloned()
+        .collect()
+}
+
+/// Appends a flatten (or identity) giving `embedding`, the head's Gemm/Relu layers, a softmax
+/// giving `probabilities` and an argmax giving `label` after the cut, and declares the three
+/// outputs.
+fn append_head(
+    graph: &mut pb::GraphProto,
+    names: &mut Names,
+    base: &BaseModel,
+    head: &Head,
+) -> Result<()> {
+    let cut = base.cut();
+    let flat = base.cut_shape().len() == 1;
+    match (cut == EMBEDDING, flat) {
+        (true, true) => {}
+        (true, false) => {
+            return Err(Error::Model {
+                path: base.path().to_path_buf(),
+                msg: format!("the cut tensor is named `{EMBEDDING}` but is not [N, D]"),
+            })
+        }
+        (false, true) => {
+            let identity = node(
+                "Identity",
+                &names.fresh("graft_embedding"),
+                &[cut],
+                EMBEDDING,
+            );
+            graph.node.push(identity);
+        }
+        (false, false) => {
+            let mut flatten = node("Flatten", &names.fresh("graft_flatten"), &[cut], EMBEDDING);
+            flatten.attribute.push(attr_int("axis", 1));
+            graph.node.push(flatten);
+        }
+    }
+    let mut h = EMBEDDING.to_string();
+    let last = head.layers.len() - 1;
+    for (i, layer) in head.layers.iter().enumerate() {
+        let (rows, cols) = layer.weight.dim();
+        if layer.bias.len() != cols {
+            return Err(Error::Invalid(format!(
+                "head layer {i}: {} biases for {cols} outputs",
+                layer.bias.len()
+            )));
+        }
+        let w = names.fresh(&format!("graft_head_{i}_weight"));
+        let b = names.fresh(&format!("graft_head_{i}_bias"));
+        graph.initializer.push(float_initializer(
+            &w,
+            &[rows, cols],
+            layer.weight.iter().copied(),
+        ));
+        graph
+            .initializer
+            .push(float_initializer(&b, &[cols], layer.bias.iter().copied()));
+        let z = if i == last {
+            names.fresh("logits")
+        } else {
+            names.fresh(&format!("graft_head_{i}_out"))
+        };
+        let gemm = names.fresh(&format!("graft_head_{i}_gemm"));
+        graph.node.push(node("Gemm", &gemm, &[&h, &w, &b], &z));
+        h = z;
+        if i < last {
+            let r = names.fresh(&format!("graft_head_{i}_relu"));
+            graph.node.push(node("Relu", &r, &[&h], &r));
+            h = r;
+        }
+    }
+    let mut softmax = node(
+        "Softmax",
+        &names.fresh("graft_softmax"),
+        &[&h],
+        PROBABILITIES,
+    );
+    softmax.attribute.push(attr_int("axis", 1));
+    graph.node.push(softmax);
+    let mut argmax = node(
+        "ArgMax",
+        &names.fresh("graft_argmax"),
+        &[PROBABILITIES],
+        LABEL,
+    );
+    argmax.attribute.push(attr_int("axis", 1));
+    argmax.attribute.push(attr_int("keepdims", 0));
+    graph.node.push(argmax);
+    let mut label = batch_value_info(LABEL, &[]);
+    if let Some(pb::type_proto::Value::TensorType(t)) =
+        label.r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        t.elem_type = pb::tensor_proto::DataType::Int64 as i32;
+    }
+    graph.output = vec![
+        batch_value_info(PROBABILITIES, &[head.classes()]),
+        label,
+        batch_value_info(EMBEDDING, &[base.embedding_dim()]),
+    ];
+    Ok(())
+}
