@@ -484,3 +484,192 @@ fn the_cli_serves_and_stops_on_sigterm() {
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
+
+/// The studio's projects: create, collect examples (stored as `graft train` reads them), train in
+/// the background with progress as server-sent events, then predict, download, and find it all
+/// again after a restart.
+#[test]
+fn a_studio_project_is_collected_trained_served_and_kept() {
+    use std::io::BufRead;
+
+    let projects = tempfile::tempdir().unwrap();
+    let options = ServeOptions {
+        projects: Some(projects.path().to_path_buf()),
+        addr: "127.0.0.1:0".parse().unwrap(),
+        ..ServeOptions::default()
+    };
+    let server = start(options.clone()).unwrap();
+    let page = get(&server, "/");
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("graft studio"));
+    assert_eq!(get(&server, "/readyz").status, 200);
+
+    let create = |body: &str| {
+        answer(
+            agent()
+                .post(format!("http://{}/v1/projects", server.addr()))
+                .header("Content-Type", "application/json")
+                .send(body),
+        )
+    };
+    assert_eq!(
+        create(r#"{"name": "stamps", "base": "efficientnet-lite0"}"#).status,
+        201
+    );
+    assert_eq!(create(r#"{"name": "stamps"}"#).status, 400);
+    assert_eq!(create(r#"{"name": "../up"}"#).status, 400);
+    assert_eq!(
+        create(r#"{"name": "other", "base": "resnet-9000"}"#).status,
+        400
+    );
+
+    let mut uploaded = Vec::new();
+    for class in ["fish", "planet", "roadsign"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(image(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        for file in files.iter().take(7) {
+            let bytes = std::fs::read(file).unwrap();
+            let got = post(
+                &server,
+                &format!("/v1/projects/stamps/classes/{class}/examples"),
+                &bytes,
+            );
+            assert_eq!(got.status, 201, "{}", got.body);
+            uploaded.push((
+                class,
+                got.json()["file"].as_str().unwrap().to_string(),
+                bytes,
+            ));
+        }
+    }
+    let refused = post(
+        &server,
+        "/v1/projects/stamps/classes/fish/examples",
+        b"not an image",
+    );
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    let traversal = post(
+        &server,
+        "/v1/projects/stamps/classes/a%2F..%2Fb/examples",
+        &uploaded[0].2,
+    );
+    assert_eq!(traversal.status, 400, "{}", traversal.body);
+    assert_eq!(
+        post(
+            &server,
+            "/v1/projects/nope/classes/fish/examples",
+            &uploaded[0].2
+        )
+        .status,
+        404
+    );
+
+    // Stored where `graft train --data` reads them, byte for byte.
+    let (class, file, bytes) = &uploaded[0];
+    assert_eq!(
+        &std::fs::read(projects.path().join("stamps").join(class).join(file)).unwrap(),
+        bytes
+    );
+    let fetched = agent()
+        .get(format!(
+            "http://{}/v1/projects/stamps/classes/{class}/examples/{file}",
+            server.addr()
+        ))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_vec()
+        .unwrap();
+    assert_eq!(&fetched, bytes);
+    let described = get(&server, "/v1/projects/stamps").json();
+    let counts: Vec<u64> = described["classes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["examples"].as_u64().unwrap())
+        .collect();
+    assert_eq!(counts, [7, 7, 7]);
+
+    // Train; follow the events until it is done.
+    let events = agent()
+        .get(format!(
+            "http://{}/v1/projects/stamps/events",
+            server.addr()
+        ))
+        .call()
+        .unwrap();
+    let started = post(&server, "/v1/projects/stamps/train", b"");
+    assert_eq!(started.status, 202, "{}", started.body);
+    let again = post(&server, "/v1/projects/stamps/train", b"");
+    assert_eq!(again.status, 400, "{}", again.body);
+    let mut lines = std::io::BufReader::new(events.into_body().into_reader()).lines();
+    let mut epochs = 0;
+    let result = loop {
+        let line = lines.next().expect("the event stream ended").unwrap();
+        let Some(data) = line.strip_prefix("data: ") else {
+            continue;
+        };
+        let event: Value = serde_json::from_str(data).unwrap();
+        match event["type"].as_str().unwrap() {
+            "epoch" => epochs += 1,
+            "done" => break event["result"].clone(),
+            "failed" => panic!("training failed: {event}"),
+            _ => {}
+        }
+    };
+    assert!(epochs > 0);
+    assert_eq!(
+        result["labels"],
+        serde_json::json!(["fish", "planet", "roadsign"])
+    );
+    assert!(
+        result["validation"]["accuracy"].as_f64().unwrap() > 0.5,
+        "{result}"
+    );
+
+    // Served under the project's name; downloads.
+    let fish = std::fs::read(image("fish/animals__fish__bluegroper.png")).unwrap();
+    let predicted = post(&server, "/v1/models/stamps/predict", &fish);
+    assert_eq!(predicted.status, 200, "{}", predicted.body);
+    let recognizer = agent()
+        .get(format!(
+            "http://{}/v1/projects/stamps/recognizer",
+            server.addr()
+        ))
+        .call()
+        .unwrap()
+        .body_mut()
+        .with_config()
+        .limit(64 << 20)
+        .read_to_vec()
+        .unwrap();
+    let saved = projects.path().join("stamps/recognizer.safetensors");
+    assert_eq!(recognizer, std::fs::read(&saved).unwrap());
+    let onnx = agent()
+        .get(format!(
+            "http://{}/v1/projects/stamps/export",
+            server.addr()
+        ))
+        .call()
+        .unwrap()
+        .body_mut()
+        .with_config()
+        .limit(256 << 20)
+        .read_to_vec()
+        .unwrap();
+    assert!(onnx.len() > 1 << 20, "{} bytes", onnx.len());
+    assert_eq!(Recognizer::load(&saved).unwrap().labels().len(), 3);
+    server.stop().unwrap();
+
+    // After a restart the project and its model are there.
+    let server = start(options).unwrap();
+    assert_eq!(get(&server, "/v1/models/stamps").status, 200);
+    assert_eq!(
+        post(&server, "/v1/models/stamps/predict", &fish).status,
+        200
+    );
+    server.stop().unwrap();
+}

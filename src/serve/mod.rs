@@ -20,6 +20,8 @@ mod models;
 mod openapi;
 mod routes;
 mod stats;
+mod studio;
+mod studio_api;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -41,8 +43,13 @@ pub struct ServeOptions {
     /// Recognizer and KNN index files (`.safetensors`) to serve, and folders of them (watched:
     /// files added or replaced there are loaded without a restart, removed ones unloaded). A
     /// model's name is its file name without the extension.
-    #[cfg_attr(feature = "cli", arg(required = true))]
+    #[cfg_attr(feature = "cli", arg(required_unless_present = "projects"))]
     pub paths: Vec<PathBuf>,
+    /// The studio's projects folder (`DIR/<project>/<class>/<file>`, as `graft train` reads it):
+    /// serves the studio page at `/` and `/v1/projects`; trained projects are served as models of
+    /// their name. Default: no studio.
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub projects: Option<PathBuf>,
     /// Address to listen on. Default 127.0.0.1:8080 (this machine only); any other needs a token.
     #[cfg_attr(feature = "cli", arg(long, default_value = "127.0.0.1:8080"))]
     pub addr: SocketAddr,
@@ -76,6 +83,7 @@ impl Default for ServeOptions {
     fn default() -> Self {
         ServeOptions {
             paths: Vec::new(),
+            projects: None,
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             token: None,
             max_body_bytes: 32 << 20,
@@ -114,9 +122,9 @@ impl ServeOptions {
         if let Some((what, _)) = positive.iter().find(|(_, v)| *v == 0) {
             return Err(Error::Invalid(format!("the {what} must be above 0")));
         }
-        if self.paths.is_empty() {
+        if self.paths.is_empty() && self.projects.is_none() {
             return Err(Error::Invalid(
-                "nothing to serve: give model files or folders".into(),
+                "nothing to serve: give model files or folders, or --projects DIR".into(),
             ));
         }
         Ok(token)
@@ -147,13 +155,15 @@ impl Server {
         self.shutdown()
     }
 
-    /// Waits until the server stops (on SIGINT or SIGTERM, after finishing the requests in flight).
-    pub fn wait(mut self) -> Result<()> {
-        // Dropping the sender would stop the server: keep it until the server has stopped.
-        let keep = self.stop.take();
-        let result = self.join();
-        drop(keep);
-        result
+    /// Serves until SIGINT (Ctrl-C) or SIGTERM, then stops as [`Server::stop`] does. Only this
+    /// listens for signals: a program that embeds the server keeps its own handling otherwise.
+    pub fn wait(self) -> Result<()> {
+        let signals = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| Error::Internal(format!("waiting for a signal: {e}")))?;
+        signals.block_on(shutdown_signal());
+        self.stop()
     }
 
     fn shutdown(&mut self) -> Result<()> {
@@ -178,9 +188,13 @@ impl Drop for Server {
     }
 }
 
+/// How long requests in flight may take to finish once the server is told to stop, beyond the
+/// request timeout; connections still open then (e.g. event streams) are closed.
+const GRACE: Duration = Duration::from_secs(1);
+
 /// Loads what `options` names, binds its address and serves on a thread pool of its own until
-/// [`Server::stop`], SIGINT or SIGTERM. Fails before serving when a model cannot be loaded or the
-/// address cannot be bound.
+/// [`Server::stop`] (or, with [`Server::wait`], SIGINT or SIGTERM). Fails before serving when a
+/// model cannot be loaded or the address cannot be bound.
 pub fn start(options: ServeOptions) -> Result<Server> {
     let token = options.check()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -199,23 +213,31 @@ pub fn start(options: ServeOptions) -> Result<Server> {
     let infos = state.infos();
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
     let watch = Duration::from_millis(options.watch_ms);
+    let grace = Duration::from_millis(options.timeout_ms) + GRACE;
     let thread = std::thread::Builder::new()
         .name("graft-serve".into())
         .spawn(move || {
             runtime.block_on(async move {
                 let watcher = tokio::spawn(models::watch(state.clone(), watch));
                 let app = routes::router(state.clone());
+                let (told, mut told_rx) = tokio::sync::watch::channel(false);
+                let stopping = state.clone();
                 let stopped = async move {
-                    tokio::select! {
-                        _ = stop_rx => {}
-                        _ = shutdown_signal() => {}
-                    }
-                    state.stopping();
+                    let _ = stop_rx.await;
+                    stopping.stopping();
+                    let _ = told.send(true);
                 };
-                let served = axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
-                    .map_err(|e| Error::Internal(format!("the server stopped: {e}")));
+                let serve = axum::serve(listener, app).with_graceful_shutdown(stopped);
+                // After the stop, in-flight requests get `grace` to finish.
+                let deadline = async move {
+                    let _ = told_rx.wait_for(|t| *t).await;
+                    tokio::time::sleep(grace).await;
+                };
+                let served = tokio::select! {
+                    served = serve => served
+                        .map_err(|e| Error::Internal(format!("the server stopped: {e}"))),
+                    _ = deadline => Ok(()),
+                };
                 watcher.abort();
                 served
             })

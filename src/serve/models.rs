@@ -11,6 +11,7 @@ use serde::Serialize;
 
 use super::batch::Batcher;
 use super::stats::Stats;
+use super::studio::{Studio, RECOGNIZER_FILE};
 use super::ServeOptions;
 use crate::base::{BaseModel, BaseOptions, BaseRef, EngineOptions};
 use crate::input::InputSpec;
@@ -82,7 +83,10 @@ pub(super) struct State {
     /// What was last seen of each file in a watched folder, and whether it is loaded as seen.
     seen: Mutex<BTreeMap<PathBuf, (Signature, bool)>>,
     stopping: AtomicBool,
+    /// Tells event streams that the server stops.
+    stop_signal: tokio::sync::watch::Sender<bool>,
     runtime: tokio::runtime::Handle,
+    studio: Option<Arc<Studio>>,
 }
 
 /// The limits handlers apply.
@@ -169,7 +173,12 @@ impl State {
             folders,
             seen: Mutex::new(BTreeMap::new()),
             stopping: AtomicBool::new(false),
+            stop_signal: tokio::sync::watch::channel(false).0,
             runtime: tokio::runtime::Handle::current(),
+            studio: match &options.projects {
+                Some(dir) => Some(Arc::new(Studio::open(dir, options.engine.clone())?)),
+                None => None,
+            },
         };
         for file in files {
             let served = state.open(&file)?;
@@ -185,7 +194,32 @@ impl State {
             }
             state.write().insert(name, Arc::new(served));
         }
+        // Projects trained before are served under their names.
+        if let Some(studio) = &state.studio {
+            for project in studio.list()? {
+                let Some(name) = project["name"].as_str() else {
+                    continue;
+                };
+                let path = studio.dir.join(name).join(RECOGNIZER_FILE);
+                if path.is_file() {
+                    state.install(name, &path)?;
+                }
+            }
+        }
         Ok(state)
+    }
+
+    /// The studio, when `--projects` gave it a folder.
+    pub fn studio(&self) -> Option<Arc<Studio>> {
+        self.studio.clone()
+    }
+
+    /// Serves the model file at `path` as `name` (replacing what was served under that name).
+    pub fn install(&self, name: &str, path: &Path) -> Result<()> {
+        let mut served = self.open(path)?;
+        served.info.name = name.to_string();
+        self.write().insert(name.to_string(), Arc::new(served));
+        Ok(())
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<Served>>> {
@@ -206,14 +240,23 @@ impl State {
         self.read().values().map(|s| s.info.clone()).collect()
     }
 
-    /// Whether the server can answer predictions: not stopping, at least one model.
+    /// Whether the server can answer: not stopping, and at least one model or the studio.
     pub fn ready(&self) -> bool {
-        !self.stopping.load(Ordering::SeqCst) && !self.read().is_empty()
+        !self.stopping.load(Ordering::SeqCst) && (!self.read().is_empty() || self.studio.is_some())
     }
 
     /// Marks the server as stopping (`/readyz` answers 503 from now on).
     pub fn stopping(&self) {
         self.stopping.store(true, Ordering::SeqCst);
+        let _ = self.stop_signal.send(true);
+    }
+
+    /// Resolves once the server stops (for streams that would otherwise stay open).
+    pub fn stopped(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut told = self.stop_signal.subscribe();
+        async move {
+            let _ = told.wait_for(|t| *t).await;
+        }
     }
 
     /// The batchers, for `/metrics`.

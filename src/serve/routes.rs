@@ -31,6 +31,7 @@ pub(super) fn router(state: Shared) -> Router {
         .route("/v1/models/{name}", get(show))
         .route("/v1/models/{name}/predict", post(predict))
         .route("/metrics", get(metrics))
+        .merge(super::studio_api::api_router())
         .route_layer(middleware::from_fn_with_state(state.clone(), authorise));
     Router::new()
         .route("/healthz", get(|| async { "ok\n" }))
@@ -39,6 +40,7 @@ pub(super) fn router(state: Shared) -> Router {
             "/v1/openapi.json",
             get(|| async { Json(super::openapi::document()) }),
         )
+        .merge(super::studio_api::page_router())
         .merge(guarded)
         .fallback(|| async {
             failure(StatusCode::NOT_FOUND, "no such route; see /v1/openapi.json")
@@ -76,7 +78,12 @@ async fn authorise(State(state): State<Shared>, request: Request, next: Next) ->
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given != Some(token.as_str()) {
+        // Browsers' EventSource cannot send headers: `?token=` stands in for it.
+        let in_query = request.uri().query().is_some_and(|q| {
+            q.split('&')
+                .any(|pair| pair.strip_prefix("token=") == Some(token.as_str()))
+        });
+        if given != Some(token.as_str()) && !in_query {
             let mut answer = failure(
                 StatusCode::UNAUTHORIZED,
                 "send the server's token as `Authorization: Bearer TOKEN`",
