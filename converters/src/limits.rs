@@ -45,21 +45,21 @@ impl ReadLimit {
 /// than `limit.max_bytes` from its metadata without reading it, a non-regular file unless
 /// `limit.allow_special_files`, and a file that turns out larger while it is read. The buffer is
 /// reserved fallibly: a failed allocation is an error. `what` names the kind of file in errors
-/// (e.g. "model").
+/// with its article (e.g. "a model").
 pub fn read_file(path: &Path, limit: ReadLimit, what: &str) -> std::io::Result<Vec<u8>> {
     use std::io::{Error as IoError, ErrorKind};
     let meta = std::fs::metadata(path)?;
     if meta.is_dir() {
         return Err(IoError::new(
             ErrorKind::InvalidInput,
-            format!("is a folder, not a {what} file"),
+            format!("is a folder, not {what} file"),
         ));
     }
     if !meta.is_file() && !limit.allow_special_files {
         return Err(IoError::new(
             ErrorKind::InvalidInput,
             format!(
-                "is not a regular file (a FIFO, socket or device); graft reads a {what} only \
+                "is not a regular file (a FIFO, socket or device); {what} file is read only \
                  from a regular file unless special files are allowed"
             ),
         ));
@@ -68,7 +68,7 @@ pub fn read_file(path: &Path, limit: ReadLimit, what: &str) -> std::io::Result<V
         IoError::new(
             ErrorKind::FileTooLarge,
             format!(
-                "{size} is larger than the limit of {} bytes for a {what} file",
+                "{size} is larger than the limit of {} bytes for {what} file",
                 limit.max_bytes
             ),
         )
@@ -99,7 +99,7 @@ pub fn read_file(path: &Path, limit: ReadLimit, what: &str) -> std::io::Result<V
 
 /// [`read_file`] for the converters: a [`Error::Format`] that names the file.
 pub(crate) fn read_model(path: &Path) -> Result<Vec<u8>, Error> {
-    read_file(path, ReadLimit::MODEL, "model")
+    read_file(path, ReadLimit::MODEL, "a model")
         .map_err(|e| Error::Format(format!("cannot read {}: {e}", path.display())))
 }
 
@@ -116,16 +116,16 @@ mod tests {
             max_bytes,
             allow_special_files: false,
         };
-        assert_eq!(read_file(&path, limit(100), "model").unwrap(), [1u8; 100]);
-        let err = read_file(&path, limit(99), "model").unwrap_err();
+        assert_eq!(read_file(&path, limit(100), "a model").unwrap(), [1u8; 100]);
+        let err = read_file(&path, limit(99), "a model").unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::FileTooLarge);
         assert!(err.to_string().contains("limit of 99 bytes"), "{err}");
         // A sparse 5 GiB file is refused without reading it.
         let big = std::fs::File::create(&path).unwrap();
         big.set_len(5 << 30).unwrap();
-        let err = read_file(&path, ReadLimit::MODEL, "model").unwrap_err();
+        let err = read_file(&path, ReadLimit::MODEL, "a model").unwrap_err();
         assert!(err.to_string().contains("5368709120 bytes"), "{err}");
-        let err = read_file(dir.path(), ReadLimit::MODEL, "model").unwrap_err();
+        let err = read_file(dir.path(), ReadLimit::MODEL, "a model").unwrap_err();
         assert!(err.to_string().contains("folder"), "{err}");
     }
 
@@ -133,13 +133,13 @@ mod tests {
     #[test]
     fn devices_are_refused_unless_allowed_and_then_stop_at_the_limit() {
         let zero = Path::new("/dev/zero");
-        let err = read_file(zero, ReadLimit::MODEL, "model").unwrap_err();
+        let err = read_file(zero, ReadLimit::MODEL, "a model").unwrap_err();
         assert!(err.to_string().contains("not a regular file"), "{err}");
         let allowed = ReadLimit {
             max_bytes: 1000,
             allow_special_files: true,
         };
-        let err = read_file(zero, allowed, "model").unwrap_err();
+        let err = read_file(zero, allowed, "a model").unwrap_err();
         assert!(err.to_string().contains("limit of 1000 bytes"), "{err}");
     }
 }

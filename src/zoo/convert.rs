@@ -25,7 +25,7 @@ pub fn convert(m: &Manifest, original: &Path) -> Result<Vec<u8>> {
                 )));
             };
             let embedding = original.with_file_name(embedding.file_name());
-            let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p, e));
+            let read = |p: &Path| crate::limits::read(p, crate::limits::FileKind::Model);
             Ok(graft_converters::speech::merge(
                 &read(original)?,
                 &read(&embedding)?,

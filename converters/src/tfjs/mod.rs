@@ -73,7 +73,7 @@ pub fn convert(model_json: &Path) -> Result<Vec<u8>, Error> {
         max_bytes: crate::limits::MAX_MODEL_JSON_BYTES,
         allow_special_files: false,
     };
-    let bytes = crate::limits::read_file(model_json, limit, "model.json")
+    let bytes = crate::limits::read_file(model_json, limit, "a model.json")
         .map_err(|e| Error::Format(format!("{}: {e}", model_json.display())))?;
     let text = String::from_utf8(bytes)
         .map_err(|e| Error::Format(format!("{}: not UTF-8 text: {e}", model_json.display())))?;
