@@ -273,8 +273,13 @@ pub fn manifest(name: &str) -> Result<Manifest> {
 }
 
 fn read_manifest(path: &Path) -> Result<Manifest> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| Error::Zoo(format!("manifest {}: {e}", path.display())))
+    let text = crate::limits::read_text(path, crate::limits::FileKind::Text)?;
+    let m: Manifest = serde_json::from_str(&text)
+        .map_err(|e| Error::Zoo(format!("manifest {}: {e}", path.display())))?;
+    m.input
+        .check()
+        .map_err(|e| Error::Zoo(format!("manifest {}: {e}", path.display())))?;
+    Ok(m)
 }
 
 /// Lowercase hex sha256 of a file's content.
