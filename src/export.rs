@@ -5,7 +5,6 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use graft_converters::onnx_builder::attr_int;
-use prost::Message;
 use tract_onnx::pb;
 
 use crate::base::{batch_value_info, prune_to, BaseModel};
@@ -86,7 +85,9 @@ pub fn export_onnx(base: &BaseModel, head: &Head, labels: &[String], out: &Path)
                 value,
             }),
     );
-    crate::atomic::write_atomic(out, &model.encode_to_vec())
+    // As the reference `onnx` package writes it (repeated ints unpacked), for strict readers.
+    let bytes = graft_converters::onnx_builder::encode_unpacked(&model)?;
+    crate::atomic::write_atomic(out, &bytes)
 }
 
 /// Every tensor name a graph's nodes, inputs and initializers mention.
