@@ -18,35 +18,91 @@ use crate::{Error, Result};
 /// What graft reads and decodes at most. Every field has a default that suits real files of its
 /// kind; a file over a limit is refused with an error naming the file and the limit.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
+#[cfg_attr(
+    feature = "cli",
+    command(next_help_heading = "Limits on what graft reads")
+)]
 pub struct Limits {
     /// Largest recognizer or KNN index (safetensors). Default 1 GiB.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "max-recognizer-bytes", global = true, hide_short_help = true,
+            default_value_t = Limits::DEFAULT.recognizer_bytes)
+    )]
     pub recognizer_bytes: u64,
     /// Largest base model (ONNX) file. Default 2 GiB (the most a protobuf file can hold).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "max-model-bytes", global = true, hide_short_help = true,
+            default_value_t = Limits::DEFAULT.model_bytes)
+    )]
     pub model_bytes: u64,
     /// Largest WAV file. Default 1 GiB (about 90 minutes of 48 kHz 16-bit stereo).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "max-audio-bytes", global = true, hide_short_help = true,
+            default_value_t = Limits::DEFAULT.audio_bytes)
+    )]
     pub audio_bytes: u64,
     /// Largest image file. Default 256 MiB.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "max-image-bytes", global = true, hide_short_help = true,
+            default_value_t = Limits::DEFAULT.image_bytes)
+    )]
     pub image_bytes: u64,
     /// Largest zoo manifest or other small text file graft reads (a listen truth CSV). Default
     /// 16 MiB.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "max-text-bytes", global = true, hide_short_help = true,
+            default_value_t = Limits::DEFAULT.text_bytes)
+    )]
     pub text_bytes: u64,
     /// Most pixels an image may have, from its header, before it is decoded. Default 120
     /// million (a 100-megapixel photo fits; a 16000x16000 decompression bomb does not).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "max-image-pixels", global = true, hide_short_help = true,
+            default_value_t = Limits::DEFAULT.image_pixels)
+    )]
     pub image_pixels: u64,
     /// Most bytes an image's decoded pixels may take (pixels x channels x bytes per channel),
     /// from its header. Default 512 MiB.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "max-image-decoded-bytes", global = true, hide_short_help = true,
+            default_value_t = Limits::DEFAULT.image_decoded_bytes)
+    )]
     pub image_decoded_bytes: u64,
     /// Most samples (all channels) a WAV file may declare. Default 256 million (1 GiB as
     /// floats).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "max-audio-samples", global = true, hide_short_help = true,
+            default_value_t = Limits::DEFAULT.audio_samples)
+    )]
     pub audio_samples: u64,
     /// Most elements of one example's input tensor, as a base declares it (or a recognizer
     /// records it). Default 64 million (e.g. 3x4096x4096 image input; a spoken clip of 20
     /// minutes at 48 kHz).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "max-input-elements", global = true, hide_short_help = true,
+            default_value_t = Limits::DEFAULT.input_elements)
+    )]
     pub input_elements: u64,
     /// Most elements of all tensors of one recognizer or KNN index together. Default 256 million.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "max-tensor-elements", global = true, hide_short_help = true,
+            default_value_t = Limits::DEFAULT.tensor_elements)
+    )]
     pub tensor_elements: u64,
     /// Read files that are not regular files (FIFOs, character or block devices). Default false:
     /// they have no size to check and may never end.
+    #[cfg_attr(feature = "cli", arg(long, global = true, hide_short_help = true))]
     pub allow_special_files: bool,
 }
 

@@ -31,6 +31,8 @@ struct Cli {
     /// Print the result as one JSON object on stdout (the last line).
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    limits: graft::limits::Limits,
     #[command(subcommand)]
     command: Command,
 }
@@ -83,6 +85,7 @@ pub fn run() -> ExitCode {
         Err(e) => return refuse_arguments(e),
     };
     quiet_gpu_drivers();
+    graft::limits::set(cli.limits.clone());
     let ui = Ui {
         quiet: cli.quiet,
         json: cli.json,
