@@ -76,6 +76,14 @@ pub struct Limits {
             default_value_t = Limits::DEFAULT.image_decoded_bytes)
     )]
     pub image_decoded_bytes: u64,
+    /// Most bytes of decoded pixels that images decoded at once (embedding runs in parallel)
+    /// may hold together; a larger image waits for the others, then runs alone. Default 256 MiB.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "max-images-in-flight-bytes", global = true, hide_short_help = true,
+            default_value_t = Limits::DEFAULT.images_in_flight_bytes)
+    )]
+    pub images_in_flight_bytes: u64,
     /// Most samples (all channels) a WAV file may declare. Default 256 million (1 GiB as
     /// floats).
     #[cfg_attr(
@@ -116,6 +124,7 @@ impl Limits {
         text_bytes: 16 << 20,
         image_pixels: 120_000_000,
         image_decoded_bytes: 512 << 20,
+        images_in_flight_bytes: 256 << 20,
         audio_samples: 256_000_000,
         input_elements: 64 << 20,
         tensor_elements: 256 << 20,

@@ -4,6 +4,7 @@
 
 use std::io::Cursor;
 use std::path::Path;
+use std::sync::{Condvar, Mutex};
 
 use image::{DynamicImage, ImageBuffer, ImageDecoder, ImageFormat, ImageReader, Pixel};
 use ndarray::{Array, Array3, ArrayD, Dimension, IxDyn};
@@ -15,13 +16,57 @@ use crate::{Error, Result};
 /// `spec.layout`), without the batch dimension.
 pub fn load_image(path: &Path, spec: &ImageSpec) -> Result<Array3<f32>> {
     let bytes = crate::limits::read(path, crate::limits::FileKind::Image)?;
-    let image = decode_image(&bytes, path)?;
+    image_tensor(&bytes, path, spec)
+}
+
+/// Decodes PNG or JPEG bytes and preprocesses them into one example's tensor, as
+/// [`load_image`] does for a file. Threads doing this at once share one working set: an image
+/// whose decoded pixels would take the bytes in flight past
+/// [`crate::limits::Limits::images_in_flight_bytes`] waits until the others are done, so that
+/// many large photos embedded in parallel never hold more than one budget of pixels.
+pub fn image_tensor(bytes: &[u8], path: &Path, spec: &ImageSpec) -> Result<Array3<f32>> {
+    let (image, _share) = decode_within_budget(bytes, path)?;
     preprocess(&image, spec)
+}
+
+/// Decoded pixels held by images being decoded and preprocessed right now, across threads.
+static IN_FLIGHT: Mutex<u64> = Mutex::new(0);
+/// Signalled when an image's pixels are released.
+static RELEASED: Condvar = Condvar::new();
+
+/// A share of the in-flight pixel budget, given back when dropped.
+struct Share(u64);
+
+impl Share {
+    /// Waits until `bytes` fit in the budget beside the images in flight (an image alone always
+    /// fits: its size was checked against the decoded-size limit).
+    fn take(bytes: u64) -> Share {
+        let budget = crate::limits::get().images_in_flight_bytes;
+        let mut used = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        while *used > 0 && used.saturating_add(bytes) > budget {
+            used = RELEASED.wait(used).unwrap_or_else(|p| p.into_inner());
+        }
+        *used += bytes;
+        Share(bytes)
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut used = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        *used = used.saturating_sub(self.0);
+        RELEASED.notify_all();
+    }
 }
 
 /// Decodes PNG or JPEG bytes, recognised by their content (not the file name); `path` names the
 /// example in errors.
 pub fn decode_image(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
+    decode_within_budget(bytes, path).map(|(image, _)| image)
+}
+
+/// [`decode_image`], with the image's share of the in-flight budget, taken before decoding.
+fn decode_within_budget(bytes: &[u8], path: &Path) -> Result<(DynamicImage, Share)> {
     let input_err = |msg: String| Error::Input {
         path: path.to_path_buf(),
         msg,
@@ -68,7 +113,9 @@ pub fn decode_image(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
             limits.image_decoded_bytes
         )));
     }
-    DynamicImage::from_decoder(decoder).map_err(decode_err)
+    let share = Share::take(decoded);
+    let image = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
+    Ok((image, share))
 }
 
 /// What a decoder may allocate beyond the decoded pixels (its own tables and buffers).
