@@ -273,12 +273,18 @@ pub fn manifest(name: &str) -> Result<Manifest> {
 }
 
 fn read_manifest(path: &Path) -> Result<Manifest> {
-    let text = crate::limits::read_text(path, crate::limits::FileKind::Text)?;
-    let m: Manifest = serde_json::from_str(&text)
-        .map_err(|e| Error::Zoo(format!("manifest {}: {e}", path.display())))?;
-    m.input
-        .check()
-        .map_err(|e| Error::Zoo(format!("manifest {}: {e}", path.display())))?;
+    parse_manifest(
+        &crate::limits::read_text(path, crate::limits::FileKind::Text)?,
+        path,
+    )
+}
+
+/// A manifest from its JSON text, its input spec checked ([`crate::input::InputSpec::check`]);
+/// `path` names it in errors.
+pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest> {
+    let err = |e: String| Error::Zoo(format!("manifest {}: {e}", path.display()));
+    let m: Manifest = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+    m.input.check().map_err(err)?;
     Ok(m)
 }
 
