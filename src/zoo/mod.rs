@@ -290,9 +290,10 @@ pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest> {
 
 /// Lowercase hex sha256 of a file's content.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    Ok(sha256_hex(
-        &std::fs::read(path).map_err(|e| Error::io(path, e))?,
-    ))
+    Ok(sha256_hex(&crate::limits::read(
+        path,
+        crate::limits::FileKind::Model,
+    )?))
 }
 
 #[cfg(test)]
