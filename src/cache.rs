@@ -75,7 +75,13 @@ impl EmbeddingCache {
 
     /// The cached embedding of an example whose bytes hash to `content_sha256`, if present and whole.
     pub fn get(&self, content_sha256: &str) -> Option<Vec<f32>> {
-        let bytes = std::fs::read(self.entry(content_sha256)).ok()?;
+        // Only a regular file of exactly one embedding is read (never a FIFO or a huge file).
+        let path = self.entry(content_sha256);
+        let meta = std::fs::metadata(&path).ok()?;
+        if !meta.is_file() || meta.len() != self.dim as u64 * 4 {
+            return None;
+        }
+        let bytes = std::fs::read(path).ok()?;
         if bytes.len() != self.dim * 4 {
             return None;
         }

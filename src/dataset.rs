@@ -145,6 +145,16 @@ pub fn check_classes(classes: &[String], counts: &[usize]) -> Result<()> {
     Ok(())
 }
 
+/// Why `labels` cannot name a model's classes, if they cannot: a label that repeats.
+pub fn check_labels(labels: &[String]) -> std::result::Result<(), String> {
+    let mut sorted: Vec<&String> = labels.iter().collect();
+    sorted.sort();
+    match sorted.windows(2).find(|w| w[0] == w[1]) {
+        Some(w) => Err(format!("label {:?} repeats among {labels:?}", w[0])),
+        None => Ok(()),
+    }
+}
+
 /// Counts how often each label in `0..classes` occurs.
 pub fn count_labels(labels: impl IntoIterator<Item = usize>, classes: usize) -> Vec<usize> {
     let mut counts = vec![0; classes];

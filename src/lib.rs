@@ -43,6 +43,7 @@ pub mod gpu;
 pub mod head;
 pub mod input;
 pub mod knn;
+pub mod limits;
 pub mod listen;
 pub mod metrics;
 pub mod pose;

@@ -326,7 +326,7 @@ pub fn listen_file(
     options: ListenOptions,
 ) -> Result<Vec<Detection>> {
     let mut listener = Listener::new(base, recognizer, options)?;
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::limits::read(path, crate::limits::FileKind::Audio)?;
     let samples = audio::load(&bytes, path, &listener.spec)?;
     let mut found = listener.push(&samples)?;
     found.extend(listener.finish());
@@ -336,7 +336,7 @@ pub fn listen_file(
 /// Reads the words known to be spoken in a recording, for [`evaluate`]: a CSV of `time_s,word`
 /// lines, the time at the word's middle (blank lines and `#` comments skipped).
 pub fn read_truth(path: &Path) -> Result<Vec<WordTime>> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    let text = crate::limits::read_text(path, crate::limits::FileKind::Text)?;
     let mut out = Vec::new();
     for (n, line) in text.lines().enumerate() {
         let line = line.trim();

@@ -100,11 +100,6 @@ impl Recognizer {
     pub fn new(head: Head, labels: Vec<String>, base: BaseRef) -> Result<Recognizer> {
         head.check()?;
         fits(&head, &labels, &base).map_err(Error::Invalid)?;
-        let mut sorted: Vec<&String> = labels.iter().collect();
-        sorted.sort();
-        if sorted.windows(2).any(|w| w[0] == w[1]) {
-            return Err(Error::Invalid(format!("labels repeat: {labels:?}")));
-        }
         Ok(Recognizer {
             head,
             labels,
@@ -264,6 +259,13 @@ impl Recognizer {
     pub fn load(path: &Path) -> Result<Recognizer> {
         let file = TensorFile::read(path)?;
         let meta: RecognizerMeta = file.document(FORMAT, "graft recognizer")?;
+        meta.base.check().map_err(|e| file.error(e))?;
+        if meta.hidden.len() > MAX_HIDDEN_LAYERS {
+            return Err(file.error(format!(
+                "{} hidden layers, more than the {MAX_HIDDEN_LAYERS} graft trains",
+                meta.hidden.len()
+            )));
+        }
         let mut layers = Vec::with_capacity(meta.hidden.len() + 1);
         for i in 0..=meta.hidden.len() {
             let (ws, w) = file.f32(&format!("layers.{i}.weight"), 2)?;
@@ -284,8 +286,13 @@ impl Recognizer {
     }
 }
 
-/// Why `head` does not take `base`'s embedding or give one logit per label, if it does not.
+/// The most hidden layers a saved recognizer may declare.
+const MAX_HIDDEN_LAYERS: usize = 64;
+
+/// Why `head` does not take `base`'s embedding or give one logit per label, or why the labels
+/// cannot name its classes (empty or repeated), if so.
 fn fits(head: &Head, labels: &[String], base: &BaseRef) -> std::result::Result<(), String> {
+    crate::dataset::check_labels(labels)?;
     if head.input_dim() != base.embedding_dim || head.classes() != labels.len() {
         return Err(format!(
             "the head maps {} -> {} but the base gives {} and there are {} labels",

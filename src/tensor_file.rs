@@ -69,12 +69,23 @@ pub struct TensorFile {
 impl TensorFile {
     /// Reads `path`; a file that is not a valid safetensors file with graft metadata is an error.
     pub fn read(path: &Path) -> Result<TensorFile> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::limits::read(path, crate::limits::FileKind::Recognizer)?;
         let file = TensorFile {
             path: path.to_path_buf(),
             bytes,
         };
-        file.tensors()?;
+        let elements = file
+            .tensors()?
+            .tensors()
+            .iter()
+            .map(|(_, view)| view.shape().iter().product::<usize>() as u64)
+            .fold(0u64, u64::saturating_add);
+        let limit = crate::limits::get().tensor_elements;
+        if elements > limit {
+            return Err(file.error(format!(
+                "its tensors hold {elements} elements, more than the limit of {limit}"
+            )));
+        }
         file.metadata()?;
         Ok(file)
     }

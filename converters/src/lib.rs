@@ -2,6 +2,7 @@
 
 pub mod efficientnet_lite;
 pub mod half;
+pub mod limits;
 pub mod onnx_builder;
 pub mod package;
 pub mod speech;

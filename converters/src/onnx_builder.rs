@@ -297,9 +297,171 @@ impl GraphBuilder {
     }
 }
 
-/// Serialises a model to ONNX protobuf bytes.
+/// Serialises a model to ONNX protobuf bytes, as prost writes them (repeated numbers packed).
+/// The zoo's models are recorded in this encoding (their sha256 is of these bytes); files
+/// meant for other tools are written by [`encode_unpacked`].
 pub fn encode(model: &pb::ModelProto) -> Vec<u8> {
     model.encode_to_vec()
+}
+
+/// Serialises a model to ONNX protobuf bytes as the reference `onnx` package writes them:
+/// `onnx.proto` is proto2, so repeated numbers (attribute `ints` and `floats`, tensor `dims`
+/// and `*_data`) are written one field each, unpacked. Strict readers refuse the packed form;
+/// every reader accepts this one.
+pub fn encode_unpacked(model: &pb::ModelProto) -> Result<Vec<u8>, Error> {
+    unpack_repeated(&model.encode_to_vec())
+}
+
+/// Rewrites serialised ONNX model bytes with every repeated number field of a graph, node,
+/// attribute or tensor unpacked (see [`encode_unpacked`]); everything else is copied as it is.
+pub fn unpack_repeated(model: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::with_capacity(model.len() + model.len() / 8);
+    wire::rewrite(model, wire::Message::Model, 0, &mut out)?;
+    Ok(out)
+}
+
+/// The protobuf wire format, just enough to unpack ONNX's repeated numbers.
+mod wire {
+    use crate::Error;
+
+    /// The ONNX messages that hold (or lead to) repeated numbers.
+    #[derive(Clone, Copy)]
+    pub(super) enum Message {
+        Model,
+        Graph,
+        Node,
+        Attribute,
+        Tensor,
+    }
+
+    /// How a field's length-delimited payload is treated.
+    enum Field {
+        /// A nested message to rewrite.
+        Message(Message),
+        /// Packed numbers of this wire type (0 varint, 1 fixed64, 5 fixed32), to unpack.
+        Packed(u8),
+        /// Anything else: copied.
+        Copy,
+    }
+
+    fn field(message: Message, number: u64) -> Field {
+        use Message::*;
+        match (message, number) {
+            (Model, 7) => Field::Message(Graph),
+            (Graph, 1) => Field::Message(Node),
+            (Graph, 5) => Field::Message(Tensor),
+            (Node, 5) => Field::Message(Attribute),
+            (Attribute, 5 | 10) => Field::Message(Tensor),
+            (Attribute, 6 | 11) => Field::Message(Graph),
+            (Attribute, 7) => Field::Packed(5),
+            (Attribute, 8) => Field::Packed(0),
+            // dims, int32_data, int64_data, uint64_data; float_data; double_data.
+            (Tensor, 1 | 5 | 7 | 11) => Field::Packed(0),
+            (Tensor, 4) => Field::Packed(5),
+            (Tensor, 10) => Field::Packed(1),
+            _ => Field::Copy,
+        }
+    }
+
+    /// Nested graphs (subgraph attributes) deeper than this are refused.
+    const MAX_DEPTH: usize = 64;
+
+    fn err(msg: &str) -> Error {
+        Error::Format(format!("ONNX protobuf: {msg}"))
+    }
+
+    /// Reads a varint at `*at`, returning its value; `*at` moves past it.
+    pub(super) fn varint(bytes: &[u8], at: &mut usize) -> Result<u64, Error> {
+        let mut value = 0u64;
+        for shift in (0..64).step_by(7) {
+            let b = *bytes.get(*at).ok_or_else(|| err("truncated varint"))?;
+            *at += 1;
+            value |= u64::from(b & 0x7f) << shift;
+            if b & 0x80 == 0 {
+                return Ok(value);
+            }
+        }
+        Err(err("varint longer than 10 bytes"))
+    }
+
+    fn put_varint(mut v: u64, out: &mut Vec<u8>) {
+        while v >= 0x80 {
+            out.push((v as u8) | 0x80);
+            v >>= 7;
+        }
+        out.push(v as u8);
+    }
+
+    /// Bytes `at..at + n`, or a truncation error.
+    fn take<'a>(bytes: &'a [u8], at: &mut usize, n: u64) -> Result<&'a [u8], Error> {
+        let n = usize::try_from(n).map_err(|_| err("length overflows"))?;
+        let end = at.checked_add(n).ok_or_else(|| err("length overflows"))?;
+        let slice = bytes.get(*at..end).ok_or_else(|| err("truncated field"))?;
+        *at = end;
+        Ok(slice)
+    }
+
+    pub(super) fn rewrite(
+        bytes: &[u8],
+        message: Message,
+        depth: usize,
+        out: &mut Vec<u8>,
+    ) -> Result<(), Error> {
+        if depth > MAX_DEPTH {
+            return Err(err("messages nested too deeply"));
+        }
+        let mut at = 0;
+        while at < bytes.len() {
+            let start = at;
+            let key = varint(bytes, &mut at)?;
+            let (number, wire_type) = (key >> 3, (key & 7) as u8);
+            match wire_type {
+                0 => {
+                    varint(bytes, &mut at)?;
+                    out.extend_from_slice(&bytes[start..at]);
+                }
+                1 | 5 => {
+                    take(bytes, &mut at, if wire_type == 1 { 8 } else { 4 })?;
+                    out.extend_from_slice(&bytes[start..at]);
+                }
+                2 => {
+                    let len = varint(bytes, &mut at)?;
+                    let payload = take(bytes, &mut at, len)?;
+                    match field(message, number) {
+                        Field::Message(inner) => {
+                            let mut nested = Vec::with_capacity(payload.len());
+                            rewrite(payload, inner, depth + 1, &mut nested)?;
+                            put_varint(key, out);
+                            put_varint(nested.len() as u64, out);
+                            out.extend_from_slice(&nested);
+                        }
+                        Field::Packed(scalar) => {
+                            let mut p = 0;
+                            while p < payload.len() {
+                                let from = p;
+                                match scalar {
+                                    0 => {
+                                        varint(payload, &mut p)?;
+                                    }
+                                    1 => {
+                                        take(payload, &mut p, 8)?;
+                                    }
+                                    _ => {
+                                        take(payload, &mut p, 4)?;
+                                    }
+                                }
+                                put_varint(number << 3 | u64::from(scalar), out);
+                                out.extend_from_slice(&payload[from..p]);
+                            }
+                        }
+                        Field::Copy => out.extend_from_slice(&bytes[start..at]),
+                    }
+                }
+                _ => return Err(err("groups or an unknown wire type")),
+            }
+        }
+        Ok(())
+    }
 }
 
 fn value_info(name: &str, elem: DataType, dims: Option<&[Dim]>) -> pb::ValueInfoProto {
@@ -416,5 +578,107 @@ mod tests {
                 .collect();
             assert_eq!(got, want);
         }
+    }
+}
+
+#[cfg(test)]
+mod unpacked_tests {
+    use super::*;
+
+    /// The (field number, wire type) of every field of the protobuf message `bytes`.
+    fn fields(bytes: &[u8]) -> Vec<(u64, u8, &[u8])> {
+        let mut at = 0;
+        let mut out = Vec::new();
+        while at < bytes.len() {
+            let key = wire::varint(bytes, &mut at).unwrap();
+            let start = at;
+            match key & 7 {
+                0 => {
+                    wire::varint(bytes, &mut at).unwrap();
+                }
+                1 => at += 8,
+                5 => at += 4,
+                2 => {
+                    let len = wire::varint(bytes, &mut at).unwrap() as usize;
+                    at += len;
+                    out.push((key >> 3, 2, &bytes[at - len..at]));
+                    continue;
+                }
+                w => panic!("wire type {w}"),
+            }
+            out.push((key >> 3, (key & 7) as u8, &bytes[start..at]));
+        }
+        out
+    }
+
+    /// The payloads of field `number` (length-delimited) of message `bytes`.
+    fn nested(bytes: &[u8], number: u64) -> Vec<&[u8]> {
+        fields(bytes)
+            .into_iter()
+            .filter(|&(n, w, _)| n == number && w == 2)
+            .map(|(_, _, p)| p)
+            .collect()
+    }
+
+    #[test]
+    fn repeated_ints_are_written_unpacked_and_read_back_by_prost() {
+        let mut g = GraphBuilder::new("t");
+        let x = g.input_f32(
+            "x",
+            &[Dim::Fixed(1), Dim::Fixed(3), Dim::Fixed(4), Dim::Fixed(4)],
+        );
+        let w = g.initializer_f32("w", &[2, 3, 1, 1], &[0.5; 6]);
+        let y = g.node(
+            "Conv",
+            &[&x, &w],
+            "y",
+            vec![
+                attr_ints("strides", &[1, 1]),
+                attr_ints("pads", &[0, 0, 0, 0]),
+            ],
+        );
+        g.output_f32(
+            &y,
+            &[Dim::Fixed(1), Dim::Fixed(2), Dim::Fixed(4), Dim::Fixed(4)],
+        );
+        let model = g.finish("test", "");
+        let packed = encode(&model);
+        let bytes = encode_unpacked(&model).unwrap();
+        assert_ne!(bytes, packed);
+
+        let graph = nested(&bytes, 7)[0];
+        let node = nested(graph, 1)[0];
+        let attributes = nested(node, 5);
+        assert_eq!(attributes.len(), 2);
+        for attribute in attributes {
+            let ints: Vec<(u64, u8)> = fields(attribute)
+                .into_iter()
+                .filter(|f| f.0 == 8)
+                .map(|f| (f.0, f.1))
+                .collect();
+            // One varint field (wire type 0) per value: strides 2, pads 4.
+            assert!(ints.len() == 2 || ints.len() == 4, "{ints:?}");
+            assert!(ints.iter().all(|&(_, w)| w == 0), "{ints:?}");
+        }
+        let tensor = nested(graph, 5)[0];
+        let dims: Vec<u8> = fields(tensor)
+            .into_iter()
+            .filter(|f| f.0 == 1)
+            .map(|f| f.1)
+            .collect();
+        assert_eq!(dims, [0, 0, 0, 0]);
+        // In the packed form, ints is one length-delimited field.
+        let packed_node = nested(nested(&packed, 7)[0], 1)[0];
+        let packed_ints: Vec<u8> = fields(nested(packed_node, 5)[0])
+            .into_iter()
+            .filter(|f| f.0 == 8)
+            .map(|f| f.1)
+            .collect();
+        assert_eq!(packed_ints, [2]);
+
+        // prost reads both forms to the same model, and unpacking is idempotent.
+        assert_eq!(pb::ModelProto::decode(&bytes[..]).unwrap(), model);
+        assert_eq!(unpack_repeated(&bytes).unwrap(), bytes);
+        assert!(unpack_repeated(&bytes[..bytes.len() - 1]).is_err());
     }
 }

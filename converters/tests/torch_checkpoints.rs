@@ -283,3 +283,45 @@ fn opcodes_that_instantiate_classes_are_refused() {
     assert!(err.to_string().contains("INST/OBJ"), "{err}");
     assert!(!Path::new("/tmp/graft_pwned_inst").exists());
 }
+
+#[test]
+fn storages_claiming_more_than_the_file_can_inflate_to_are_refused_before_inflating() {
+    // zip.pth's pickle, its 6-element storage 0 claiming 400 million floats (1.6 GB): a zip bomb
+    // would deflate that from a few MB; the claim is refused before any entry is inflated.
+    let mut p = b"\x80\x02}q\x00X\x01\x00\x00\x00wctorch._utils\n_rebuild_tensor_v2\n(".to_vec();
+    p.extend(
+        b"(X\x07\x00\x00\x00storagectorch\nFloatStorage\nX\x01\x00\x00\x000X\x03\x00\x00\x00cpuJ",
+    );
+    p.extend(400_000_000u32.to_le_bytes());
+    p.extend(b"tQK\x00K\x06\x85K\x01\x85\x89)tRs.");
+    let bomb = zip_with_pickle(&p);
+    let err = torch::from_bytes(&bomb).unwrap_err().to_string();
+    assert!(
+        err.contains("claim 1600000000 bytes") && err.contains("zip bomb"),
+        "{err}"
+    );
+    assert!(
+        err.contains(&format!("{} bytes on disk", bomb.len())),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_checkpoint_re_zipped_with_deflate_still_loads() {
+    let mut src = zip::ZipArchive::new(std::io::Cursor::new(read("zip.pth"))).unwrap();
+    let mut out = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    for i in 0..src.len() {
+        let mut f = src.by_index(i).unwrap();
+        out.start_file(f.name().to_string().as_str(), opts).unwrap();
+        std::io::copy(&mut f, &mut out).unwrap();
+    }
+    let deflated = out.finish().unwrap().into_inner();
+    let sd = torch::from_bytes(&deflated).unwrap();
+    let original = torch::load_state_dict(&fixture("zip.pth")).unwrap();
+    assert_eq!(sd.len(), original.len());
+    for (name, t) in original.iter() {
+        assert_eq!(sd.get(name).unwrap().data, t.data, "{name}");
+    }
+}

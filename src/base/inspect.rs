@@ -143,7 +143,7 @@ fn inferred_shapes(
 
 /// Reads an ONNX file and describes its inputs, outputs, ops and candidate cuts.
 pub fn inspect(path: &Path) -> Result<Inspection> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::limits::read(path, crate::limits::FileKind::Model)?;
     let proto = parse_onnx(&bytes, path)?;
     let graph = proto.graph.as_ref().ok_or_else(|| Error::Model {
         path: path.to_path_buf(),

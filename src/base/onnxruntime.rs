@@ -221,7 +221,7 @@ fn check_cached(library: &Library) -> Result<()> {
 fn check_loadable(path: &Path) -> Result<()> {
     use object::{Object, ObjectSegment};
     let bad = |msg: String| Error::Invalid(format!("{} cannot be loaded: {msg}", path.display()));
-    let data = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let data = crate::limits::read(path, crate::limits::FileKind::Model)?;
     let file =
         object::File::parse(&*data).map_err(|e| bad(format!("not a shared library ({e})")))?;
     let want = if cfg!(target_os = "windows") {

@@ -22,6 +22,22 @@ pub struct BaseRef {
 }
 
 impl BaseRef {
+    /// Why this reference, read from a file, cannot be used, if it cannot: an embedding size of
+    /// 1..=[`crate::limits::Limits::input_elements`] and an input spec that passes
+    /// [`InputSpec::check`].
+    pub fn check(&self) -> std::result::Result<(), String> {
+        let limit = crate::limits::get().input_elements;
+        if self.embedding_dim == 0 || self.embedding_dim as u64 > limit {
+            return Err(format!(
+                "base embedding size {} must be within 1..={limit}",
+                self.embedding_dim
+            ));
+        }
+        self.input
+            .check()
+            .map_err(|e| format!("base '{}': {e}", self.name))
+    }
+
     /// A [`Error::BaseMismatch`] unless `other` is the same base (file and cut) as `self`, the
     /// one `what` was made with.
     pub fn check_same(&self, other: &BaseRef, what: &str) -> Result<()> {

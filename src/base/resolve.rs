@@ -151,7 +151,7 @@ impl BaseModel {
         match path.to_str().map(zoo::manifest) {
             Some(Ok(m)) => Self::open_zoo(&m, options, progress),
             _ if looks_like_path => {
-                let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+                let bytes = crate::limits::read(path, crate::limits::FileKind::Model)?;
                 let name = path.display().to_string();
                 Self::build(bytes, path.to_path_buf(), name, options)
             }
@@ -186,6 +186,7 @@ impl BaseModel {
         options: &BaseOptions,
         progress: &dyn Progress,
     ) -> Result<BaseModel> {
+        reference.check().map_err(Error::BaseMismatch)?;
         let shape = reference.input.shape();
         let differs = options.cut.as_ref().is_some_and(|c| *c != reference.cut)
             || options.input_shape.as_ref().is_some_and(|s| *s != shape);
@@ -211,7 +212,7 @@ impl BaseModel {
         }
         let mut base = from_zoo.or_else(|_| {
             let as_file = BaseOptions {
-                input_shape: Some(shape),
+                input_shape: Some(shape.clone()),
                 ..by_name.clone()
             };
             Self::open(&reference.name, &as_file)
@@ -220,6 +221,13 @@ impl BaseModel {
             return Err(Error::BaseMismatch(format!(
                 "base '{}' now has sha256 {}, but this was trained with sha256 {}",
                 reference.name, base.sha256, reference.sha256
+            )));
+        }
+        if base.input_shape != shape || base.embedding_dim != reference.embedding_dim {
+            return Err(Error::BaseMismatch(format!(
+                "base '{}' takes input {:?} and gives embeddings of {}, but this was made for \
+                 input {shape:?} and embeddings of {}",
+                reference.name, base.input_shape, base.embedding_dim, reference.embedding_dim
             )));
         }
         base.name = reference.name.clone();
@@ -276,6 +284,16 @@ impl BaseModel {
             .as_ref()
             .ok_or_else(|| model_err("no graph".into()))?;
         let index = GraphIndex::new(graph);
+        // The input is checked first: a huge declared input is refused before any work.
+        let (input_name, declared) = declared_input(&index, &path)?;
+        let input_shape = resolve_input_shape(
+            &input_name,
+            &declared,
+            options.input_shape.as_deref(),
+            &path,
+        )?;
+        crate::limits::check_input_elements(&input_shape)
+            .map_err(|e| model_err(format!("input `{input_name}`: {e}")))?;
         let cut = match options.cut.as_deref() {
             Some(c) => index.resolve_cut(c).ok_or_else(|| {
                 let mut names = index.candidates();
@@ -293,13 +311,6 @@ impl BaseModel {
                 model_err(format!("cannot find the embedding: {why}; {CUT_HINT}"))
             })?,
         };
-        let (input_name, declared) = declared_input(&index, &path)?;
-        let input_shape = resolve_input_shape(
-            &input_name,
-            &declared,
-            options.input_shape.as_deref(),
-            &path,
-        )?;
         let known: Vec<Option<usize>> = input_shape.iter().copied().map(Some).collect();
 
         let cuts = std::slice::from_ref(&cut);

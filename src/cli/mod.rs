@@ -34,6 +34,8 @@ struct Cli {
     /// Print the result as one JSON object on stdout (the last line).
     #[arg(long, global = true)]
     json: bool,
+    #[command(flatten)]
+    limits: graft::limits::Limits,
     #[command(subcommand)]
     command: Command,
 }
@@ -96,6 +98,7 @@ pub fn run() -> ExitCode {
         Err(e) => return refuse_arguments(e),
     };
     quiet_gpu_drivers();
+    graft::limits::set(cli.limits.clone());
     let ui = Ui {
         quiet: cli.quiet,
         json: cli.json,

@@ -42,7 +42,7 @@ pub struct NoiseRecording {
 impl NoiseRecording {
     /// Reads a WAV noise recording and resamples it to `spec`'s rate.
     pub fn load(path: &Path, spec: &AudioSpec) -> Result<NoiseRecording> {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let bytes = crate::limits::read(path, crate::limits::FileKind::Audio)?;
         Ok(NoiseRecording {
             sha256: sha256_hex(&bytes),
             samples: audio::load(&bytes, path, spec)?,
@@ -103,7 +103,7 @@ impl Embeddings {
                 continue;
             }
             let path = source.file();
-            let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+            let bytes = crate::limits::read(path, crate::limits::FileKind::Audio)?;
             let samples = audio::fit_clip(&audio::load(&bytes, path, audio_spec)?, clip_len);
             clips.push((i, sha256_hex(&bytes), samples));
         }

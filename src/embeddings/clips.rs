@@ -30,9 +30,9 @@ pub(super) fn embed_noise_file(
             "background noise needs an audio base".into(),
         ));
     };
-    let bytes = match std::fs::read(path) {
+    let bytes = match crate::limits::read(path, crate::limits::FileKind::Audio) {
         Ok(b) => b,
-        Err(e) => return Ok(Err(Error::io(path, e))),
+        Err(e) => return Ok(Err(e)),
     };
     let samples = match audio::load(&bytes, path, audio_spec) {
         Ok(s) => s,

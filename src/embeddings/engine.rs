@@ -12,8 +12,9 @@ use crate::base::BaseModel;
 use crate::cache::{sha256_hex, EmbeddingCache};
 use crate::dataset::{check_classes, count_labels, Dataset};
 use crate::input::audio::{self, BACKGROUND_NOISE};
-use crate::input::image::{decode_image, preprocess};
+use crate::input::image::image_tensor;
 use crate::input::InputSpec;
+use crate::limits::FileKind;
 use crate::{Error, Result};
 
 impl Embeddings {
@@ -175,9 +176,13 @@ fn embed_one(
     path: &Path,
     cache: Option<&EmbeddingCache>,
 ) -> Result<Result<Array1<f32>>> {
-    let bytes = match std::fs::read(path) {
+    let kind = match spec {
+        InputSpec::Image(_) => FileKind::Image,
+        InputSpec::Audio(_) => FileKind::Audio,
+    };
+    let bytes = match crate::limits::read(path, kind) {
         Ok(b) => b,
-        Err(e) => return Ok(Err(Error::io(path, e))),
+        Err(e) => return Ok(Err(e)),
     };
     let key = sha256_hex(&bytes);
     if let Some(hit) = cache.and_then(|c| c.get(&key)) {
@@ -205,7 +210,7 @@ fn embed_one(
 /// One example's tensor (without the batch dim) from its file's bytes.
 pub fn prepare(bytes: &[u8], path: &Path, spec: &InputSpec) -> Result<ArrayD<f32>> {
     match spec {
-        InputSpec::Image(s) => Ok(preprocess(&decode_image(bytes, path)?, s)?.into_dyn()),
+        InputSpec::Image(s) => Ok(image_tensor(bytes, path, s)?.into_dyn()),
         InputSpec::Audio(s) => Ok(audio::preprocess(bytes, path, s)?.into_dyn()),
     }
 }

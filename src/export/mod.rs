@@ -15,7 +15,6 @@ use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use graft_converters::onnx_builder::attr_int;
-use prost::Message;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use tract_onnx::pb;
@@ -280,7 +279,11 @@ pub fn export_onnx(
         || out.display().to_string(),
         |n| n.to_string_lossy().into_owned(),
     );
-    write_atomic(out, &model.encode_to_vec())?;
+    // As the reference `onnx` package writes it (repeated ints unpacked), for strict readers.
+    write_atomic(
+        out,
+        &graft_converters::onnx_builder::encode_unpacked(&model)?,
+    )?;
     write_atomic(&labels_path, facts.labels_txt().as_bytes())?;
     write_atomic(&card_path, facts.model_card(&onnx_name).as_bytes())?;
     Ok(Exported {

@@ -19,8 +19,8 @@ use crate::{Error, Result};
 /// clip-length examples of that class (as in TensorFlow.js speech-commands).
 pub const BACKGROUND_NOISE: &str = "_background_noise_";
 
-/// Lowest and highest sample rates accepted.
-const RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
+/// Lowest and highest sample rates accepted (of a file, and of a base's input).
+pub const SAMPLE_RATES: std::ops::RangeInclusive<u32> = 1_000..=384_000;
 /// Zero crossings of the sinc kernel on each side (filter quality vs. cost).
 const SINC_ZEROS: f64 = 16.0;
 /// Passband edge as a fraction of the lower Nyquist frequency; the rest is the transition band.
@@ -65,12 +65,20 @@ pub fn decode_wav(bytes: &[u8], path: &Path) -> Result<Audio> {
     if spec.channels == 0 {
         return Err(err("the WAV header declares 0 channels".into()));
     }
-    if !RATES.contains(&spec.sample_rate) {
+    if !SAMPLE_RATES.contains(&spec.sample_rate) {
         return Err(err(format!(
             "sample rate {} Hz is outside {}..={} Hz",
             spec.sample_rate,
-            RATES.start(),
-            RATES.end()
+            SAMPLE_RATES.start(),
+            SAMPLE_RATES.end()
+        )));
+    }
+    let declared = u64::from(reader.len());
+    let max_samples = crate::limits::get().audio_samples;
+    if declared > max_samples {
+        return Err(err(format!(
+            "the WAV header declares {declared} samples, more than the limit of {max_samples} \
+             samples"
         )));
     }
     let truncated = |e: hound::Error| {
@@ -251,7 +259,24 @@ pub fn fit_clip(samples: &[f32], clip: usize) -> Vec<f32> {
 
 /// A recording at the spec's rate: decoded, mixed down and resampled.
 pub fn load(bytes: &[u8], path: &Path, spec: &AudioSpec) -> Result<Vec<f32>> {
+    spec.check().map_err(Error::Invalid)?;
     let audio = decode_wav(bytes, path)?;
+    let resampled = (audio.samples.len() as u64)
+        .saturating_mul(u64::from(spec.sample_rate))
+        .div_ceil(u64::from(audio.sample_rate.max(1)));
+    let max_samples = crate::limits::get().audio_samples;
+    if resampled > max_samples {
+        return Err(Error::Input {
+            path: path.to_path_buf(),
+            msg: format!(
+                "{} samples at {} Hz become {resampled} at {} Hz, more than the limit of \
+                 {max_samples} samples",
+                audio.samples.len(),
+                audio.sample_rate,
+                spec.sample_rate
+            ),
+        });
+    }
     Ok(resample(
         &audio.samples,
         audio.sample_rate,

@@ -2,9 +2,11 @@
 //! antialiased when shrinking) or letterbox, reorder channels and normalise, as an [`ImageSpec`]
 //! says.
 
+use std::io::Cursor;
 use std::path::Path;
+use std::sync::{Condvar, Mutex};
 
-use image::{DynamicImage, ImageFormat, Rgb, Rgb32FImage};
+use image::{DynamicImage, ImageBuffer, ImageDecoder, ImageFormat, ImageReader, Pixel};
 use ndarray::{Array, Array3, ArrayD, Dimension, IxDyn};
 
 use super::{ChannelOrder, ImageSpec, Layout};
@@ -13,14 +15,58 @@ use crate::{Error, Result};
 /// Reads, decodes and preprocesses one image file into `[C, H, W]` or `[H, W, C]` (per
 /// `spec.layout`), without the batch dimension.
 pub fn load_image(path: &Path, spec: &ImageSpec) -> Result<Array3<f32>> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    let image = decode_image(&bytes, path)?;
+    let bytes = crate::limits::read(path, crate::limits::FileKind::Image)?;
+    image_tensor(&bytes, path, spec)
+}
+
+/// Decodes PNG or JPEG bytes and preprocesses them into one example's tensor, as
+/// [`load_image`] does for a file. Threads doing this at once share one working set: an image
+/// whose decoded pixels would take the bytes in flight past
+/// [`crate::limits::Limits::images_in_flight_bytes`] waits until the others are done, so that
+/// many large photos embedded in parallel never hold more than one budget of pixels.
+pub fn image_tensor(bytes: &[u8], path: &Path, spec: &ImageSpec) -> Result<Array3<f32>> {
+    let (image, _share) = decode_within_budget(bytes, path)?;
     preprocess(&image, spec)
+}
+
+/// Decoded pixels held by images being decoded and preprocessed right now, across threads.
+static IN_FLIGHT: Mutex<u64> = Mutex::new(0);
+/// Signalled when an image's pixels are released.
+static RELEASED: Condvar = Condvar::new();
+
+/// A share of the in-flight pixel budget, given back when dropped.
+struct Share(u64);
+
+impl Share {
+    /// Waits until `bytes` fit in the budget beside the images in flight (an image alone always
+    /// fits: its size was checked against the decoded-size limit).
+    fn take(bytes: u64) -> Share {
+        let budget = crate::limits::get().images_in_flight_bytes;
+        let mut used = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        while *used > 0 && used.saturating_add(bytes) > budget {
+            used = RELEASED.wait(used).unwrap_or_else(|p| p.into_inner());
+        }
+        *used += bytes;
+        Share(bytes)
+    }
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut used = IN_FLIGHT.lock().unwrap_or_else(|p| p.into_inner());
+        *used = used.saturating_sub(self.0);
+        RELEASED.notify_all();
+    }
 }
 
 /// Decodes PNG or JPEG bytes, recognised by their content (not the file name); `path` names the
 /// example in errors.
 pub fn decode_image(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
+    decode_within_budget(bytes, path).map(|(image, _)| image)
+}
+
+/// [`decode_image`], with the image's share of the in-flight budget, taken before decoding.
+fn decode_within_budget(bytes: &[u8], path: &Path) -> Result<(DynamicImage, Share)> {
     let input_err = |msg: String| Error::Input {
         path: path.to_path_buf(),
         msg,
@@ -41,9 +87,39 @@ pub fn decode_image(bytes: &[u8], path: &Path) -> Result<DynamicImage> {
             "JPEG without image data (its scan is empty or missing)".to_string(),
         ));
     }
-    image::load_from_memory_with_format(bytes, format)
-        .map_err(|e| input_err(format!("cannot decode this {name} image: {e}")))
+    let limits = crate::limits::get();
+    let decode_err =
+        |e: image::ImageError| input_err(format!("cannot decode this {name} image: {e}"));
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
+    let mut decoder_limits = image::Limits::default();
+    decoder_limits.max_alloc = Some(limits.image_decoded_bytes.saturating_add(DECODER_SLACK));
+    reader.limits(decoder_limits);
+    let decoder = reader.into_decoder().map_err(decode_err)?;
+    let (w, h) = decoder.dimensions();
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > limits.image_pixels {
+        return Err(input_err(format!(
+            "the {name} header claims {w}x{h} = {pixels} pixels, more than the limit of {} pixels \
+             (a decompression bomb, or a photo larger than graft decodes)",
+            limits.image_pixels
+        )));
+    }
+    let decoded = decoder.total_bytes();
+    if decoded > limits.image_decoded_bytes {
+        return Err(input_err(format!(
+            "the {name} header claims {w}x{h} pixels of {:?}, {decoded} bytes decoded, more than \
+             the limit of {} bytes",
+            decoder.color_type(),
+            limits.image_decoded_bytes
+        )));
+    }
+    let share = Share::take(decoded);
+    let image = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
+    Ok((image, share))
 }
+
+/// What a decoder may allocate beyond the decoded pixels (its own tables and buffers).
+const DECODER_SLACK: u64 = 64 << 20;
 
 /// PNG or JPEG from the leading bytes, or what the content looks like instead.
 fn sniff_format(bytes: &[u8]) -> std::result::Result<ImageFormat, String> {
@@ -103,37 +179,6 @@ fn jpeg_scan_has_data(bytes: &[u8]) -> bool {
 fn has_jpeg_end(bytes: &[u8]) -> bool {
     let tail = &bytes[bytes.len().saturating_sub(64)..];
     tail.windows(2).any(|w| w == [0xFF, 0xD9])
-}
-
-/// Checks that `spec` can be applied: positive sizes, non-zero std, crop fraction in (0, 1].
-fn check_spec(spec: &ImageSpec) -> Result<()> {
-    if spec.width == 0 || spec.height == 0 {
-        return Err(Error::Invalid(format!(
-            "image size {}x{} must be positive",
-            spec.width, spec.height
-        )));
-    }
-    if spec.std.iter().any(|s| *s == 0.0 || !s.is_finite())
-        || spec.mean.iter().any(|m| !m.is_finite())
-    {
-        return Err(Error::Invalid(format!(
-            "image normalisation mean {:?} / std {:?} must be finite with non-zero std",
-            spec.mean, spec.std
-        )));
-    }
-    if let Some(f) = spec.center_crop {
-        if !(f > 0.0 && f <= 1.0) {
-            return Err(Error::Invalid(format!(
-                "centre crop fraction {f} must be in (0, 1]"
-            )));
-        }
-        if spec.letterbox {
-            return Err(Error::Invalid(
-                "an image spec cannot both centre crop and letterbox".into(),
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// Where a letterboxed image lies in the model's input: the whole image scaled (aspect ratio
@@ -204,15 +249,75 @@ fn crop_box(width: u32, height: u32, spec: &ImageSpec, fraction: f32) -> (u32, u
     ((width - cw) / 2, (height - ch) / 2, cw, ch)
 }
 
-/// Composites an image with alpha (or more than 8 bits) on white: RGB floats in 0..=1.
-fn composite_on_white(image: &DynamicImage) -> Rgb32FImage {
-    let rgba = image.to_rgba32f();
-    let (w, h) = rgba.dimensions();
-    Rgb32FImage::from_fn(w, h, |x, y| {
-        let [r, g, b, a] = rgba.get_pixel(x, y).0;
+/// Writes pixels `x0..x0 + out.len() / 3` of row `y` of `image` into `out` as RGB floats
+/// composited on white, in 0..=1; `norm` maps a channel value to 0..=1.
+fn composite_row<P: Pixel>(
+    image: &ImageBuffer<P, Vec<P::Subpixel>>,
+    y: u32,
+    x0: u32,
+    out: &mut [f32],
+    norm: fn(P::Subpixel) -> f32,
+) {
+    for (x, px) in (x0..).zip(out.chunks_exact_mut(3)) {
+        let [r, g, b, a] = image.get_pixel(x, y).to_rgba().0.map(norm);
         let a = a.clamp(0.0, 1.0);
-        Rgb([r, g, b].map(|c| c.clamp(0.0, 1.0) * a + (1.0 - a)))
-    })
+        for (o, c) in px.iter_mut().zip([r, g, b]) {
+            *o = c.clamp(0.0, 1.0) * a + (1.0 - a);
+        }
+    }
+}
+
+/// Reads one row of an image as interleaved RGB floats, one row at a time, so that no
+/// full-size converted copy of a large image is ever made: 8-bit RGB and grey as they are
+/// (0..=255), anything else (alpha, 16-bit, float) composited on white in 0..=1.
+struct Rows<'a> {
+    image: &'a DynamicImage,
+}
+
+impl Rows<'_> {
+    /// The factor that brings this image's row values to the 0..=255 scale.
+    fn scale(&self) -> f32 {
+        match self.image {
+            DynamicImage::ImageRgb8(_) | DynamicImage::ImageLuma8(_) => 1.0,
+            _ => 255.0,
+        }
+    }
+
+    /// Pixels `x0..x0 + out.len() / 3` of row `y`.
+    fn read(&self, y: u32, x0: u32, out: &mut [f32]) {
+        let u8n = |v: u8| f32::from(v) / 255.0;
+        let u16n = |v: u16| f32::from(v) / 65535.0;
+        let f32n = |v: f32| v;
+        match self.image {
+            DynamicImage::ImageRgb8(img) => {
+                for (x, px) in (x0..).zip(out.chunks_exact_mut(3)) {
+                    let p = img.get_pixel(x, y).0;
+                    px.copy_from_slice(&p.map(f32::from));
+                }
+            }
+            DynamicImage::ImageLuma8(img) => {
+                for (x, px) in (x0..).zip(out.chunks_exact_mut(3)) {
+                    px.fill(f32::from(img.get_pixel(x, y).0[0]));
+                }
+            }
+            DynamicImage::ImageLumaA8(img) => composite_row(img, y, x0, out, u8n),
+            DynamicImage::ImageRgba8(img) => composite_row(img, y, x0, out, u8n),
+            DynamicImage::ImageLuma16(img) => composite_row(img, y, x0, out, u16n),
+            DynamicImage::ImageLumaA16(img) => composite_row(img, y, x0, out, u16n),
+            DynamicImage::ImageRgb16(img) => composite_row(img, y, x0, out, u16n),
+            DynamicImage::ImageRgba16(img) => composite_row(img, y, x0, out, u16n),
+            DynamicImage::ImageRgb32F(img) => composite_row(img, y, x0, out, f32n),
+            DynamicImage::ImageRgba32F(img) => composite_row(img, y, x0, out, f32n),
+            other => {
+                for (x, px) in (x0..).zip(out.chunks_exact_mut(3)) {
+                    let [r, g, b, a] = image::GenericImageView::get_pixel(other, x, y).0.map(u8n);
+                    for (o, c) in px.iter_mut().zip([r, g, b]) {
+                        *o = c * a + (1.0 - a);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// A rectangle of the source image, in pixels.
@@ -257,35 +362,32 @@ fn taps(input: usize, output: usize) -> Vec<Taps> {
         .collect()
 }
 
-/// Resamples `region` of an interleaved RGB image (`row_len` values a row) to
-/// `out_w` x `out_h`: interleaved RGB floats, rows first, in the source's value scale.
-fn resample<T: Copy + Into<f32>>(
-    src: &[T],
-    row_len: usize,
-    region: Region,
-    out_w: usize,
-    out_h: usize,
-) -> Vec<f32> {
+/// Resamples `region` of an image, read a row at a time from `rows`, to `out_w` x `out_h`:
+/// interleaved RGB floats, rows first, in the rows' value scale. Only one source row is held
+/// converted at a time.
+fn resample(rows: &Rows<'_>, region: Region, out_w: usize, out_h: usize) -> Vec<f32> {
     let across = taps(region.width, out_w);
     let down = taps(region.height, out_h);
     // Horizontal pass over the rows of the region, then vertical.
-    let mut rows = vec![0.0f32; region.height * out_w * 3];
-    for (y, row_out) in rows.chunks_exact_mut(out_w * 3).enumerate() {
-        let row = &src[(region.y + y) * row_len..][..row_len];
+    let mut source = vec![0.0f32; region.width * 3];
+    let mut narrowed = vec![0.0f32; region.height * out_w * 3];
+    for (y, row_out) in narrowed.chunks_exact_mut(out_w * 3).enumerate() {
+        // Region coordinates lie within the image (u32 sizes), so the casts cannot truncate.
+        rows.read((region.y + y) as u32, region.x as u32, &mut source);
         for (tap, px) in across.iter().zip(row_out.chunks_exact_mut(3)) {
-            let first = (region.x + tap.start) * 3;
+            let first = tap.start * 3;
             for (k, &w) in tap.weights.iter().enumerate() {
-                let p = &row[first + 3 * k..][..3];
-                px[0] += w * p[0].into();
-                px[1] += w * p[1].into();
-                px[2] += w * p[2].into();
+                let p = &source[first + 3 * k..][..3];
+                px[0] += w * p[0];
+                px[1] += w * p[1];
+                px[2] += w * p[2];
             }
         }
     }
     let mut out = vec![0.0f32; out_h * out_w * 3];
     for (tap, row_out) in down.iter().zip(out.chunks_exact_mut(out_w * 3)) {
         for (k, &w) in tap.weights.iter().enumerate() {
-            let row = &rows[(tap.start + k) * out_w * 3..][..out_w * 3];
+            let row = &narrowed[(tap.start + k) * out_w * 3..][..out_w * 3];
             for (o, &v) in row_out.iter_mut().zip(row) {
                 *o += w * v;
             }
@@ -296,7 +398,7 @@ fn resample<T: Copy + Into<f32>>(
 
 /// Turns a decoded image into the model's tensor for one example: `[C, H, W]` or `[H, W, C]`.
 pub fn preprocess(image: &DynamicImage, spec: &ImageSpec) -> Result<Array3<f32>> {
-    check_spec(spec)?;
+    spec.check().map_err(Error::Invalid)?;
     let (w, h) = (image.width(), image.height());
     if w == 0 || h == 0 {
         return Err(Error::Invalid(format!("the image is empty ({w}x{h})")));
@@ -325,19 +427,8 @@ pub fn preprocess(image: &DynamicImage, spec: &ImageSpec) -> Result<Array3<f32>>
         height: ch as usize,
     };
     let (ow, oh) = (placed.width as usize, placed.height as usize);
-    let row_len = w as usize * 3;
-    // 8-bit images without alpha are read as they are; others are composited on white first.
-    let (rgb, scale) = match image {
-        DynamicImage::ImageRgb8(img) => (resample(img.as_raw(), row_len, region, ow, oh), 1.0),
-        DynamicImage::ImageLuma8(_) => {
-            let img = image.to_rgb8();
-            (resample(img.as_raw(), row_len, region, ow, oh), 1.0)
-        }
-        _ => {
-            let img = composite_on_white(image);
-            (resample(img.as_raw(), row_len, region, ow, oh), 255.0)
-        }
-    };
+    let rows = Rows { image };
+    let (rgb, scale) = (resample(&rows, region, ow, oh), rows.scale());
     let order = match spec.channels {
         ChannelOrder::Rgb => [0, 1, 2],
         ChannelOrder::Bgr => [2, 1, 0],

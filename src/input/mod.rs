@@ -65,7 +65,73 @@ pub enum InputSpec {
     Audio(AudioSpec),
 }
 
+impl ImageSpec {
+    /// Why this spec cannot be applied, if it cannot: sizes must be positive, mean finite, std
+    /// finite and non-zero, a crop fraction in (0, 1] and not with a letterbox.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if self.width == 0 || self.height == 0 {
+            return Err(format!(
+                "image size {}x{} must be positive",
+                self.width, self.height
+            ));
+        }
+        if self.std.iter().any(|s| *s == 0.0 || !s.is_finite())
+            || self.mean.iter().any(|m| !m.is_finite())
+        {
+            return Err(format!(
+                "image normalisation mean {:?} / std {:?} must be finite with non-zero std",
+                self.mean, self.std
+            ));
+        }
+        if let Some(f) = self.center_crop {
+            if !(f > 0.0 && f <= 1.0) {
+                return Err(format!("centre crop fraction {f} must be in (0, 1]"));
+            }
+            if self.letterbox {
+                return Err("an image spec cannot both centre crop and letterbox".into());
+            }
+        }
+        Ok(())
+    }
+}
+
+impl AudioSpec {
+    /// Why this spec cannot be applied, if it cannot: a sample rate in
+    /// [`audio::SAMPLE_RATES`], at least one sample a clip, a finite non-zero scale.
+    pub fn check(&self) -> std::result::Result<(), String> {
+        if !audio::SAMPLE_RATES.contains(&self.sample_rate) {
+            return Err(format!(
+                "sample rate {} Hz is outside {}..={} Hz",
+                self.sample_rate,
+                audio::SAMPLE_RATES.start(),
+                audio::SAMPLE_RATES.end()
+            ));
+        }
+        if self.clip_samples == 0 {
+            return Err("a clip of 0 samples cannot be used".into());
+        }
+        if !(self.scale.is_finite() && self.scale != 0.0) {
+            return Err(format!(
+                "sample scale {} must be a finite non-zero number",
+                self.scale
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl InputSpec {
+    /// Why this spec cannot be used, if it cannot: the image or audio spec's own checks, and one
+    /// example's tensor within [`crate::limits::Limits::input_elements`] (so that an edited size
+    /// is refused before anything is allocated for it).
+    pub fn check(&self) -> std::result::Result<(), String> {
+        match self {
+            InputSpec::Image(s) => s.check()?,
+            InputSpec::Audio(s) => s.check()?,
+        }
+        crate::limits::check_input_elements(&self.shape())
+    }
+
     /// The dims of one example's tensor, after the batch.
     pub fn shape(&self) -> Vec<usize> {
         match self {

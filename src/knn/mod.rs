@@ -271,6 +271,8 @@ impl Knn {
     pub fn load(path: &Path) -> Result<Knn> {
         let file = TensorFile::read(path)?;
         let meta: KnnMeta = file.document(FORMAT, "KNN index")?;
+        meta.base.check().map_err(|e| file.error(e))?;
+        crate::dataset::check_labels(&meta.classes).map_err(|e| file.error(e))?;
         let (shape, data) = file.f32("vectors", 2)?;
         let (lshape, labels) = file.u32("labels", 1)?;
         if shape[1] != meta.base.embedding_dim || lshape[0] != shape[0] {

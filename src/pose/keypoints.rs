@@ -213,7 +213,7 @@ pub struct Detected {
 
 /// Reads and decodes the image file `path` and finds its keypoints (see [`detect`]).
 pub fn detect_file(base: &BaseModel, path: &std::path::Path) -> Result<Detected> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bytes = crate::limits::read(path, crate::limits::FileKind::Image)?;
     let image = crate::input::image::decode_image(&bytes, path)?;
     let keypoints = detect(base, &image)?;
     Ok(Detected { image, keypoints })

@@ -97,8 +97,10 @@ impl Studio {
     /// A project's file, or an error when there is no such project.
     pub fn project(&self, name: &str) -> Result<ProjectFile> {
         let path = self.project_dir(name)?.join(PROJECT_FILE);
-        let text = std::fs::read_to_string(&path)
-            .map_err(|_| Error::Invalid(format!("no project named {name:?}")))?;
+        if !path.is_file() {
+            return Err(Error::Invalid(format!("no project named {name:?}")));
+        }
+        let text = crate::limits::read_text(&path, crate::limits::FileKind::Text)?;
         serde_json::from_str(&text).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
     }
 
@@ -202,7 +204,14 @@ impl Studio {
             return Err(Error::Invalid(format!("no example {file:?}")));
         }
         let path = self.project_dir(project)?.join(class).join(file);
-        std::fs::read(&path).map_err(|_| Error::Invalid(format!("no example {file:?}")))
+        if !path.is_file() {
+            return Err(Error::Invalid(format!("no example {file:?}")));
+        }
+        let kind = match ext {
+            "wav" => crate::limits::FileKind::Audio,
+            _ => crate::limits::FileKind::Image,
+        };
+        crate::limits::read(&path, kind)
     }
 
     /// The trained recognizer's path, when there is one.

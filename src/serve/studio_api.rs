@@ -232,7 +232,7 @@ async fn recognizer(
     let name = project.clone();
     let answer = match blocking(move || {
         let path = studio.recognizer(&project)?;
-        std::fs::read(&path).map_err(|e| Error::io(&path, e))
+        crate::limits::read(&path, crate::limits::FileKind::Recognizer)
     })
     .await
     {
@@ -260,7 +260,7 @@ async fn export(
         let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
         let out = tmp.path().join(format!("{project}.onnx"));
         classifier.export(&out, &crate::task::ExportOptions::default())?;
-        std::fs::read(&out).map_err(|e| Error::io(&out, e))
+        crate::limits::read(&out, crate::limits::FileKind::Model)
     })
     .await
     {

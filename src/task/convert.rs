@@ -9,6 +9,7 @@ use crate::atomic::{refuse_same_file, write_atomic};
 use crate::base::inspect;
 use crate::Result;
 
+use graft_converters::onnx_builder::unpack_repeated;
 pub use graft_converters::supported_ops;
 
 /// What `graft convert` reads.
@@ -48,8 +49,15 @@ pub fn convert(format: Format, input: &Path, out: &Path) -> Result<Converted> {
                 Some(state.len()),
             )
         }
-        Format::Tfjs => (graft_converters::tfjs::convert(input)?, None),
-        Format::Tflite => (graft_converters::tflite::convert(input)?, None),
+        // Written as the reference `onnx` package writes models (repeated ints unpacked).
+        Format::Tfjs => (
+            unpack_repeated(&graft_converters::tfjs::convert(input)?)?,
+            None,
+        ),
+        Format::Tflite => (
+            unpack_repeated(&graft_converters::tflite::convert(input)?)?,
+            None,
+        ),
     };
     write_atomic(out, &bytes)?;
     let (inputs, outputs) = match format {

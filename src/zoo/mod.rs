@@ -342,19 +342,27 @@ pub fn manifest(name: &str) -> Result<Manifest> {
 }
 
 fn read_manifest(path: &Path) -> Result<Manifest> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-    parse_manifest(&text, path)
+    parse_manifest(
+        &crate::limits::read_text(path, crate::limits::FileKind::Text)?,
+        path,
+    )
 }
 
-fn parse_manifest(text: &str, path: &Path) -> Result<Manifest> {
-    serde_json::from_str(text).map_err(|e| Error::Zoo(format!("manifest {}: {e}", path.display())))
+/// A manifest from its JSON text, its input spec checked ([`crate::input::InputSpec::check`]);
+/// `path` names it in errors.
+pub fn parse_manifest(text: &str, path: &Path) -> Result<Manifest> {
+    let err = |e: String| Error::Zoo(format!("manifest {}: {e}", path.display()));
+    let m: Manifest = serde_json::from_str(text).map_err(|e| err(e.to_string()))?;
+    m.input.check().map_err(err)?;
+    Ok(m)
 }
 
 /// Lowercase hex sha256 of a file's content.
 pub fn sha256_file(path: &Path) -> Result<String> {
-    Ok(sha256_hex(
-        &std::fs::read(path).map_err(|e| Error::io(path, e))?,
-    ))
+    Ok(sha256_hex(&crate::limits::read(
+        path,
+        crate::limits::FileKind::Model,
+    )?))
 }
 
 #[cfg(test)]

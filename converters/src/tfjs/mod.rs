@@ -18,9 +18,6 @@ use serde::Deserialize;
 
 use crate::Error;
 
-/// Largest model.json read (its topology; weights live in the shards).
-const MAX_MODEL_JSON_BYTES: u64 = 64 << 20;
-
 /// The parts of model.json the converters read.
 #[derive(Debug, Deserialize)]
 pub struct ModelJson {
@@ -72,15 +69,14 @@ impl ModelJson {
 
 /// Converts the TF.js model described by `model_json` (weight shards next to it) to ONNX bytes.
 pub fn convert(model_json: &Path) -> Result<Vec<u8>, Error> {
-    let io = |e: std::io::Error| Error::Format(format!("{}: {e}", model_json.display()));
-    let len = std::fs::metadata(model_json).map_err(io)?.len();
-    if len > MAX_MODEL_JSON_BYTES {
-        return Err(Error::Format(format!(
-            "{}: {len} bytes is too large for a model.json",
-            model_json.display()
-        )));
-    }
-    let text = std::fs::read_to_string(model_json).map_err(io)?;
+    let limit = crate::limits::ReadLimit {
+        max_bytes: crate::limits::MAX_MODEL_JSON_BYTES,
+        allow_special_files: false,
+    };
+    let bytes = crate::limits::read_file(model_json, limit, "a model.json")
+        .map_err(|e| Error::Format(format!("{}: {e}", model_json.display())))?;
+    let text = String::from_utf8(bytes)
+        .map_err(|e| Error::Format(format!("{}: not UTF-8 text: {e}", model_json.display())))?;
     let model = ModelJson::parse(&text)?;
     let kind = model.kind()?;
     let dir = match model_json.parent() {

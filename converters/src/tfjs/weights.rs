@@ -292,9 +292,7 @@ pub fn load(dir: &Path, groups: &[Group]) -> Result<Weights, Error> {
         }
         let mut data = Vec::with_capacity(expected);
         for p in &paths {
-            data.extend(
-                std::fs::read(p).map_err(|e| Error::Format(format!("{}: {e}", p.display())))?,
-            );
+            data.extend(crate::limits::read_model(p)?);
         }
         if data.len() != expected {
             return Err(Error::Format(format!(

@@ -23,8 +23,7 @@ pub const CONVERTER_ID: &str = "tflite";
 /// Converts the `.tflite` file at `path` to ONNX bytes (opset 13): inputs and outputs keep their
 /// TFLite names, shapes and (NHWC) layouts.
 pub fn convert(path: &Path) -> Result<Vec<u8>, Error> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Format(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = crate::limits::read_model(path)?;
     convert_bytes(&bytes).map_err(|e| match e {
         Error::Format(msg) => Error::Format(format!("{}: {msg}", path.display())),
         other => other,

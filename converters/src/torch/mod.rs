@@ -16,6 +16,7 @@ use std::path::Path;
 use pickle::{Object, StorageRef, TensorRef, Unpickler, Value};
 
 use crate::half::f16_to_f32;
+use crate::limits::MAX_INFLATION;
 use crate::Error;
 
 /// Element type of a tensor.
@@ -170,8 +171,7 @@ impl StateDict {
 
 /// Reads a checkpoint file (zip or legacy layout).
 pub fn load_state_dict(path: &Path) -> Result<StateDict, Error> {
-    let bytes = std::fs::read(path)
-        .map_err(|e| Error::Format(format!("cannot read {}: {e}", path.display())))?;
+    let bytes = crate::limits::read_model(path)?;
     from_bytes(&bytes).map_err(|e| match e {
         Error::Format(msg) => Error::Format(format!("{}: {msg}", path.display())),
         other => other,
@@ -321,10 +321,15 @@ fn read_zip(bytes: &[u8]) -> Result<StateDict, Error> {
         }
     }
     // torch stores entries uncompressed; allow some inflation for re-zipped files, no more.
-    let pkl = read_entry(&mut zip, &pkl_name, bytes.len().saturating_mul(16))?;
+    let budget =
+        usize::try_from((bytes.len() as u64).saturating_mul(MAX_INFLATION)).unwrap_or(usize::MAX);
+    let pkl = read_entry(&mut zip, &pkl_name, budget)?;
     let mut u = Unpickler::default();
     let (root, _) = u.load(&pkl)?;
-    let mut owned: HashMap<usize, Vec<u8>> = HashMap::new();
+    // Every entry is inflated through a reader capped at what its storage needs, and all of
+    // them together at what a checkpoint of this size can hold (a zip bomb claims far more).
+    let mut needs = Vec::new();
+    let mut total: usize = 0;
     for &idx in u.storages.values() {
         let Object::Storage(s) = &u.objects[idx] else {
             continue;
@@ -333,12 +338,26 @@ fn read_zip(bytes: &[u8]) -> Result<StateDict, Error> {
             .numel
             .checked_mul(s.dtype.size())
             .ok_or_else(|| Error::Format(format!("storage {} size overflows", s.key)))?;
-        let name = format!("{prefix}data/{}", s.key);
+        total = total.saturating_add(need);
+        if total > budget {
+            return Err(Error::Format(format!(
+                "storage {}: the checkpoint's storages claim {total} bytes, more than \
+                 {MAX_INFLATION} times its {} bytes on disk (the limit for inflated data): a zip \
+                 bomb or a corrupt file",
+                s.key,
+                bytes.len()
+            )));
+        }
+        needs.push((idx, &s.key, need));
+    }
+    let mut owned: HashMap<usize, Vec<u8>> = HashMap::new();
+    for (idx, key, need) in needs {
+        let name = format!("{prefix}data/{key}");
         let raw = read_entry(&mut zip, &name, need)?;
         if raw.len() < need {
             return Err(Error::Format(format!(
                 "storage {}: entry holds {} bytes, {} needed",
-                s.key,
+                key,
                 raw.len(),
                 need
             )));
@@ -359,6 +378,12 @@ fn read_entry(
         .by_name(name)
         .map_err(|e| Error::Format(format!("zip entry {name}: {e}")))?;
     let mut out = Vec::new();
+    let declared = usize::try_from(f.size()).unwrap_or(usize::MAX).min(limit);
+    out.try_reserve_exact(declared).map_err(|e| {
+        Error::Format(format!(
+            "zip entry {name}: cannot allocate {declared} bytes: {e}"
+        ))
+    })?;
     f.take(limit as u64)
         .read_to_end(&mut out)
         .map_err(|e| Error::Format(format!("zip entry {name}: {e}")))?;
