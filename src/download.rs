@@ -68,11 +68,23 @@ fn agent() -> ureq::Agent {
         .into()
 }
 
-/// The body of `url`, at most `limit` bytes (more is an error); reports its bytes as a
-/// [`Phase::Downloading`] phase when `progress` is given.
-fn get(url: &str, limit: u64, progress: Option<&dyn Progress>) -> Result<Vec<u8>> {
+/// The media type of a PEP 691 (JSON) project page.
+const PEP_691: &str = "application/vnd.pypi.simple.v1+json";
+
+/// The body of `url` (asked for as `accept` when given), at most `limit` bytes (more is an
+/// error); reports its bytes as a [`Phase::Downloading`] phase when `progress` is given.
+fn get(
+    url: &str,
+    limit: u64,
+    progress: Option<&dyn Progress>,
+    accept: Option<&str>,
+) -> Result<Vec<u8>> {
     let fail = |msg: String| Error::Download(format!("{url}: {msg}"));
-    let mut response = agent().get(url).call().map_err(|e| fail(e.to_string()))?;
+    let mut request = agent().get(url);
+    if let Some(accept) = accept {
+        request = request.header("Accept", accept);
+    }
+    let mut response = request.call().map_err(|e| fail(e.to_string()))?;
     let length = response
         .headers()
         .get("content-length")
@@ -122,7 +134,7 @@ fn get(url: &str, limit: u64, progress: Option<&dyn Progress>) -> Result<Vec<u8>
 
 /// A registry answer parsed as JSON.
 fn get_json<T: for<'de> Deserialize<'de>>(url: &str) -> Result<T> {
-    let bytes = get(url, MAX_METADATA_BYTES, None)?;
+    let bytes = get(url, MAX_METADATA_BYTES, None, None)?;
     serde_json::from_slice(&bytes).map_err(|e| Error::Download(format!("{url}: {e}")))
 }
 
@@ -186,7 +198,7 @@ pub fn pypi_wheel(
     let name = normalise(package);
     let page_url = format!("{index}/{name}/");
     let page: ProjectPage = {
-        let bytes = get_with_accept(&page_url)?;
+        let bytes = get(&page_url, MAX_METADATA_BYTES, None, Some(PEP_691))?;
         serde_json::from_slice(&bytes).map_err(|e| Error::Download(format!("{page_url}: {e}")))?
     };
     let prefix = format!("{}-{version}-", name.replace('-', "_"));
@@ -227,7 +239,7 @@ pub fn pypi_wheel(
         file.size.map_or("size unknown".into(), megabytes),
         host(&url)
     )));
-    let bytes = get(&url, limit, Some(progress))?;
+    let bytes = get(&url, limit, Some(progress), None)?;
     let got = crate::cache::sha256_hex(&bytes);
     if got != want.to_lowercase() {
         return Err(Error::Download(format!(
@@ -235,24 +247,6 @@ pub fn pypi_wheel(
         )));
     }
     Ok(bytes)
-}
-
-/// A PEP 691 project page (JSON), asked for by its media type.
-fn get_with_accept(url: &str) -> Result<Vec<u8>> {
-    let fail = |msg: String| Error::Download(format!("{url}: {msg}"));
-    let mut response = agent()
-        .get(url)
-        .header("Accept", "application/vnd.pypi.simple.v1+json")
-        .call()
-        .map_err(|e| fail(e.to_string()))?;
-    let mut out = Vec::new();
-    response
-        .body_mut()
-        .as_reader()
-        .take(MAX_METADATA_BYTES)
-        .read_to_end(&mut out)
-        .map_err(|e| fail(e.to_string()))?;
-    Ok(out)
 }
 
 /// `link` resolved against the page it is on (PEP 691 URLs may be relative).
@@ -323,7 +317,7 @@ pub fn npm_tarball(
             .map_or(String::new(), |n| format!(" ({} unpacked)", megabytes(n))),
         host(&url)
     )));
-    let bytes = get(&url, limit, Some(progress))?;
+    let bytes = get(&url, limit, Some(progress), None)?;
     if Sha512::digest(&bytes).as_slice() != want.as_slice() {
         return Err(Error::Download(format!(
             "{url}: the tarball does not match the registry's sha512 integrity"

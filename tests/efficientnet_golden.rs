@@ -119,20 +119,10 @@ fn converted_checkpoint_matches_golden_outputs() {
 fn committed_zoo_model_matches_golden_outputs_and_manifest() {
     let m = zoo::manifest("efficientnet-lite0").unwrap();
     assert_eq!(
-        zoo::sha256_file(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("zoo")
-                .join(&m.model.file)
-        )
-        .unwrap(),
+        zoo::sha256_file(&common::committed_model(&m)).unwrap(),
         m.model.sha256
     );
-    let model = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("zoo")
-            .join(&m.model.file),
-    )
-    .unwrap();
+    let model = std::fs::read(common::committed_model(&m)).unwrap();
     check_against_golden(&model, "zoo model");
 }
 

@@ -475,12 +475,7 @@ fn zoo_manifest_describes_the_speech_base() {
         (16_000, 16_000, 32_768.0)
     );
     assert_eq!(
-        graft::zoo::sha256_file(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("zoo")
-                .join(&m.model.file)
-        )
-        .unwrap(),
+        graft::zoo::sha256_file(&common::committed_model(&m)).unwrap(),
         m.model.sha256
     );
     let base = BaseModel::open("speech-embedding", &graft::base::BaseOptions::default()).unwrap();

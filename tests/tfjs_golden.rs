@@ -66,12 +66,7 @@ fn fresh_and_committed(name: &str) -> Vec<u8> {
     let model = fresh_conversion_equals_committed(name);
     let m = zoo::manifest(name).unwrap();
     assert_eq!(
-        zoo::sha256_file(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("zoo")
-                .join(&m.model.file)
-        )
-        .unwrap(),
+        zoo::sha256_file(&common::committed_model(&m)).unwrap(),
         m.model.sha256
     );
     model

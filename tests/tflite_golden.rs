@@ -127,12 +127,7 @@ fn converted_tflite_matches_golden_outputs() {
 fn committed_zoo_model_matches_manifest_and_runs_batches() {
     let m = zoo::manifest("blazepose-lite").unwrap();
     assert_eq!(
-        zoo::sha256_file(
-            &std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("zoo")
-                .join(&m.model.file)
-        )
-        .unwrap(),
+        zoo::sha256_file(&common::committed_model(&m)).unwrap(),
         m.model.sha256
     );
     assert_eq!(m.task, zoo::Task::Pose);
@@ -140,12 +135,7 @@ fn committed_zoo_model_matches_manifest_and_runs_batches() {
         (m.embedding.tensor.as_str(), m.embedding.size),
         ("Identity", 195)
     );
-    let model = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("zoo")
-            .join(&m.model.file),
-    )
-    .unwrap();
+    let model = std::fs::read(common::committed_model(&m)).unwrap();
     // Two copies of the input in one batch give the single-image landmarks twice.
     let outputs = run(&model, 2);
     let (_, shape, landmarks) = &outputs[0];

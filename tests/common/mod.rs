@@ -78,18 +78,20 @@ pub fn blobs(
     (x, labels)
 }
 
+/// The converted model the repository commits for zoo model `m` (`zoo/<file>`).
+pub fn committed_model(m: &zoo::Manifest) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("zoo")
+        .join(&m.model.file)
+}
+
 /// Fetches zoo model `name`'s original (mirror, cache or registry), converts it, asserts that the
 /// result is byte for byte the committed model, and returns it.
 pub fn fresh_conversion_equals_committed(name: &str) -> Vec<u8> {
     let m = zoo::manifest(name).unwrap();
     let original = zoo::fetch_original(&m, None, &graft::progress::Silent).unwrap();
     let model = zoo::convert(&m, &original).unwrap();
-    let committed = std::fs::read(
-        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("zoo")
-            .join(&m.model.file),
-    )
-    .unwrap();
+    let committed = std::fs::read(committed_model(&m)).unwrap();
     assert!(
         committed == model,
         "zoo model {name} differs from a fresh conversion"
