@@ -320,14 +320,18 @@ mod with_ort {
     use crate::base::guard;
     use crate::{Error, Result};
 
-    /// ORT intra-op threads per session: one per core, as a session runs one call at a time.
-    /// Idle threads sleep instead of spinning. Measured on a shared 2-core machine
-    /// (EfficientNet-Lite0, batch 1, ms per image): 2 sleeping threads 8.7-9.5, 1 thread 9.2-12.3,
-    /// 2 spinning threads 13.7-17.6 (27-36 while other builds loaded the machine, when 2 sleeping
-    /// threads took 15 and 1 thread 14).
-    fn intra_threads() -> usize {
-        std::thread::available_parallelism().map_or(1, |n| n.get())
+    /// Sessions per base: one per core, each with one intra-op thread, so that the callers of
+    /// one base (the folder pipeline's workers, the server's batches) run side by side instead of
+    /// queueing for one session whose threads then compete with their preprocessing. Measured on
+    /// this 2-core machine (EfficientNet-Lite0, batch 1, onnxruntime from Python, idle): one
+    /// session with 2 threads 6.36 ms per image, two 1-thread sessions in parallel 5.77 ms per
+    /// image; earlier, idle threads sleeping instead of spinning: 8.7-9.5 vs 13.7-17.6 under load.
+    fn sessions() -> usize {
+        std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_SESSIONS))
     }
+
+    /// At most this many sessions (each holds the model's weights once more).
+    const MAX_SESSIONS: usize = 8;
 
     /// The error for a library file that is not there, saying how to get one.
     fn missing_library(path: &Path) -> Error {
@@ -386,7 +390,9 @@ mod with_ort {
 
     /// An ONNX Runtime session over a cut model; `run` needs it exclusively, hence the lock.
     pub(in crate::base) struct OrtSession {
-        session: Mutex<Session>,
+        sessions: Vec<Mutex<Session>>,
+        /// Where the next caller that finds every session busy waits.
+        next: std::sync::atomic::AtomicUsize,
         input: String,
     }
 
@@ -417,26 +423,49 @@ mod with_ort {
             library: Option<&Path>,
         ) -> Result<OrtSession> {
             let env = environment(library)?;
-            let session = guard("starting ONNX Runtime", || {
-                Session::builder(&env)?
-                    .with_optimization_level(GraphOptimizationLevel::All)?
-                    .with_intra_threads(intra_threads())?
-                    .with_intra_op_spinning(false)?
-                    .commit_from_memory(model)
-            })
-            .map_err(Error::Inference)?;
+            let sessions = (0..sessions())
+                .map(|_| {
+                    guard("starting ONNX Runtime", || {
+                        Session::builder(&env)?
+                            .with_optimization_level(GraphOptimizationLevel::All)?
+                            .with_intra_threads(1)?
+                            .with_intra_op_spinning(false)?
+                            .commit_from_memory(model)
+                    })
+                    .map(Mutex::new)
+                    .map_err(Error::Inference)
+                })
+                .collect::<Result<Vec<_>>>()?;
             Ok(OrtSession {
-                session: Mutex::new(session),
+                sessions,
+                next: std::sync::atomic::AtomicUsize::new(0),
                 input: input.to_string(),
             })
         }
 
         /// The first output for `input` (a standard-layout batch).
         pub(in crate::base) fn run(&self, input: ArrayViewD<f32>) -> Result<ArrayD<f32>> {
-            let mut session = self
-                .session
-                .lock()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            // A free session if there is one, else wait for one in turn.
+            let free = self.sessions.iter().find_map(|s| match s.try_lock() {
+                Ok(guard) => Some(guard),
+                Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) => None,
+            });
+            let mut session = match free {
+                Some(guard) => guard,
+                None => {
+                    let i = self.next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+                        % self.sessions.len().max(1);
+                    let Some(session) = self.sessions.get(i) else {
+                        return Err(Error::Internal(
+                            "an ONNX Runtime base without a session".into(),
+                        ));
+                    };
+                    session
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                }
+            };
             guard("running the base model in ONNX Runtime", || {
                 let tensor = TensorRef::from_array_view(input)?;
                 let outputs = session.run(ort::inputs![self.input.as_str() => tensor])?;

@@ -94,6 +94,8 @@ async fn run(
     window: Duration,
     counts: Arc<BatchCounts>,
 ) {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let running = Arc::new(tokio::sync::Semaphore::new(cores.clamp(1, 8)));
     while let Some(first) = rx.recv().await {
         let mut jobs = vec![first];
         let deadline = tokio::time::Instant::now() + window;
@@ -114,23 +116,32 @@ async fn run(
         }
         let (inputs, replies): (Vec<_>, Vec<_>) =
             jobs.into_iter().map(|j| (j.input, j.reply)).unzip();
+        // Up to `running` batches at once (ONNX Runtime keeps a session per core); the next
+        // batch is collected while these run.
+        let Ok(permit) = running.clone().acquire_owned().await else {
+            return;
+        };
         let base = base.clone();
-        let embedded = tokio::task::spawn_blocking(move || embed_batch(&base, inputs)).await;
-        let embedded = embedded
-            .unwrap_or_else(|e| Err(Error::Internal(format!("the embedding task failed: {e}"))));
-        match embedded {
-            Ok(rows) => {
-                for (reply, row) in replies.into_iter().zip(rows) {
-                    let _ = reply.send(Ok(row));
+        tokio::spawn(async move {
+            let embedded = tokio::task::spawn_blocking(move || embed_batch(&base, inputs)).await;
+            drop(permit);
+            let embedded = embedded.unwrap_or_else(|e| {
+                Err(Error::Internal(format!("the embedding task failed: {e}")))
+            });
+            match embedded {
+                Ok(rows) => {
+                    for (reply, row) in replies.into_iter().zip(rows) {
+                        let _ = reply.send(Ok(row));
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for reply in replies {
+                        let _ = reply.send(Err(Error::Inference(msg.clone())));
+                    }
                 }
             }
-            Err(e) => {
-                let msg = e.to_string();
-                for reply in replies {
-                    let _ = reply.send(Err(Error::Inference(msg.clone())));
-                }
-            }
-        }
+        });
     }
 }
 
