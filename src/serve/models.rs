@@ -275,7 +275,14 @@ impl State {
             return Ok((base.clone(), batcher.clone()));
         }
         let options = BaseOptions::from(self.settings.engine.clone());
-        let base = Arc::new(BaseModel::from_ref(reference, &options)?);
+        // What the base's loading says (a download, the engine it falls back to) goes to the
+        // server's log.
+        let log = |event: crate::progress::Event<'_>| {
+            if let crate::progress::Event::Notice(line) = event {
+                eprintln!("{line}");
+            }
+        };
+        let base = Arc::new(BaseModel::from_ref_with(reference, &options, &log)?);
         let label = format!("{}:{}", reference.name, reference.cut);
         let batcher = Arc::new(Batcher::start(
             base.clone(),

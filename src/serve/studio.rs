@@ -297,8 +297,6 @@ impl Studio {
     }
 
     fn train_now(&self, file: &ProjectFile, dir: &Path, run: &Run) -> Result<(PathBuf, Value)> {
-        let base = BaseModel::open(&file.base, &BaseOptions::from(self.engine.clone()))?;
-        let data = Dataset::from_folder(dir)?;
         let progress = |event: Event<'_>| {
             let message = match event {
                 Event::Started(phase, total) => {
@@ -323,6 +321,9 @@ impl Studio {
             };
             let _ = run.events.send(message.to_string());
         };
+        let options = BaseOptions::from(self.engine.clone());
+        let base = BaseModel::open_with(&file.base, &options, &progress)?;
+        let data = Dataset::from_folder(dir)?;
         let created = create(&base, &data, &CreateOptions::default(), &progress)?;
         let path = dir.join(RECOGNIZER_FILE);
         created.recognizer.save(&path)?;
