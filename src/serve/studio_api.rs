@@ -92,11 +92,8 @@ async fn blocking<T: Send + 'static>(
 
 async fn list(State(state): State<Shared>) -> Result<Response, Refusal> {
     let studio = studio(&state)?;
-    let answer = match blocking(move || studio.list()).await {
-        Ok(projects) => Json(json!({ "projects": projects })).into_response(),
-        Err(r) => return Err(r),
-    };
-    Ok(answer)
+    let projects = blocking(move || studio.list()).await?;
+    Ok(Json(json!({ "projects": projects })).into_response())
 }
 
 #[derive(Deserialize)]
@@ -114,11 +111,8 @@ async fn create(
     let base = body
         .base
         .unwrap_or_else(|| crate::task::demo::DEMO_BASE.to_string());
-    let answer = match blocking(move || studio.create(&body.name, &base)).await {
-        Ok(p) => (StatusCode::CREATED, Json(json!(p))).into_response(),
-        Err(r) => return Err(r),
-    };
-    Ok(answer)
+    let p = blocking(move || studio.create(&body.name, &base)).await?;
+    Ok((StatusCode::CREATED, Json(json!(p))).into_response())
 }
 
 async fn show(
@@ -126,11 +120,8 @@ async fn show(
     Path(project): Path<String>,
 ) -> Result<Response, Refusal> {
     let studio = studio(&state)?;
-    let answer = match blocking(move || studio.describe(&project)).await {
-        Ok(v) => Json(v).into_response(),
-        Err(r) => return Err(r),
-    };
-    Ok(answer)
+    let v = blocking(move || studio.describe(&project)).await?;
+    Ok(Json(v).into_response())
 }
 
 async fn add(
@@ -139,11 +130,8 @@ async fn add(
     body: Bytes,
 ) -> Result<Response, Refusal> {
     let studio = studio(&state)?;
-    let answer = match blocking(move || studio.add_example(&project, &class, &body)).await {
-        Ok(file) => (StatusCode::CREATED, Json(json!({ "file": file }))).into_response(),
-        Err(r) => return Err(r),
-    };
-    Ok(answer)
+    let file = blocking(move || studio.add_example(&project, &class, &body)).await?;
+    Ok((StatusCode::CREATED, Json(json!({ "file": file }))).into_response())
 }
 
 async fn example(
@@ -156,11 +144,8 @@ async fn example(
         Some("jpg") => "image/jpeg",
         _ => "audio/wav",
     };
-    let answer = match blocking(move || studio.example(&project, &class, &file)).await {
-        Ok(bytes) => ([(header::CONTENT_TYPE, kind)], bytes).into_response(),
-        Err(r) => return Err(r),
-    };
-    Ok(answer)
+    let bytes = blocking(move || studio.example(&project, &class, &file)).await?;
+    Ok(([(header::CONTENT_TYPE, kind)], bytes).into_response())
 }
 
 async fn train(
@@ -230,20 +215,16 @@ async fn recognizer(
 ) -> Result<Response, Refusal> {
     let studio = studio(&state)?;
     let name = project.clone();
-    let answer = match blocking(move || {
+    let bytes = blocking(move || {
         let path = studio.recognizer(&project)?;
         crate::limits::read(&path, crate::limits::FileKind::Recognizer)
     })
-    .await
-    {
-        Ok(bytes) => download(
-            bytes,
-            &format!("{name}.safetensors"),
-            "application/octet-stream",
-        ),
-        Err(r) => return Err(r),
-    };
-    Ok(answer)
+    .await?;
+    Ok(download(
+        bytes,
+        &format!("{name}.safetensors"),
+        "application/octet-stream",
+    ))
 }
 
 /// The project's recognizer exported as one ONNX file (image in, as `graft export` writes it).
@@ -254,7 +235,7 @@ async fn export(
     let studio = studio(&state)?;
     let engine = state.settings.engine.clone();
     let name = project.clone();
-    let answer = match blocking(move || {
+    let bytes = blocking(move || {
         let path = studio.recognizer(&project)?;
         let classifier = crate::task::Classifier::load(&path, &engine, &crate::progress::Silent)?;
         let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
@@ -262,12 +243,12 @@ async fn export(
         classifier.export(&out, &crate::task::ExportOptions::default())?;
         crate::limits::read(&out, crate::limits::FileKind::Model)
     })
-    .await
-    {
-        Ok(bytes) => download(bytes, &format!("{name}.onnx"), "application/octet-stream"),
-        Err(r) => return Err(r),
-    };
-    Ok(answer)
+    .await?;
+    Ok(download(
+        bytes,
+        &format!("{name}.onnx"),
+        "application/octet-stream",
+    ))
 }
 
 fn download(bytes: Vec<u8>, file: &str, kind: &'static str) -> Response {
