@@ -40,7 +40,7 @@ pub fn offline() -> bool {
 }
 
 /// The error for a download that `GRAFT_OFFLINE` forbids; `what` says what was needed.
-fn forbidden(what: &str) -> Error {
+pub(crate) fn forbidden(what: &str) -> Error {
     Error::Download(format!(
         "{what} is not here and {OFFLINE_ENV} forbids downloading it"
     ))

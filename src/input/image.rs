@@ -123,13 +123,10 @@ const DECODER_SLACK: u64 = 64 << 20;
 
 /// PNG or JPEG from the leading bytes, or what the content looks like instead.
 fn sniff_format(bytes: &[u8]) -> std::result::Result<ImageFormat, String> {
-    const PNG: &[u8] = b"\x89PNG\r\n\x1a\n";
-    const JPEG: &[u8] = &[0xFF, 0xD8, 0xFF];
-    if bytes.starts_with(PNG) {
-        return Ok(ImageFormat::Png);
-    }
-    if bytes.starts_with(JPEG) {
-        return Ok(ImageFormat::Jpeg);
+    match super::FileFormat::sniff(bytes) {
+        Some(super::FileFormat::Png) => return Ok(ImageFormat::Png),
+        Some(super::FileFormat::Jpeg) => return Ok(ImageFormat::Jpeg),
+        Some(super::FileFormat::Wav) | None => {}
     }
     let seen = if bytes.is_empty() {
         "the file is empty".to_string()

@@ -5,6 +5,48 @@ use serde::{Deserialize, Serialize};
 pub mod audio;
 pub mod image;
 
+/// The example file formats graft reads, told apart by their leading bytes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FileFormat {
+    Png,
+    Jpeg,
+    /// A RIFF file of type WAVE.
+    Wav,
+}
+
+impl FileFormat {
+    /// The format `bytes` start like, if it is one graft reads.
+    pub fn sniff(bytes: &[u8]) -> Option<FileFormat> {
+        if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+            Some(FileFormat::Png)
+        } else if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            Some(FileFormat::Jpeg)
+        } else if bytes.get(0..4) == Some(b"RIFF") && bytes.get(8..12) == Some(b"WAVE") {
+            Some(FileFormat::Wav)
+        } else {
+            None
+        }
+    }
+
+    /// The usual file extension.
+    pub fn extension(self) -> &'static str {
+        match self {
+            FileFormat::Png => "png",
+            FileFormat::Jpeg => "jpg",
+            FileFormat::Wav => "wav",
+        }
+    }
+
+    /// Whether it is what a base with input `spec` takes: an image format for images, WAV for
+    /// audio.
+    pub fn fits(self, spec: &InputSpec) -> bool {
+        match spec {
+            InputSpec::Image(_) => matches!(self, FileFormat::Png | FileFormat::Jpeg),
+            InputSpec::Audio(_) => self == FileFormat::Wav,
+        }
+    }
+}
+
 /// Memory layout of an image tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]

@@ -20,7 +20,7 @@ use serde_json::{json, Value};
 use super::batch::Refused;
 use super::models::{Kind, Served, State as ServerState};
 use crate::embeddings::prepare;
-use crate::input::InputSpec;
+use crate::input::{FileFormat, InputSpec};
 
 type Shared = Arc<ServerState>;
 
@@ -146,7 +146,13 @@ async fn predict(
     request: Request,
 ) -> Response {
     let start = Instant::now();
-    let answer = match state.get(&name) {
+    let served = state.get(&name);
+    let model = if served.is_some() {
+        name.as_str()
+    } else {
+        "(unknown)"
+    };
+    let answer = match served {
         None => unknown_model(&name),
         Some(served) => {
             let work = answer_request(&state, &served, query.top_k.unwrap_or(3), request);
@@ -158,11 +164,6 @@ async fn predict(
                 ),
             }
         }
-    };
-    let model = if state.get(&name).is_some() {
-        name.as_str()
-    } else {
-        "(unknown)"
     };
     state
         .stats
@@ -263,18 +264,6 @@ fn first<T>(answers: Vec<T>) -> crate::Result<T> {
         .ok_or_else(|| crate::Error::Internal("no answer for an example".into()))
 }
 
-/// Whether `bytes` look like what the model takes: PNG or JPEG for images, a RIFF WAVE for audio.
-fn right_kind(spec: &InputSpec, bytes: &[u8]) -> bool {
-    match spec {
-        InputSpec::Image(_) => {
-            bytes.starts_with(b"\x89PNG\r\n\x1a\n") || bytes.starts_with(b"\xff\xd8\xff")
-        }
-        InputSpec::Audio(_) => {
-            bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE"
-        }
-    }
-}
-
 /// One example's answer as JSON, or the refusal to send.
 async fn one_example(
     served: &Arc<Served>,
@@ -283,7 +272,7 @@ async fn one_example(
     top_k: usize,
 ) -> Result<Value, Refusal> {
     let spec = served.info.input.clone();
-    if !right_kind(&spec, &bytes) {
+    if !FileFormat::sniff(&bytes).is_some_and(|f| f.fits(&spec)) {
         return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(

@@ -177,17 +177,9 @@ impl Studio {
     pub fn add_example(&self, project: &str, class: &str, bytes: &[u8]) -> Result<String> {
         self.project(project)?;
         check_name("class", class)?;
-        let ext = if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-            "png"
-        } else if bytes.starts_with(b"\xff\xd8\xff") {
-            "jpg"
-        } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WAVE" {
-            "wav"
-        } else {
-            return Err(Error::Invalid(
-                "an example must be a PNG, a JPEG or a WAV file".into(),
-            ));
-        };
+        let ext = crate::input::FileFormat::sniff(bytes)
+            .ok_or_else(|| Error::Invalid("an example must be a PNG, a JPEG or a WAV file".into()))?
+            .extension();
         let hash = crate::cache::sha256_hex(bytes);
         let file = format!("{}.{ext}", &hash[..16]);
         let path = self.project_dir(project)?.join(class).join(&file);

@@ -222,11 +222,9 @@ fn from_registry(
 /// (`GRAFT_FETCH=package-managers`).
 fn with_pip_or_npm(source: &Source) -> Result<Vec<u8>> {
     if download::offline() {
-        return Err(Error::Download(format!(
-            "{} {} is not here and {} forbids downloading it",
-            source.package,
-            source.version,
-            download::OFFLINE_ENV
+        return Err(download::forbidden(&format!(
+            "{} {}",
+            source.package, source.version
         )));
     }
     let (_tmp, file) = match source.registry {
