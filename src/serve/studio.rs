@@ -323,9 +323,25 @@ impl Studio {
             .recognizer
             .training()
             .and_then(|t| t.validation.clone());
+        // Each validation example by its class and file name (the studio's example routes): what
+        // a cell of the confusion matrix opens.
+        let labels = created.recognizer.labels();
+        let examples: Vec<Value> = created
+            .report
+            .validation
+            .iter()
+            .filter_map(|a| {
+                let file = a.file.file_name()?.to_str()?;
+                Some(json!({
+                    "class": labels.get(a.label)?, "file": file,
+                    "predicted": a.predicted, "probability": a.probability,
+                }))
+            })
+            .collect();
         let result = json!({
-            "labels": created.recognizer.labels(),
+            "labels": labels,
             "validation": validation,
+            "validation_examples": examples,
             "split": created.report.split,
         });
         Ok((path, result))

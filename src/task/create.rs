@@ -1,6 +1,7 @@
 //! Creating a recognizer: embed a labelled folder, split it, augment the training part, train a
 //! head, validate, as one call with one options struct.
 
+use std::path::PathBuf;
 use std::time::Instant;
 
 use serde::Serialize;
@@ -94,6 +95,18 @@ pub struct AugmentReport {
     pub seconds: f64,
 }
 
+/// How the trained recognizer answered one validation example.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ValidationAnswer {
+    /// The file the example was made from.
+    pub file: PathBuf,
+    /// Its class and the class the recognizer gave it (indices into the recognizer's labels).
+    pub label: usize,
+    pub predicted: usize,
+    /// The predicted class's probability.
+    pub probability: f32,
+}
+
 /// What [`create`] did, beside the recognizer's own training record.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct CreateReport {
@@ -101,6 +114,9 @@ pub struct CreateReport {
     pub embedded: Option<EmbedReport>,
     pub augmented: Vec<AugmentReport>,
     pub split: Vec<ClassSplit>,
+    /// Each validation example's answer, in the validation split's order: where the validation
+    /// metrics' confusion matrix comes from, cell by cell.
+    pub validation: Vec<ValidationAnswer>,
     /// The training backend (`cpu (ndarray)` or the GPU adapter).
     pub backend: String,
     /// Wall time of the whole call.
@@ -196,16 +212,40 @@ pub fn create_from_embeddings(
             },
         )
     });
+    let recognizer = recognizer?;
+    let validation = validation_answers(&recognizer, &val_set)?;
     Ok(Created {
-        recognizer: recognizer?,
+        recognizer,
         report: CreateReport {
             embedded: None,
             augmented,
             split,
+            validation,
             backend: backend.name(),
             seconds: start.elapsed().as_secs_f64(),
         },
     })
+}
+
+/// The recognizer's answer to each of `val`'s examples (whose classes are the recognizer's).
+fn validation_answers(recognizer: &Recognizer, val: &Embeddings) -> Result<Vec<ValidationAnswer>> {
+    if val.is_empty() {
+        return Ok(Vec::new());
+    }
+    let answers = recognizer.predict(val.vectors(), 1)?;
+    let index = |label: &str| recognizer.labels().iter().position(|l| l == label);
+    Ok(answers
+        .iter()
+        .zip(val.labels().iter().zip(val.sources()))
+        .filter_map(|(answer, (&label, source))| {
+            Some(ValidationAnswer {
+                file: source.file().to_path_buf(),
+                label,
+                predicted: index(&answer.label)?,
+                probability: answer.probability,
+            })
+        })
+        .collect())
 }
 
 impl Augmentations {
