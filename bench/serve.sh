@@ -66,7 +66,7 @@ PY
 start_graft() {
   local label=$1 window=$2 secs=$3 port; port=$(free_port)
   "$graft" serve "$work/photos.safetensors" --addr "127.0.0.1:$port" --batch-window-ms "$window" \
-    --queue 1024 2>"$work/$label.log" &
+    2>"$work/$label.log" &
   local pid=$!; pids+=("$pid")
   measure "$label" "$port" "$pid" "$secs" /v1/models/photos/predict
 }

@@ -1,5 +1,5 @@
-//! Evaluation numbers: accuracy, per-class accuracy and the confusion matrix, with a text rendering
-//! for the terminal.
+//! Evaluation numbers: accuracy, per-class recall, precision and F1 (with their macro and
+//! weighted means) and the confusion matrix, with a text rendering for the terminal.
 
 use std::fmt;
 
@@ -18,6 +18,27 @@ pub struct ClassMetrics {
     pub correct: usize,
     /// `correct / support` (recall); `None` when `support` is 0.
     pub accuracy: Option<f64>,
+    /// Examples predicted as this class (the confusion matrix's column sum). Files written before
+    /// graft recorded it read as 0, with no precision and F1.
+    #[serde(default)]
+    pub predicted: usize,
+    /// `correct / predicted`; `None` when nothing was predicted as this class.
+    #[serde(default)]
+    pub precision: Option<f64>,
+    /// The harmonic mean of precision and recall; 0 when either is 0, `None` when either is
+    /// undefined.
+    #[serde(default)]
+    pub f1: Option<f64>,
+}
+
+/// Unweighted (`macro`) and support-weighted (`weighted`) means of the per-class numbers, over
+/// the classes where each is defined (as scikit-learn's `classification_report`, except that
+/// undefined values are left out rather than counted as 0).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct Means {
+    pub precision: Option<f64>,
+    pub recall: Option<f64>,
+    pub f1: Option<f64>,
 }
 
 /// Accuracy, per-class results and the confusion matrix of a set of predictions.
@@ -29,6 +50,33 @@ pub struct Metrics {
     pub per_class: Vec<ClassMetrics>,
     /// `confusion[true][predicted]` = number of examples.
     pub confusion: Vec<Vec<usize>>,
+    /// Means of the per-class numbers, each class counted once.
+    #[serde(default, rename = "macro")]
+    pub macro_mean: Means,
+    /// Means of the per-class numbers, each class weighted by its support.
+    #[serde(default)]
+    pub weighted: Means,
+}
+
+/// The mean of the defined `values`, each with its weight; `None` when none is defined.
+fn mean(values: impl Iterator<Item = (Option<f64>, f64)>) -> Option<f64> {
+    let (sum, weight) = values
+        .filter_map(|(v, w)| v.map(|v| (v * w, w)))
+        .fold((0.0, 0.0), |(s, t), (v, w)| (s + v, t + w));
+    (weight > 0.0).then(|| sum / weight)
+}
+
+impl Means {
+    fn of(classes: &[ClassMetrics], weight: impl Fn(&ClassMetrics) -> f64) -> Means {
+        let field = |get: fn(&ClassMetrics) -> Option<f64>| {
+            mean(classes.iter().map(|c| (get(c), weight(c))))
+        };
+        Means {
+            precision: field(|c| c.precision),
+            recall: field(|c| c.accuracy),
+            f1: field(|c| c.f1),
+        }
+    }
 }
 
 /// Longest class name shown in a confusion table header before it is cut with `…`.
@@ -69,18 +117,30 @@ impl Metrics {
             .enumerate()
             .map(|(c, name)| {
                 let support: usize = confusion[c].iter().sum();
+                let predicted: usize = confusion.iter().map(|row| row[c]).sum();
                 let correct = confusion[c][c];
+                let recall = (support > 0).then(|| correct as f64 / support as f64);
+                let precision = (predicted > 0).then(|| correct as f64 / predicted as f64);
+                let f1 = recall.zip(precision).map(|(r, p)| match r + p {
+                    0.0 => 0.0,
+                    sum => 2.0 * r * p / sum,
+                });
                 ClassMetrics {
                     label: name.clone(),
                     support,
                     correct,
-                    accuracy: (support > 0).then(|| correct as f64 / support as f64),
+                    accuracy: recall,
+                    predicted,
+                    precision,
+                    f1,
                 }
             })
             .collect();
         let correct: usize = per_class.iter().map(|c| c.correct).sum();
         Ok(Metrics {
             accuracy: correct as f64 / truth.len() as f64,
+            macro_mean: Means::of(&per_class, |_| 1.0),
+            weighted: Means::of(&per_class, |c| c.support as f64),
             per_class,
             confusion,
         })
@@ -147,18 +207,38 @@ impl fmt::Display for Metrics {
             "accuracy: {:.2}% ({correct}/{total})",
             self.accuracy * 100.0
         )?;
+        let pct = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{:.1}%", v * 100.0));
+        let name = self
+            .per_class
+            .iter()
+            .map(|c| shorten(&c.label).chars().count())
+            .max()
+            .unwrap_or(0)
+            .max("weighted".len());
+        writeln!(
+            f,
+            "  {:<name$}  {:>8}  {:>9}  {:>7}  {:>7}",
+            "", "recall", "precision", "F1", "support"
+        )?;
         for c in &self.per_class {
-            match c.accuracy {
-                Some(a) => writeln!(
-                    f,
-                    "  {}: {:.2}% ({}/{})",
-                    c.label,
-                    a * 100.0,
-                    c.correct,
-                    c.support
-                )?,
-                None => writeln!(f, "  {}: no examples", c.label)?,
-            }
+            writeln!(
+                f,
+                "  {:<name$}  {:>8}  {:>9}  {:>7}  {:>7}",
+                shorten(&c.label),
+                pct(c.accuracy),
+                pct(c.precision),
+                pct(c.f1),
+                c.support
+            )?;
+        }
+        for (label, m) in [("macro", &self.macro_mean), ("weighted", &self.weighted)] {
+            writeln!(
+                f,
+                "  {label:<name$}  {:>8}  {:>9}  {:>7}  {total:>7}",
+                pct(m.recall),
+                pct(m.precision),
+                pct(m.f1)
+            )?;
         }
         write!(f, "{}", self.confusion_table())
     }

@@ -665,11 +665,38 @@ fn metrics_on_a_hand_checked_example() {
     assert!(lines[1].starts_with("cat") && lines[1].trim_end().ends_with('0'));
     let widths: Vec<usize> = lines.iter().map(|l| l.chars().count()).collect();
     assert!(widths.iter().all(|&w| w == widths[0]), "{table}");
+    // Precision is per predicted class (column sums 3, 2, 3), F1 their harmonic mean with recall.
+    let predicted_counts: Vec<usize> = m.per_class.iter().map(|c| c.predicted).collect();
+    assert_eq!(predicted_counts, vec![3, 2, 3]);
+    assert_eq!(m.per_class[1].precision, Some(0.5));
+    assert!((m.per_class[0].f1.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+    assert!((m.macro_mean.f1.unwrap() - 11.0 / 18.0).abs() < 1e-12);
+    assert!((m.weighted.f1.unwrap() - 5.0 / 8.0).abs() < 1e-12);
+    assert!((m.weighted.recall.unwrap() - m.accuracy).abs() < 1e-12);
     let shown = m.to_string();
-    assert!(
-        shown.contains("62.50%") && shown.contains("dog: 50.00% (1/2)"),
-        "{shown}"
+    let dog = shown
+        .lines()
+        .find(|l| l.trim_start().starts_with("dog"))
+        .unwrap();
+    let dog: Vec<&str> = dog.split_whitespace().collect();
+    assert_eq!(dog, ["dog", "50.0%", "50.0%", "50.0%", "2"], "{shown}");
+    assert!(shown.contains("62.50%") && shown.contains("macro") && shown.contains("weighted"));
+    // Where precision and recall differ: cat is always right when answered, dog always answered.
+    let two: Vec<String> = vec!["cat".into(), "dog".into()];
+    let m = Metrics::compute(&[0, 0, 1], &[0, 1, 1], &two).unwrap();
+    assert_eq!(
+        (m.per_class[0].accuracy, m.per_class[0].precision),
+        (Some(0.5), Some(1.0))
     );
+    assert_eq!(
+        (m.per_class[1].accuracy, m.per_class[1].precision),
+        (Some(1.0), Some(0.5))
+    );
+    assert!((m.per_class[1].f1.unwrap() - 2.0 / 3.0).abs() < 1e-12);
+    // A class never answered has no precision, and no F1; the means skip it.
+    let m = Metrics::compute(&[0, 1], &[0, 0], &two).unwrap();
+    assert_eq!((m.per_class[1].precision, m.per_class[1].f1), (None, None));
+    assert_eq!(m.macro_mean.precision, Some(0.5));
 
     let empty_class = Metrics::compute(&[0, 0], &[0, 1], &names).unwrap();
     assert_eq!(empty_class.per_class[1].accuracy, None);

@@ -69,7 +69,19 @@ fn a_recognizer_is_created_used_evaluated_exported_and_shared_by_threads() {
         .unwrap()
         .validation
         .clone();
-    assert!(validation.unwrap().accuracy >= 0.5);
+    let validation = validation.unwrap();
+    assert!(validation.accuracy >= 0.5);
+    // Each validation example's answer, cell by cell the confusion matrix, each file one of the
+    // folder's, of its class.
+    assert_eq!(report.validation.len(), 6);
+    let mut cells = vec![vec![0; 3]; 3];
+    for a in &report.validation {
+        cells[a.label][a.predicted] += 1;
+        let example = data.examples.iter().find(|e| e.path == a.file).unwrap();
+        assert_eq!(example.label, a.label);
+        assert!((0.0..=1.0).contains(&a.probability));
+    }
+    assert_eq!(cells, validation.confusion);
 
     let classifier = Arc::new(Classifier::new(created.recognizer, base.clone()).unwrap());
     let files: Vec<PathBuf> = data.examples.iter().map(|e| e.path.clone()).collect();

@@ -91,4 +91,36 @@ pub fn say_created(report: &CreateReport, training: Option<&TrainingRecord>, ui:
             None => ui.say("no validation split (--val-split 0)"),
         }
     }
+    say_mistakes(report, ui);
+}
+
+/// Names the validation examples the recognizer got wrong (at most [`MISTAKES_SHOWN`]; all of
+/// them are in `--json`).
+fn say_mistakes(report: &CreateReport, ui: Ui) {
+    const MISTAKES_SHOWN: usize = 10;
+    let class = |i: usize| report.split.get(i).map_or("?", |c| c.class.as_str());
+    let wrong: Vec<_> = report
+        .validation
+        .iter()
+        .filter(|a| a.label != a.predicted)
+        .collect();
+    if wrong.is_empty() {
+        return;
+    }
+    ui.say(format!(
+        "{} validation example(s) answered wrong:",
+        wrong.len()
+    ));
+    for a in wrong.iter().take(MISTAKES_SHOWN) {
+        ui.say(format!(
+            "  {} ({}) answered {} ({:.2})",
+            a.file.display(),
+            class(a.label),
+            class(a.predicted),
+            a.probability
+        ));
+    }
+    if wrong.len() > MISTAKES_SHOWN {
+        ui.say(format!("  ... and {} more", wrong.len() - MISTAKES_SHOWN));
+    }
 }
