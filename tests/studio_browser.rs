@@ -513,6 +513,15 @@ fn the_studio_collects_trains_tests_and_exports_in_chromium() {
         )
         .unwrap();
         assert_eq!(cells.len(), 9, "a 3 x 3 confusion matrix");
+        let per_class = client
+            .execute(
+                "return Array.from(document.querySelectorAll('table.per-class tr th:first-child'), \
+                 (th) => th.textContent);",
+                vec![],
+            )
+            .await
+            .unwrap();
+        assert_eq!(per_class, json!(["class", "fish", "planet", "tool"]));
         shots.take(&client, "trained").await;
 
         // A cell opens its examples: the tool row's diagonal cell shows as many as it counts.
