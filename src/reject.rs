@@ -113,9 +113,9 @@ pub struct Candidate {
     /// Answers scoring below it are unknown.
     pub threshold: f32,
     /// Share of the correct validation answers it keeps.
-    pub kept: f64,
+    pub kept: f32,
     /// Share of the out-of-class examples it rejects (`None` when there were none).
-    pub rejected: Option<f64>,
+    pub rejected: Option<f32>,
 }
 
 /// The out-of-class examples rules were judged on.
@@ -261,8 +261,8 @@ pub fn candidate(kind: ScoreKind, correct: &[f32], out: &[f32], accept: f32) -> 
     Some(Candidate {
         kind,
         threshold,
-        kept: 1.0 - share_rejected(correct, threshold).unwrap_or(0.0),
-        rejected: share_rejected(out, threshold),
+        kept: (1.0 - share_rejected(correct, threshold).unwrap_or(0.0)) as f32,
+        rejected: share_rejected(out, threshold).map(|r| r as f32),
     })
 }
 
@@ -401,7 +401,7 @@ pub fn calibrate(evidence: &Evidence, centroids: Centroids, accept: f32) -> Resu
     let others: Vec<String> = candidates
         .iter()
         .filter(|c| c.kind != chosen.kind)
-        .map(|c| format!("{} {}", c.kind.name(), percent(c.rejected)))
+        .map(|c| format!("{} {}", c.kind.name(), percent(c.rejected.map(f64::from))))
         .collect();
     let note = format!(
         "unknown below {} {:.4} (kept {:.1} % of {} correct validation answers; rejects {} of {} \
@@ -410,7 +410,7 @@ pub fn calibrate(evidence: &Evidence, centroids: Centroids, accept: f32) -> Resu
         chosen.threshold,
         100.0 * chosen.kept,
         correct.len(),
-        percent(chosen.rejected),
+        percent(chosen.rejected.map(f64::from)),
         judged.examples,
         judged.on,
         if others.is_empty() {
