@@ -11,11 +11,11 @@
 //! - `neighbour-cosine` (KNN indexes): the cosine similarity of the nearest stored example of the
 //!   class answered.
 //!
-//! **Calibration** ([`threshold_keeping`]): the threshold is the score of the `floor((1 - accept)
-//! * n)`-th lowest of the `n` correct validation answers (counting from 0), so at least `accept`
-//! of them score at or above it and are kept; an answer is unknown when its score is below the
-//! threshold (or not a number). Fewer than [`MIN_CORRECT`] correct validation answers give no
-//! rule, with a message saying so: a threshold set on one or two examples says nothing.
+//! **Calibration** ([`threshold_keeping`]): with `n` correct validation answers, the threshold is
+//! the score of the `floor((1 - accept) n)`-th lowest of them (counting from 0), so at least
+//! `accept` of them score at or above it and are kept; an answer is unknown when its score is
+//! below the threshold (or not a number). Fewer than [`MIN_CORRECT`] correct validation answers
+//! give no rule, with a message saying so: a threshold set on one or two examples says nothing.
 //!
 //! **Choice** ([`calibrate`]): both head rules are calibrated, then judged by the share of
 //! out-of-class examples each rejects at its threshold, and the one rejecting more is kept (ties:
@@ -242,7 +242,7 @@ pub fn threshold_keeping(correct: &[f32], accept: f32) -> Option<f32> {
 /// Whether an answer scoring `score` is unknown under `threshold` (a score that is not a number
 /// is unknown).
 pub fn is_unknown(score: f32, threshold: f32) -> bool {
-    !(score >= threshold)
+    score.is_nan() || threshold.is_nan() || score < threshold
 }
 
 /// Share of `scores` below `threshold`; `None` for no scores.

@@ -249,16 +249,12 @@ impl Facts<'_> {
             c,
             "- output `{}`: float32 `[N, {}]`, class probabilities (softmax) in the order of \
              `labels.txt`\n- output `{}`: int64 `[N]`, the most probable class's index\n- output \
-             `{}`: float32 `[N, {}]`, the base's embedding\n\nONNX opset {}; runs in ONNX \
-             Runtime and tract. The metadata (`metadata_props`) holds the labels, input format, \
-             preprocessing, base, training options, validation metrics and the unknown rule as \
-             JSON.",
+             `{}`: float32 `[N, {}]`, the base's embedding",
             super::PROBABILITIES,
             self.labels.len(),
             super::LABEL,
             super::EMBEDDING,
             self.embedding_dim,
-            self.opset
         );
         if let Some(rule) = self.unknown {
             let _ = writeln!(
@@ -270,6 +266,13 @@ impl Facts<'_> {
                 unknown_text(rule)
             );
         }
+        let _ = writeln!(
+            c,
+            "\nONNX opset {}; runs in ONNX Runtime and tract. The metadata (`metadata_props`) \
+             holds the labels, input format, preprocessing, base, training options, validation \
+             metrics and the unknown rule as JSON.",
+            self.opset
+        );
         let _ = writeln!(c, "\n## Validation\n");
         match self.training.and_then(|t| t.validation.as_ref()) {
             Some(m) => {

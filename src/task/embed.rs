@@ -66,6 +66,9 @@ pub fn embed_folder(
     Ok(Embedded { embeddings, report })
 }
 
+/// Files that could not be used, with why.
+pub type Skipped = Vec<(PathBuf, String)>;
+
 /// Embeddings `[m, dim]` of every file under `dir` (at any depth, see
 /// [`crate::dataset::files_under`]): examples of nothing a model knows. Files the base cannot use
 /// are skipped and returned with why; none usable is an error.
@@ -74,7 +77,7 @@ pub fn embed_unlabelled(
     dir: &Path,
     cache: &CacheOptions,
     progress: &dyn Progress,
-) -> Result<(Array2<f32>, Vec<(PathBuf, String)>)> {
+) -> Result<(Array2<f32>, Skipped)> {
     let files = crate::dataset::files_under(dir)?;
     let root = cache.root();
     let results = in_phase(progress, Phase::Embedding, files.len() as u64, |advance| {
