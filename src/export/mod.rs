@@ -41,6 +41,8 @@ pub const UNKNOWN: &str = "unknown";
 /// Name of the exported graph's rule-score output, float32 `[N]` (only with a rule): `unknown` is
 /// `score < threshold`, the threshold in the metadata's `graft.unknown`.
 pub const SCORE: &str = "score";
+/// Oldest ONNX opset the unknown rule's operators run at (GatherElements).
+pub const UNKNOWN_OPSET: i64 = 11;
 /// Name of the image input of an [`InputForm::Image`] export, `uint8 [N, H, W, 3]`.
 pub const IMAGE_INPUT: &str = "image";
 /// File written beside the export: one label a line.
@@ -214,6 +216,17 @@ pub fn export_onnx(
     let spec = base.input_spec()?;
     let mut model = base.model_proto()?;
     let (form, tensor_because) = choose_form(options.input, spec, &model)?;
+    let opset_then = match form {
+        InputForm::Image => preprocess::default_opset(&model).max(IMAGE_OPSET),
+        InputForm::Tensor => preprocess::default_opset(&model),
+    };
+    if unknown.is_some() && opset_then < UNKNOWN_OPSET {
+        return Err(Error::Invalid(format!(
+            "the base imports ONNX opset {opset_then}, older than the {UNKNOWN_OPSET} the unknown \
+             rule's operators need (GatherElements): export it as an image-in file, or train \
+             with --accept 0 for a recognizer without the rule"
+        )));
+    }
     let model_path = base.path().to_path_buf();
     let graph = model.graph.as_mut().ok_or_else(|| Error::Model {
         path: model_path.clone(),
@@ -467,8 +480,8 @@ fn append_head(
 /// Appends the "unknown" rule after the head: `score` (float32 `[N]`: the answered class's
 /// probability, or the cosine similarity of the centred embedding to its centroid) and
 /// `unknown` (bool `[N]`: `score < threshold`), and declares both outputs. Only operators of
-/// opset 11 or older whose form has not changed since (ArgMax, GatherElements, Sub, Mul, MatMul,
-/// Sqrt, Max, Div, Reshape, Less), so it runs at the base's own opset too.
+/// opset [`UNKNOWN_OPSET`] or older whose form has not changed since (ArgMax, GatherElements,
+/// Sub, Mul, MatMul, Sqrt, Max, Div, Reshape, Less), so it runs at the base's own opset too.
 fn append_unknown(
     graph: &mut pb::GraphProto,
     names: &mut Names,
