@@ -201,6 +201,32 @@ pub fn stratified_split(
     Ok((train, val))
 }
 
+/// Every file under `dir` at any depth (hidden entries skipped, symbolic links to folders not
+/// followed), sorted: examples without labels, such as examples of nothing a model knows. An
+/// error when `dir` cannot be read or holds no file.
+pub fn files_under(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut files = Vec::new();
+    let mut folders = vec![dir.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for path in sorted_entries(&folder)? {
+            if is_hidden(&path) {
+                continue;
+            }
+            let meta = std::fs::symlink_metadata(&path).map_err(|e| Error::io(&path, e))?;
+            if meta.is_dir() {
+                folders.push(path);
+            } else if path.is_file() {
+                files.push(path);
+            }
+        }
+    }
+    files.sort();
+    if files.is_empty() {
+        return Err(Error::Dataset(format!("{} holds no files", dir.display())));
+    }
+    Ok(files)
+}
+
 fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     let read = std::fs::read_dir(dir).map_err(|e| Error::io(dir, e))?;
     let mut paths = Vec::new();

@@ -14,6 +14,9 @@
 //!    ([`export::export_onnx`]).
 //! 5. Or skip training: a [`knn::Knn`] classifier over the same embeddings.
 //!
+//! Both answer "unknown" when a rule calibrated on the validation split ([`reject`]) says an
+//! example is like none of their classes.
+//!
 //! [`task`] runs each of these flows as one call (what the `graft` command line runs), with one
 //! options struct each; `doc/ARCHITECTURE.md` draws the modules and which may import which.
 //!
@@ -49,6 +52,7 @@ pub mod metrics;
 pub mod pose;
 pub mod progress;
 pub mod recognizer;
+pub mod reject;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod task;

@@ -3,7 +3,7 @@
 //!
 //! Windows of the base's clip length (1 s) start every `(1 - overlap)` clips. A window *fires* when
 //! its most probable class is a word (not [`BACKGROUND_NOISE`] or `_unknown_`) with probability at
-//! least the threshold. Consecutive firing windows are one utterance, reported when it ends as the
+//! least the threshold, and the recognizer's "unknown" rule does not reject it. Consecutive firing windows are one utterance, reported when it ends as the
 //! word with the highest summed probability over its windows (windows that cut a word in half
 //! often say another word), at that word's most confident window; after a report, windows
 //! starting within the suppression time are ignored. [`Listener`] takes audio in chunks (live use);
@@ -232,8 +232,11 @@ impl<'a> Listener<'a> {
         }
         let embeddings = self.base.embed(input.into_dyn().view())?;
         let probabilities = self.recognizer.probabilities(embeddings.view())?;
+        let unknown = self
+            .recognizer
+            .unknown(embeddings.view(), probabilities.view())?;
         let mut found = Vec::new();
-        for (&start, row) in starts.iter().zip(probabilities.rows()) {
+        for ((&start, row), unknown) in starts.iter().zip(probabilities.rows()).zip(unknown) {
             let (class, p) = row
                 .iter()
                 .copied()
@@ -246,7 +249,11 @@ impl<'a> Listener<'a> {
             let window = &self.buffer[from..from + clip];
             let audible = level_db(window) >= self.options.silence_db;
             let centred = off_centre(window) <= self.options.centring;
-            let fires = self.is_word[class] && p >= self.options.threshold && audible && centred;
+            let fires = self.is_word[class]
+                && p >= self.options.threshold
+                && !unknown
+                && audible
+                && centred;
             if !fires {
                 found.extend(self.close_utterance());
                 continue;

@@ -3,7 +3,10 @@
 //!
 //! File layout: tensors `layers.<i>.weight` `[in, out]` and `layers.<i>.bias` `[out]`, and under the
 //! `graft` key of `__metadata__` a JSON document ([`RecognizerMeta`]): format, graft version, labels,
-//! the base reference (name, sha256, cut, embedding size, preprocessing) and the training record.
+//! the base reference (name, sha256, cut, embedding size, preprocessing), the training record and
+//! the "unknown" rule ([`RejectRule`]); a `centroid-cosine` rule's centroids are the tensors
+//! `unknown.mean` `[dim]` and `unknown.centroids` `[classes, dim]`. Files without a rule (saved
+//! before rules existed) load, and never answer unknown.
 
 use std::path::Path;
 
@@ -14,6 +17,7 @@ use crate::base::BaseRef;
 use crate::embeddings::Embeddings;
 use crate::head::{Dense, Examples, Head, HeadBackend};
 use crate::metrics::Metrics;
+use crate::reject::{self, Calibration, Centroids, Evidence, RejectRule, ScoreKind, UnknownReport};
 use crate::tensor_file::{self, Entry, TensorFile};
 use crate::train::{train, EpochRecord, TrainOptions, TrainReport};
 use crate::{Error, Result};
@@ -28,6 +32,7 @@ pub struct Recognizer {
     labels: Vec<String>,
     base: BaseRef,
     training: Option<TrainingRecord>,
+    unknown: Option<RejectRule>,
 }
 
 /// The settings and results of the training run that made a recognizer.
@@ -43,13 +48,19 @@ pub struct TrainingRecord {
     pub val_counts: Vec<usize>,
 }
 
-/// One example's answer: the most likely class, then the top classes with their probabilities.
+/// One example's answer: the most likely class, then the top classes with their probabilities,
+/// and whether the model's "unknown" rule rejects it (`label` is then the closest class, not an
+/// answer).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     pub label: String,
     pub probability: f32,
     /// The `top_k` most probable classes, most probable first.
     pub top: Vec<(String, f32)>,
+    /// True when the example is like none of the classes (see [`crate::reject`]); always false
+    /// for a model without a rule.
+    #[serde(default)]
+    pub unknown: bool,
 }
 
 /// The JSON document stored with the weights.
@@ -61,6 +72,9 @@ pub struct RecognizerMeta {
     pub base: BaseRef,
     pub hidden: Vec<usize>,
     pub training: Option<TrainingRecord>,
+    /// The "unknown" rule; absent in files saved before rules existed.
+    #[serde(default)]
+    pub unknown: Option<RejectRule>,
 }
 
 /// The most likely class and the `top_k` best classes (at least one) of each row of class
@@ -88,6 +102,7 @@ pub fn answers(probs: ArrayView2<f32>, labels: &[String], top_k: usize) -> Resul
                 label: top[0].0.clone(),
                 probability: top[0].1,
                 top,
+                unknown: false,
             }
         })
         .collect())
@@ -105,6 +120,7 @@ impl Recognizer {
             labels,
             base,
             training: None,
+            unknown: None,
         })
     }
 
@@ -156,6 +172,7 @@ impl Recognizer {
             labels: train_set.classes().to_vec(),
             base: train_set.base().clone(),
             training: None,
+            unknown: None,
         };
         let validation = if val_set.is_empty() {
             None
@@ -177,16 +194,120 @@ impl Recognizer {
         self.head.probabilities(embeddings)
     }
 
-    /// The most likely class and the `top_k` best classes of each embedding.
+    /// The most likely class and the `top_k` best classes of each embedding, flagged unknown
+    /// where the rule rejects it.
     pub fn predict(&self, embeddings: ArrayView2<f32>, top_k: usize) -> Result<Vec<Prediction>> {
         let probs = self.probabilities(embeddings)?;
-        answers(probs.view(), &self.labels, top_k)
+        let unknown = self.unknown(embeddings, probs.view())?;
+        let mut out = answers(probs.view(), &self.labels, top_k)?;
+        for (p, u) in out.iter_mut().zip(unknown) {
+            p.unknown = u;
+        }
+        Ok(out)
+    }
+
+    /// The "unknown" rule; `None`: nothing is unknown.
+    pub fn unknown_rule(&self) -> Option<&RejectRule> {
+        self.unknown.as_ref()
+    }
+
+    /// Replaces the "unknown" rule (a `centroid-cosine` one must hold centroids of this
+    /// recognizer's classes and embedding size).
+    pub fn set_unknown_rule(&mut self, rule: Option<RejectRule>) -> Result<()> {
+        if let Some(rule) = &rule {
+            check_rule(rule, self.labels.len(), self.base.embedding_dim).map_err(Error::Invalid)?;
+        }
+        self.unknown = rule;
+        Ok(())
+    }
+
+    /// Whether the rule rejects each row's answer, given its embedding and the probabilities
+    /// computed from it (all false without a rule).
+    pub fn unknown(
+        &self,
+        embeddings: ArrayView2<f32>,
+        probs: ArrayView2<f32>,
+    ) -> Result<Vec<bool>> {
+        let Some(rule) = &self.unknown else {
+            return Ok(vec![false; probs.nrows()]);
+        };
+        let scores = reject::head_scores(rule.kind, probs, embeddings, rule.centroids.as_ref())?;
+        Ok(scores
+            .into_iter()
+            .map(|s| reject::is_unknown(s, rule.threshold))
+            .collect())
+    }
+
+    /// Calibrates the "unknown" rule (see [`crate::reject`]) to keep `accept` of the correct
+    /// answers on `val`, with centroids from `train`, judged on `out` (embeddings `[m, dim]` of
+    /// nothing the recognizer knows) when given, and keeps it; the calibration's note says what
+    /// was chosen, or why there is no rule.
+    pub fn calibrate_unknown(
+        &mut self,
+        train: &Embeddings,
+        val: &Embeddings,
+        out: Option<ArrayView2<f32>>,
+        accept: f32,
+    ) -> Result<Calibration> {
+        self.check_base(train.base())?;
+        self.check_base(val.base())?;
+        let classes = self.labels.len();
+        let centroids = Centroids::fit(train.vectors(), train.labels(), classes)?;
+        let val_logits = self.head.logits(val.vectors())?;
+        let out_logits = out.map(|o| self.head.logits(o)).transpose()?;
+        let evidence = Evidence {
+            val_logits: val_logits.view(),
+            val_embeddings: val.vectors(),
+            val_labels: val.labels(),
+            out: out.zip(out_logits.as_ref()).map(|(e, l)| (l.view(), e)),
+        };
+        let calibration = reject::calibrate(&evidence, centroids, accept)?;
+        self.set_unknown_rule(calibration.rule.clone())?;
+        Ok(calibration)
+    }
+
+    /// In-class acceptance on labelled embeddings (classes matched by name, as
+    /// [`Recognizer::evaluate`] does) and out-of-class rejection on `out` (`[m, dim]`, examples
+    /// of nothing the recognizer knows; may be empty).
+    pub fn evaluate_unknown(
+        &self,
+        data: &Embeddings,
+        out: ArrayView2<f32>,
+    ) -> Result<UnknownReport> {
+        let truth = self.truth(data)?;
+        let probs = self.probabilities(data.vectors())?;
+        let unknown = self.unknown(data.vectors(), probs.view())?;
+        let predicted = crate::head::argmax_rows(probs.view());
+        let in_class: Vec<(bool, bool)> = truth
+            .iter()
+            .zip(predicted)
+            .zip(unknown)
+            .map(|((t, p), u)| (*t == p, u))
+            .collect();
+        let out_unknown = if out.nrows() == 0 {
+            Vec::new()
+        } else {
+            let out_probs = self.probabilities(out)?;
+            self.unknown(out, out_probs.view())?
+        };
+        Ok(UnknownReport::count(
+            self.unknown.as_ref(),
+            &in_class,
+            &out_unknown,
+        ))
     }
 
     /// Accuracy, per-class accuracy and confusion matrix on labelled embeddings. Their classes are
     /// matched to the recognizer's by name (a subset in any order is fine); a class the recognizer
     /// does not know is an error, as are embeddings from another base.
     pub fn evaluate(&self, data: &Embeddings) -> Result<Metrics> {
+        let truth = self.truth(data)?;
+        let predicted = self.head.predict(data.vectors().view())?;
+        Metrics::compute(&truth, &predicted, &self.labels)
+    }
+
+    /// Each example's class as an index into this recognizer's labels (matched by name).
+    fn truth(&self, data: &Embeddings) -> Result<Vec<usize>> {
         self.check_base(data.base())?;
         let mapping = data
             .classes()
@@ -207,13 +328,11 @@ impl Recognizer {
                 self.labels.join(", ")
             )));
         }
-        let truth: Vec<usize> = data
+        Ok(data
             .labels()
             .iter()
             .map(|&l| mapping[l].unwrap_or_default())
-            .collect();
-        let predicted = self.head.predict(data.vectors().view())?;
-        Metrics::compute(&truth, &predicted, &self.labels)
+            .collect())
     }
 
     /// A [`Error::BaseMismatch`] unless `other` is the base this recognizer was trained on.
@@ -230,6 +349,7 @@ impl Recognizer {
             base: self.base.clone(),
             hidden: self.head.spec().hidden,
             training: self.training.clone(),
+            unknown: self.unknown.clone(),
         }
     }
 
@@ -247,6 +367,19 @@ impl Recognizer {
                 format!("layers.{i}.bias"),
                 vec![layer.bias.len()],
                 &layer.bias.to_vec(),
+            ));
+        }
+        if let Some(c) = self.unknown.as_ref().and_then(|r| r.centroids.as_ref()) {
+            let unit = c.unit.as_standard_layout();
+            entries.push(Entry::f32(
+                UNKNOWN_MEAN,
+                vec![c.mean.len()],
+                &c.mean.to_vec(),
+            ));
+            entries.push(Entry::f32(
+                UNKNOWN_CENTROIDS,
+                unit.shape().to_vec(),
+                unit.as_slice().unwrap_or(&[]),
             ));
         }
         let json =
@@ -277,12 +410,54 @@ impl Recognizer {
         let head = Head { layers };
         head.check().map_err(|e| file.error(e))?;
         fits(&head, &meta.labels, &meta.base).map_err(|e| file.error(e))?;
+        let mut unknown = meta.unknown;
+        if let Some(rule) = unknown.as_mut() {
+            if rule.kind == ScoreKind::CentroidCosine || file.has(UNKNOWN_CENTROIDS) {
+                let (ms, mean) = file.f32(UNKNOWN_MEAN, 1)?;
+                let (cs, unit) = file.f32(UNKNOWN_CENTROIDS, 2)?;
+                rule.centroids = Some(Centroids {
+                    mean: Array1::from_shape_vec(ms[0], mean).map_err(|e| file.error(e))?,
+                    unit: Array2::from_shape_vec((cs[0], cs[1]), unit)
+                        .map_err(|e| file.error(e))?,
+                });
+            }
+            check_rule(rule, meta.labels.len(), meta.base.embedding_dim)
+                .map_err(|e| file.error(e))?;
+        }
         Ok(Recognizer {
             head,
             labels: meta.labels,
             base: meta.base,
             training: meta.training,
+            unknown,
         })
+    }
+}
+
+/// Tensors of a `centroid-cosine` rule: the training mean and the unit class centroids.
+const UNKNOWN_MEAN: &str = "unknown.mean";
+const UNKNOWN_CENTROIDS: &str = "unknown.centroids";
+
+/// Why `rule` cannot be a recognizer's of `classes` classes of `dim`-d embeddings, if so.
+fn check_rule(rule: &RejectRule, classes: usize, dim: usize) -> std::result::Result<(), String> {
+    if !rule.threshold.is_finite() || !(0.0..=1.0).contains(&rule.accept) {
+        return Err(format!(
+            "unknown rule with threshold {} and accept {}",
+            rule.threshold, rule.accept
+        ));
+    }
+    match (rule.kind, &rule.centroids) {
+        (ScoreKind::MaxProbability, None) => Ok(()),
+        (ScoreKind::CentroidCosine, Some(c)) => c.check(classes, dim),
+        (kind, _) => Err(format!(
+            "a {} unknown rule {} centroids",
+            kind.name(),
+            if rule.centroids.is_some() {
+                "with"
+            } else {
+                "without"
+            }
+        )),
     }
 }
 
@@ -427,6 +602,77 @@ mod tests {
         wrong.save(&path).unwrap();
         let err = Recognizer::load(&path).unwrap_err().to_string();
         assert!(err.contains("labels"), "{err}");
+    }
+
+    #[test]
+    fn the_unknown_rule_is_calibrated_applied_saved_and_loaded() {
+        let (mut rec, val) = trained();
+        let (train_set, _) = blobs(20, 1).split(0.3, 42).unwrap();
+        // Far from every blob in the dimensions no class uses.
+        let far = Array2::from_shape_fn((6, 8), |(i, d)| if d >= 3 { 4.0 + i as f32 } else { 0.0 });
+        let calibration = rec
+            .calibrate_unknown(&train_set, &val, Some(far.view()), 0.9)
+            .unwrap();
+        let rule = calibration.rule.clone().expect(&calibration.note);
+        assert_eq!(rec.unknown_rule(), Some(&rule));
+        let report = rec.evaluate_unknown(&val, far.view()).unwrap();
+        assert!(report.correct_acceptance().unwrap() >= 0.9, "{report}");
+        assert!(
+            report.rejection().unwrap() > 0.5,
+            "{report} {}",
+            calibration.note
+        );
+        let flagged: Vec<bool> = rec
+            .predict(far.view(), 1)
+            .unwrap()
+            .iter()
+            .map(|p| p.unknown)
+            .collect();
+        assert_eq!(
+            flagged.iter().filter(|u| **u).count(),
+            report.out_of_class_rejected
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rec.safetensors");
+        for kind in [ScoreKind::MaxProbability, ScoreKind::CentroidCosine] {
+            let candidate = rule.candidates.iter().find(|c| c.kind == kind).unwrap();
+            let mut this = rule.clone();
+            this.kind = kind;
+            this.threshold = candidate.threshold;
+            if kind == ScoreKind::CentroidCosine && this.centroids.is_none() {
+                this.centroids =
+                    Some(Centroids::fit(train_set.vectors(), train_set.labels(), 3).unwrap());
+            }
+            if kind == ScoreKind::MaxProbability {
+                this.centroids = None;
+            }
+            rec.set_unknown_rule(Some(this.clone())).unwrap();
+            rec.save(&path).unwrap();
+            let back = Recognizer::load(&path).unwrap();
+            assert_eq!(back.unknown_rule(), Some(&this));
+            assert_eq!(
+                back.predict(far.view(), 2).unwrap(),
+                rec.predict(far.view(), 2).unwrap()
+            );
+        }
+        // A max-probability rule with centroids, or a centroid one without, is refused.
+        let mut wrong = rule.clone();
+        wrong.kind = ScoreKind::CentroidCosine;
+        wrong.centroids = None;
+        assert!(rec.set_unknown_rule(Some(wrong)).is_err());
+
+        // Without a rule (as files saved before rules existed) nothing is unknown.
+        rec.set_unknown_rule(None).unwrap();
+        assert!(rec
+            .predict(far.view(), 1)
+            .unwrap()
+            .iter()
+            .all(|p| !p.unknown));
+        let mut meta = serde_json::to_value(rec.meta()).unwrap();
+        meta.as_object_mut().unwrap().remove("unknown");
+        let old: RecognizerMeta = serde_json::from_value(meta).unwrap();
+        assert!(old.unknown.is_none());
     }
 
     #[test]

@@ -143,6 +143,11 @@ impl TensorFile {
         Ok((view.shape().to_vec(), data))
     }
 
+    /// Whether the file holds a tensor named `name`.
+    pub fn has(&self, name: &str) -> bool {
+        self.tensors().is_ok_and(|t| t.tensor(name).is_ok())
+    }
+
     /// An error about this file.
     pub fn error(&self, msg: impl std::fmt::Display) -> Error {
         Error::Recognizer {

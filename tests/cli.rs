@@ -223,6 +223,7 @@ fn train_predict_eval_export_and_knn_verbs() {
         .zip(preds)
     {
         assert_eq!(a["label"], b["label"]);
+        assert_eq!(a["unknown"], b["unknown"]);
         let (p, q) = (
             a["probability"].as_f64().unwrap(),
             b["probability"].as_f64().unwrap(),

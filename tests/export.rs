@@ -72,6 +72,7 @@ fn check_roundtrip(base: &BaseModel, head: &Head) {
         head,
         &names,
         None,
+        None,
         &ExportOptions::default(),
         &out,
         None,
@@ -84,7 +85,7 @@ fn check_roundtrip(base: &BaseModel, head: &Head) {
     let image = ExportOptions {
         input: Some(InputForm::Image),
     };
-    let err = export_onnx(base, head, &names, None, &image, &out, None).unwrap_err();
+    let err = export_onnx(base, head, &names, None, None, &image, &out, None).unwrap_err();
     assert!(
         err.to_string().contains("export with input tensor"),
         "{err}"
@@ -154,12 +155,13 @@ fn mismatched_head_or_labels_are_refused() {
     let out = dir.path().join("x.onnx");
     let opts = ExportOptions::default();
     let wrong_dim = random_head(&[base.embedding_dim() + 1, 2], 3);
-    let err = export_onnx(&base, &wrong_dim, &labels(2), None, &opts, &out, None).unwrap_err();
+    let err =
+        export_onnx(&base, &wrong_dim, &labels(2), None, None, &opts, &out, None).unwrap_err();
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     let head = random_head(&[base.embedding_dim(), 2], 3);
-    let err = export_onnx(&base, &head, &labels(3), None, &opts, &out, None).unwrap_err();
+    let err = export_onnx(&base, &head, &labels(3), None, None, &opts, &out, None).unwrap_err();
     assert!(matches!(err, Error::Invalid(_)), "{err:?}");
     let empty = Head { layers: vec![] };
-    assert!(export_onnx(&base, &empty, &[], None, &opts, &out, None).is_err());
+    assert!(export_onnx(&base, &empty, &[], None, None, &opts, &out, None).is_err());
     assert!(!out.exists());
 }

@@ -382,6 +382,7 @@ fn turned_photos_are_recognised_and_the_export_agrees() {
         head,
         recognizer.labels(),
         None,
+        None,
         &options,
         &onnx,
         None,

@@ -133,7 +133,9 @@ fn a_recognizer_is_created_used_evaluated_exported_and_shared_by_threads() {
     let junk = classifier.predict_bytes(b"not an image", "junk.png", 1);
     assert!(junk.unwrap_err().to_string().contains("junk.png"));
 
-    let evaluation = classifier.evaluate(&data, &no_cache(), &Silent).unwrap();
+    let evaluation = classifier
+        .evaluate(&data, None, &no_cache(), &Silent)
+        .unwrap();
     assert_eq!(evaluation.metrics.accuracy, right as f64 / 18.0);
     let dir = tempfile::tempdir().unwrap();
     let exported = classifier
@@ -308,6 +310,8 @@ fn recognizers_and_indexes_saved_by_the_previous_version_answer_as_they_did() {
         for (now, then) in now.iter().zip(&then) {
             let now = now.answer.as_ref().unwrap();
             assert_eq!(now.label, then["label"].as_str().unwrap(), "{recognizer}");
+            // Saved before unknown rules existed: never unknown.
+            assert!(!now.unknown, "{recognizer}: {now:?}");
             let p = then["probability"].as_f64().unwrap() as f32;
             assert!(
                 (now.probability - p).abs() < 1e-5,
@@ -328,6 +332,7 @@ fn recognizers_and_indexes_saved_by_the_previous_version_answer_as_they_did() {
     for (now, then) in now.iter().zip(previous_answers("knn-predictions.json")) {
         let now = now.answer.as_ref().unwrap();
         assert_eq!(now.label, then["prediction"]["label"].as_str().unwrap());
+        assert!(!now.unknown);
     }
 }
 

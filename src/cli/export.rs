@@ -42,6 +42,13 @@ pub fn run(args: ExportArgs, ui: Ui) -> Result<()> {
         r.labels.display(),
         r.model_card.display()
     ));
+    if let Some(rule) = classifier.recognizer().unknown_rule() {
+        ui.say(format!(
+            "and 'score' [N], 'unknown' [N] (true when score < {} by {})",
+            rule.threshold,
+            rule.kind.name()
+        ));
+    }
     if let Some(why) = &r.tensor_because {
         ui.say(format!("it takes the prepared tensor, not images: {why}"));
     }
@@ -56,6 +63,7 @@ pub fn run(args: ExportArgs, ui: Ui) -> Result<()> {
         "opset": r.opset,
         "labels_file": r.labels,
         "model_card": r.model_card,
+        "unknown": classifier.recognizer().unknown_rule(),
     }));
     Ok(())
 }

@@ -9,6 +9,7 @@ use graft::base::EngineOptions;
 use graft::cache::CacheOptions;
 use graft::dataset::Dataset;
 use graft::gpu::DeviceChoice;
+use graft::reject::UnknownOptions;
 use graft::task::KnnClassifier;
 use serde_json::json;
 
@@ -27,6 +28,8 @@ pub enum KnnCommand {
         #[command(flatten)]
         base: BaseArgs,
         #[command(flatten)]
+        unknown: UnknownOptions,
+        #[command(flatten)]
         cache: CacheOptions,
         /// Where to write the index.
         #[arg(short, long, default_value = "index.safetensors")]
@@ -40,7 +43,7 @@ pub enum KnnCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
         /// Number of neighbours that vote.
-        #[arg(short, long, default_value_t = 3)]
+        #[arg(short, long, default_value_t = graft::knn::DEFAULT_K)]
         k: usize,
         /// Where the similarity product runs: auto, cpu or gpu. Default: $GRAFT_DEVICE, else auto.
         #[arg(long)]
@@ -57,12 +60,14 @@ pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
         KnnCommand::Build {
             data,
             base,
+            unknown,
             cache,
             out,
         } => {
             let model = Arc::new(base.open(ui)?);
             let data = Dataset::from_folder(&data)?;
-            let (index, embedded) = KnnClassifier::build(model, &data, &cache, &ui.progress())?;
+            let (index, embedded, note) =
+                KnnClassifier::build_with(model, &data, &unknown, &cache, &ui.progress())?;
             say_embedded(&embedded, ui);
             let knn = index.knn();
             knn.save(&out)?;
@@ -70,8 +75,9 @@ pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
             for (label, n) in &counts {
                 ui.say(format!("{label:<16} {n:>6}"));
             }
+            ui.say(&note);
             ui.say(format!("saved {} ({} examples)", out.display(), knn.len()));
-            ui.finish(json!({ "index": out, "classes": counts }));
+            ui.finish(json!({ "index": out, "classes": counts, "unknown": knn.unknown_rule() }));
         }
         KnnCommand::Classify {
             index,
@@ -90,7 +96,11 @@ pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
                     .filter(|(_, c)| *c > 0.0)
                     .map(|(l, c)| format!("{l} {c:.2}"))
                     .collect();
-                let line = format!("{}  ({})", p.label, votes.join(", "));
+                let answer = match p.unknown {
+                    true => format!("unknown (closest: {})", p.label),
+                    false => p.label.clone(),
+                };
+                let line = format!("{answer}  ({})", votes.join(", "));
                 (line, json!({ "prediction": p }))
             })?;
         }

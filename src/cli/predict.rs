@@ -37,6 +37,10 @@ pub struct EvalArgs {
     /// Folder with one sub-folder of examples per class (class names as in training).
     #[arg(long)]
     pub data: PathBuf,
+    /// Folder of examples of nothing the recognizer knows (files at any depth): report the share
+    /// its "unknown" rule rejects.
+    #[arg(long, value_name = "DIR")]
+    pub unknown_data: Option<PathBuf>,
     #[command(flatten)]
     pub cache: CacheOptions,
     #[command(flatten)]
@@ -48,10 +52,19 @@ pub fn run(args: PredictArgs, ui: Ui) -> Result<()> {
     let answers = predictor.predict_files(&args.files, args.top_k, &args.cache, &ui.progress())?;
     report_answers(answers, ui, |p| {
         let top: Vec<String> = p.top.iter().map(|(l, q)| format!("{l} {q:.3}")).collect();
-        let line = format!("{}  ({})", p.label, top.join(", "));
+        let answer = match p.unknown {
+            true => format!("unknown (closest: {})", p.label),
+            false => p.label.clone(),
+        };
+        let line = format!("{answer}  ({})", top.join(", "));
         (
             line,
-            json!({ "label": p.label, "probability": p.probability, "top": p.top }),
+            json!({
+                "label": p.label,
+                "probability": p.probability,
+                "top": p.top,
+                "unknown": p.unknown,
+            }),
         )
     })
 }
@@ -94,13 +107,25 @@ pub fn report_answers<T>(
 pub fn eval(args: EvalArgs, ui: Ui) -> Result<()> {
     let classifier = Classifier::load(&args.recognizer, &args.engine, &ui.progress())?;
     let data = Dataset::from_folder(&args.data)?;
-    let evaluation = classifier.evaluate(&data, &args.cache, &ui.progress())?;
+    let unknown_data = args.unknown_data.as_deref();
+    let evaluation = classifier.evaluate(&data, unknown_data, &args.cache, &ui.progress())?;
     say_embedded(&evaluation.embedded, ui);
+    for (path, err) in &evaluation.unknown_skipped {
+        ui.warn(format!("skipped {}: {err}", path.display()));
+    }
     ui.say(evaluation.metrics.to_string());
+    let unknown = &evaluation.unknown;
+    ui.say(unknown.to_string());
     ui.finish(json!({
         "recognizer": args.recognizer,
         "data": args.data,
         "metrics": evaluation.metrics,
+        "unknown": {
+            "report": unknown,
+            "in_class_acceptance": unknown.acceptance(),
+            "correct_acceptance": unknown.correct_acceptance(),
+            "out_of_class_rejection": unknown.rejection(),
+        },
     }));
     Ok(())
 }

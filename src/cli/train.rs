@@ -42,6 +42,7 @@ pub fn run(args: TrainArgs, ui: Ui) -> Result<()> {
         "labels": r.labels(),
         "base": r.base(),
         "training": r.training(),
+        "unknown": r.unknown_rule(),
         "report": created.report,
     }));
     Ok(())
@@ -91,6 +92,7 @@ pub fn say_created(report: &CreateReport, training: Option<&TrainingRecord>, ui:
             None => ui.say("no validation split (--val-split 0)"),
         }
     }
+    ui.say(&report.unknown);
     say_mistakes(report, ui);
 }
 

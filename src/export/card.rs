@@ -7,6 +7,7 @@ use serde_json::{json, Value};
 
 use crate::input::InputSpec;
 use crate::recognizer::TrainingRecord;
+use crate::reject::RejectRule;
 use crate::zoo::Manifest;
 use crate::{Error, Result};
 
@@ -31,6 +32,8 @@ pub struct Facts<'a> {
     /// The base's zoo manifest, when it is a zoo model.
     pub manifest: Option<&'a Manifest>,
     pub training: Option<&'a TrainingRecord>,
+    /// The "unknown" rule the graph applies (outputs `unknown` and `score`).
+    pub unknown: Option<&'a RejectRule>,
     pub opset: i64,
 }
 
@@ -91,7 +94,7 @@ impl Facts<'_> {
     }
 
     fn outputs_json(&self) -> Value {
-        let outputs = [
+        let mut outputs = vec![
             (
                 super::PROBABILITIES,
                 "float32 [N, classes], softmax".to_string(),
@@ -105,6 +108,10 @@ impl Facts<'_> {
                 format!("float32 [N, {}], the base's embedding", self.embedding_dim),
             ),
         ];
+        if let Some(rule) = self.unknown {
+            outputs.push((super::SCORE, score_text(rule)));
+            outputs.push((super::UNKNOWN, unknown_text(rule)));
+        }
         Value::Object(
             outputs
                 .into_iter()
@@ -134,6 +141,10 @@ impl Facts<'_> {
             ("graft.base_sha256".into(), self.base_sha256.to_string()),
             ("graft.base_cut".into(), self.base_cut.to_string()),
         ];
+        props.push((
+            "graft.unknown".into(),
+            to_json("unknown rule", &self.unknown)?,
+        ));
         if let Some(t) = self.training {
             let training = json!({
                 "options": t.options,
@@ -238,14 +249,28 @@ impl Facts<'_> {
             c,
             "- output `{}`: float32 `[N, {}]`, class probabilities (softmax) in the order of \
              `labels.txt`\n- output `{}`: int64 `[N]`, the most probable class's index\n- output \
-             `{}`: float32 `[N, {}]`, the base's embedding\n\nONNX opset {}; runs in ONNX \
-             Runtime and tract. The metadata (`metadata_props`) holds the labels, input format, \
-             preprocessing, base, training options and validation metrics as JSON.",
+             `{}`: float32 `[N, {}]`, the base's embedding",
             super::PROBABILITIES,
             self.labels.len(),
             super::LABEL,
             super::EMBEDDING,
             self.embedding_dim,
+        );
+        if let Some(rule) = self.unknown {
+            let _ = writeln!(
+                c,
+                "- output `{}`: {}\n- output `{}`: {}",
+                super::SCORE,
+                score_text(rule),
+                super::UNKNOWN,
+                unknown_text(rule)
+            );
+        }
+        let _ = writeln!(
+            c,
+            "\nONNX opset {}; runs in ONNX Runtime and tract. The metadata (`metadata_props`) \
+             holds the labels, input format, preprocessing, base, training options, validation \
+             metrics and the unknown rule as JSON.",
             self.opset
         );
         let _ = writeln!(c, "\n## Validation\n");
@@ -281,13 +306,32 @@ impl Facts<'_> {
                 let _ = writeln!(c, "No validation split was measured.");
             }
         }
+        let unknown = match self.unknown {
+            Some(rule) => format!(
+                "It answers `unknown` (output `{}`) for inputs unlike its classes: the rule was \
+                 set to keep {:.0} % of the correct validation answers ({} of them), and \
+                 rejected {} of {} {} out-of-class examples; inputs close to a class are still \
+                 answered as that class.",
+                super::UNKNOWN,
+                100.0 * rule.accept,
+                rule.calibrated_on,
+                rule.candidates
+                    .iter()
+                    .find(|c| c.kind == rule.kind)
+                    .and_then(|c| c.rejected)
+                    .map_or("-".into(), |r| format!("{:.1} %", 100.0 * r)),
+                rule.judged.examples,
+                rule.judged.on
+            ),
+            None => "It always answers one of its classes, also for inputs that belong to none \
+                     of them: check the probability before acting on an answer."
+                .into(),
+        };
         let _ = writeln!(
             c,
             "\n## Intended use\n\nSorting {kind}s like the training examples into the classes \
-             above, in apps and prototypes. It always answers one of its classes, also for \
-             inputs that belong to none of them: check the probability before acting on an \
-             answer. Few training examples make a narrow model; measure it on your own data \
-             before relying on it."
+             above, in apps and prototypes. {unknown} Few training examples make a narrow model; \
+             measure it on your own data before relying on it."
         );
         let _ = writeln!(c, "\n## Base model, licence and attribution\n");
         match self.manifest {
@@ -319,4 +363,25 @@ impl Facts<'_> {
         }
         c
     }
+}
+
+/// What the `score` output holds under `rule`.
+fn score_text(rule: &RejectRule) -> String {
+    let what = match rule.kind {
+        crate::reject::ScoreKind::MaxProbability => "the answered class's probability",
+        _ => {
+            "the cosine similarity of the embedding to the answered class's training centroid \
+             (both centred on the training mean)"
+        }
+    };
+    format!("float32 [N], {what}")
+}
+
+/// What the `unknown` output holds under `rule`.
+fn unknown_text(rule: &RejectRule) -> String {
+    format!(
+        "bool [N], true when `score` < {} ({}): the input is like none of the classes",
+        rule.threshold,
+        rule.kind.name()
+    )
 }

@@ -23,10 +23,11 @@ use crate::atomic::{refuse_same_file, write_atomic};
 use crate::base::{batch_value_info, prune_to, BaseModel};
 use crate::input::InputSpec;
 use crate::recognizer::TrainingRecord;
+use crate::reject::{RejectRule, ScoreKind};
 use crate::{Error, Head, Result};
 
 pub use preprocess::IMAGE_OPSET;
-use preprocess::{float_initializer, node, Names};
+use preprocess::{float_initializer, int64_initializer, node, Names};
 
 /// Name of the exported graph's class-probability output, `[N, classes]`.
 pub const PROBABILITIES: &str = "probabilities";
@@ -34,6 +35,14 @@ pub const PROBABILITIES: &str = "probabilities";
 pub const LABEL: &str = "label";
 /// Name of the exported graph's embedding output, `[N, embedding_dim]`.
 pub const EMBEDDING: &str = "embedding";
+/// Name of the exported graph's "unknown" output, bool `[N]` (only with a rule): true when the
+/// rule rejects the answer.
+pub const UNKNOWN: &str = "unknown";
+/// Name of the exported graph's rule-score output, float32 `[N]` (only with a rule): `unknown` is
+/// `score < threshold`, the threshold in the metadata's `graft.unknown`.
+pub const SCORE: &str = "score";
+/// Oldest ONNX opset the unknown rule's operators run at (GatherElements).
+pub const UNKNOWN_OPSET: i64 = 11;
 /// Name of the image input of an [`InputForm::Image`] export, `uint8 [N, H, W, 3]`.
 pub const IMAGE_INPUT: &str = "image";
 /// File written beside the export: one label a line.
@@ -169,13 +178,16 @@ fn choose_form(
 /// one ONNX file at `out`, with outputs `probabilities`, `label` and `embedding`, taking what
 /// `options.input` says; its metadata holds the labels, input form, preprocessing, base (with the
 /// zoo's source and licence when it is a zoo model), `training` options and validation metrics
-/// when given, and graft's version. `labels.txt` and `MODEL_CARD.md` are written beside it. Every
+/// when given, the `unknown` rule and graft's version. With a rule the graph also computes it:
+/// outputs `score` and `unknown`. `labels.txt` and `MODEL_CARD.md` are written beside it. Every
 /// file is written atomically, none over `input_file` (the recognizer exported) when given.
+#[allow(clippy::too_many_arguments)]
 pub fn export_onnx(
     base: &BaseModel,
     head: &Head,
     labels: &[String],
     training: Option<&TrainingRecord>,
+    unknown: Option<&RejectRule>,
     options: &ExportOptions,
     out: &Path,
     input_file: Option<&Path>,
@@ -204,14 +216,27 @@ pub fn export_onnx(
     let spec = base.input_spec()?;
     let mut model = base.model_proto()?;
     let (form, tensor_because) = choose_form(options.input, spec, &model)?;
+    let opset_then = match form {
+        InputForm::Image => preprocess::default_opset(&model).max(IMAGE_OPSET),
+        InputForm::Tensor => preprocess::default_opset(&model),
+    };
+    if unknown.is_some() && opset_then < UNKNOWN_OPSET {
+        return Err(Error::Invalid(format!(
+            "the base imports ONNX opset {opset_then}, older than the {UNKNOWN_OPSET} the unknown \
+             rule's operators need (GatherElements): export it as an image-in file, or train \
+             with --accept 0 for a recognizer without the rule"
+        )));
+    }
     let model_path = base.path().to_path_buf();
     let graph = model.graph.as_mut().ok_or_else(|| Error::Model {
         path: model_path.clone(),
         msg: "no graph".into(),
     })?;
     prune_to(graph, base.cut());
+    let with_rule = unknown.map_or(&[][..], |_| &[SCORE, UNKNOWN][..]);
     let reserved = [PROBABILITIES, LABEL, EMBEDDING]
         .into_iter()
+        .chain(with_rule.iter().copied())
         .chain((form == InputForm::Image).then_some(IMAGE_INPUT));
     let mut names = Names::new(tensor_names(graph));
     let mut prepared = None;
@@ -242,6 +267,15 @@ pub fn export_onnx(
         }
     };
     append_head(graph, &mut names, base, head)?;
+    if let Some(rule) = unknown {
+        append_unknown(
+            graph,
+            &mut names,
+            rule,
+            head.classes(),
+            base.embedding_dim(),
+        )?;
+    }
     if form == InputForm::Image {
         preprocess::raise_opset(&mut model);
     }
@@ -262,6 +296,7 @@ pub fn export_onnx(
         embedding_dim: base.embedding_dim(),
         manifest: manifest.as_ref(),
         training,
+        unknown,
         opset,
     };
     model.producer_name = "graft".into();
@@ -430,16 +465,142 @@ fn append_head(
     argmax.attribute.push(attr_int("axis", 1));
     argmax.attribute.push(attr_int("keepdims", 0));
     graph.node.push(argmax);
-    let mut label = batch_value_info(LABEL, &[]);
-    if let Some(pb::type_proto::Value::TensorType(t)) =
-        label.r#type.as_mut().and_then(|t| t.value.as_mut())
-    {
-        t.elem_type = pb::tensor_proto::DataType::Int64 as i32;
-    }
+    let label = of_type(
+        batch_value_info(LABEL, &[]),
+        pb::tensor_proto::DataType::Int64,
+    );
     graph.output = vec![
         batch_value_info(PROBABILITIES, &[head.classes()]),
         label,
         batch_value_info(EMBEDDING, &[base.embedding_dim()]),
     ];
     Ok(())
+}
+
+/// Appends the "unknown" rule after the head: `score` (float32 `[N]`: the answered class's
+/// probability, or the cosine similarity of the centred embedding to its centroid) and
+/// `unknown` (bool `[N]`: `score < threshold`), and declares both outputs. Only operators of
+/// opset [`UNKNOWN_OPSET`] or older whose form has not changed since (ArgMax, GatherElements,
+/// Sub, Mul, MatMul, Sqrt, Max, Div, Reshape, Less), so it runs at the base's own opset too.
+fn append_unknown(
+    graph: &mut pb::GraphProto,
+    names: &mut Names,
+    rule: &RejectRule,
+    classes: usize,
+    dim: usize,
+) -> Result<()> {
+    let answered = names.fresh("graft_unknown_answered");
+    let mut argmax = node(
+        "ArgMax",
+        &names.fresh("graft_unknown_argmax"),
+        &[PROBABILITIES],
+        &answered,
+    );
+    argmax.attribute.push(attr_int("axis", 1));
+    argmax.attribute.push(attr_int("keepdims", 1));
+    graph.node.push(argmax);
+    let per_class = match (rule.kind, &rule.centroids) {
+        (ScoreKind::MaxProbability, _) => PROBABILITIES.to_string(),
+        (ScoreKind::CentroidCosine, Some(c)) => {
+            if c.unit.dim() != (classes, dim) || c.mean.len() != dim {
+                return Err(Error::Invalid(format!(
+                    "unknown-rule centroids {:?} for {classes} classes of {dim}-d embeddings",
+                    c.unit.dim()
+                )));
+            }
+            let mean = names.fresh("graft_unknown_mean");
+            let ones = names.fresh("graft_unknown_ones");
+            let eps = names.fresh("graft_unknown_eps");
+            let centroids = names.fresh("graft_unknown_centroids");
+            graph
+                .initializer
+                .push(float_initializer(&mean, &[dim], c.mean.iter().copied()));
+            graph.initializer.push(float_initializer(
+                &ones,
+                &[dim, 1],
+                std::iter::repeat_n(1.0, dim),
+            ));
+            graph.initializer.push(float_initializer(
+                &eps,
+                &[1],
+                std::iter::once(f32::MIN_POSITIVE),
+            ));
+            let t = c.unit.t();
+            graph.initializer.push(float_initializer(
+                &centroids,
+                &[dim, classes],
+                t.iter().copied(),
+            ));
+            let mut step = |op: &str, inputs: &[&str], stem: &str| {
+                let out = names.fresh(stem);
+                let n = node(op, &names.fresh(&format!("{stem}_node")), inputs, &out);
+                graph.node.push(n);
+                out
+            };
+            let centred = step("Sub", &[EMBEDDING, &mean], "graft_unknown_centred");
+            let squares = step("Mul", &[&centred, &centred], "graft_unknown_squares");
+            let sum = step("MatMul", &[&squares, &ones], "graft_unknown_sum");
+            let norm = step("Sqrt", &[&sum], "graft_unknown_norm");
+            let norm = step("Max", &[&norm, &eps], "graft_unknown_safe_norm");
+            let dots = step("MatMul", &[&centred, &centroids], "graft_unknown_dots");
+            step("Div", &[&dots, &norm], "graft_unknown_similarity")
+        }
+        (kind, None) => {
+            return Err(Error::Invalid(format!(
+                "a {} unknown rule without its centroids",
+                kind.name()
+            )))
+        }
+        (ScoreKind::NeighbourCosine, _) => {
+            return Err(Error::Invalid(
+                "a KNN index's unknown rule cannot be exported with a head".into(),
+            ))
+        }
+    };
+    let picked = names.fresh("graft_unknown_picked");
+    let mut gather = node(
+        "GatherElements",
+        &names.fresh("graft_unknown_gather"),
+        &[&per_class, &answered],
+        &picked,
+    );
+    gather.attribute.push(attr_int("axis", 1));
+    graph.node.push(gather);
+    let flat = names.fresh("graft_unknown_flat");
+    graph.initializer.push(int64_initializer(&flat, &[-1]));
+    graph.node.push(node(
+        "Reshape",
+        &names.fresh("graft_unknown_reshape"),
+        &[&picked, &flat],
+        SCORE,
+    ));
+    let threshold = names.fresh("graft_unknown_threshold");
+    graph.initializer.push(float_initializer(
+        &threshold,
+        &[1],
+        std::iter::once(rule.threshold),
+    ));
+    graph.node.push(node(
+        "Less",
+        &names.fresh("graft_unknown_less"),
+        &[SCORE, &threshold],
+        UNKNOWN,
+    ));
+    let unknown = of_type(
+        batch_value_info(UNKNOWN, &[]),
+        pb::tensor_proto::DataType::Bool,
+    );
+    graph.output.push(batch_value_info(SCORE, &[]));
+    graph.output.push(unknown);
+    Ok(())
+}
+
+/// `info` with its tensor element type set to `elem`.
+fn of_type(mut info: pb::ValueInfoProto, elem: pb::tensor_proto::DataType) -> pb::ValueInfoProto {
+    if let Some(pb::type_proto::Value::TensorType(t)) =
+        info.r#type.as_mut().and_then(|t| t.value.as_mut())
+    {
+        t.elem_type = elem as i32;
+    }
+    info
 }

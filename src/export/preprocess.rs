@@ -163,7 +163,7 @@ pub fn float_initializer(
     )
 }
 
-fn int64_initializer(name: &str, values: &[i64]) -> pb::TensorProto {
+pub fn int64_initializer(name: &str, values: &[i64]) -> pb::TensorProto {
     initializer(
         name,
         &[values.len() as i64],

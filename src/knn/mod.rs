@@ -5,15 +5,25 @@
 //! saved and loaded (safetensors), and remembers which base model produced its embeddings.
 //!
 //! [`gpu`] computes the similarity matrix on a GPU ([`GpuSimilarity`]) for large indexes.
+//!
+//! An index may hold an "unknown" rule ([`Knn::calibrate_unknown`], a `neighbour-cosine`
+//! [`RejectRule`]): an answer is unknown when the most similar stored example of the winning class
+//! is less similar than the threshold. It is calibrated leave-one-out: each stored example (at
+//! most [`CALIBRATION_QUERIES`], evenly spread) is classified by the others, and the threshold
+//! keeps `accept` of those answered correctly; out-of-class examples are the unknown data when
+//! given, else each example classified with every example of its own class left out (what the
+//! index would answer had that class never been added). Examples added later keep the rule as it
+//! was; indexes saved without a rule load and never answer unknown.
 
 use std::path::Path;
 use std::sync::Arc;
 
-use ndarray::{Array1, Array2, ArrayView1, ArrayView2, Axis};
+use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
 use crate::base::BaseRef;
 use crate::gpu::Gpu;
+use crate::reject::{self, unit_rows, Calibration, Judged, RejectRule, ScoreKind};
 use crate::tensor_file::{self, Entry, TensorFile};
 use crate::{Error, Result};
 
@@ -29,7 +39,14 @@ pub struct Knn {
     /// `[n, dim]`, each row scaled to unit length (a zero vector stays zero).
     vectors: Array2<f32>,
     labels: Vec<usize>,
+    unknown: Option<RejectRule>,
 }
+
+/// Neighbours that vote unless told otherwise (`graft knn classify -k`), and in calibration.
+pub const DEFAULT_K: usize = 3;
+
+/// Most stored examples classified by the others when an index's rule is calibrated.
+pub const CALIBRATION_QUERIES: usize = 2000;
 
 /// The answer for one query.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -40,6 +57,21 @@ pub struct KnnPrediction {
     pub confidences: Vec<(String, f32)>,
     /// The k nearest stored examples: (index, class, cosine similarity), most similar first.
     pub neighbours: Vec<(usize, String, f32)>,
+    /// True when the index's rule says the query is like none of its classes (`label` is then
+    /// the closest class, not an answer); always false without a rule.
+    #[serde(default)]
+    pub unknown: bool,
+}
+
+impl KnnPrediction {
+    /// The rule's score: the similarity of the most similar neighbour of the winning class (NaN
+    /// when none voted).
+    pub fn score(&self) -> f32 {
+        self.neighbours
+            .iter()
+            .find(|(_, class, _)| *class == self.label)
+            .map_or(f32::NAN, |n| n.2)
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -48,6 +80,9 @@ struct KnnMeta {
     graft_version: String,
     base: BaseRef,
     classes: Vec<String>,
+    /// Absent in indexes saved before rules existed.
+    #[serde(default)]
+    unknown: Option<RejectRule>,
 }
 
 const FORMAT: &str = "graft-knn-1";
@@ -61,7 +96,121 @@ impl Knn {
             classes: Vec::new(),
             vectors: Array2::zeros((0, dim)),
             labels: Vec::new(),
+            unknown: None,
         }
+    }
+
+    /// The "unknown" rule; `None`: nothing is unknown.
+    pub fn unknown_rule(&self) -> Option<&RejectRule> {
+        self.unknown.as_ref()
+    }
+
+    /// Calibrates and keeps the "unknown" rule (see the module docs) for votes of `k`
+    /// neighbours, keeping `accept` of the correct leave-one-out answers, judged on `out`
+    /// (embeddings `[m, dim]` of nothing the index knows) when given.
+    pub fn calibrate_unknown(
+        &mut self,
+        k: usize,
+        accept: f32,
+        out: Option<ArrayView2<f32>>,
+    ) -> Result<Calibration> {
+        if k == 0 {
+            return Err(Error::Invalid("k must be at least 1".into()));
+        }
+        if accept <= 0.0 {
+            self.unknown = None;
+            return Ok(Calibration::none(
+                "no unknown rule (--accept 0): every answer is a class",
+            ));
+        }
+        let n = self.len();
+        let step = n.div_ceil(CALIBRATION_QUERIES).max(1);
+        let queries: Vec<usize> = (0..n).step_by(step).collect();
+        let similarities = self
+            .vectors
+            .select(Axis(0), &queries)
+            .dot(&self.vectors.t());
+        let k = k.min(n.saturating_sub(1)).max(1);
+        let (mut correct, mut simulated) = (Vec::new(), Vec::new());
+        for (row, &q) in similarities.rows().into_iter().zip(&queries) {
+            let mut others = row.to_owned();
+            others[q] = f32::NEG_INFINITY;
+            let answer = self.vote(others.view(), k);
+            if answer.label == self.classes[self.labels[q]] {
+                correct.push(answer.score());
+            }
+            for (i, s) in others.iter_mut().enumerate() {
+                if self.labels[i] == self.labels[q] {
+                    *s = f32::NEG_INFINITY;
+                }
+            }
+            let without_class = self.vote(others.view(), k);
+            if !without_class.neighbours.is_empty() {
+                simulated.push(without_class.score());
+            }
+        }
+        if correct.len() < reject::MIN_CORRECT {
+            self.unknown = None;
+            return Ok(Calibration::none(format!(
+                "no unknown rule: {} stored example(s) answered correctly by the others, fewer \
+                 than the {} a threshold is set on",
+                correct.len(),
+                reject::MIN_CORRECT
+            )));
+        }
+        let (out_scores, judged) = match out {
+            Some(out) => {
+                let scores: Vec<f32> = self
+                    .classify(out, k)?
+                    .iter()
+                    .map(KnnPrediction::score)
+                    .collect();
+                let judged = Judged {
+                    on: "unknown-data".into(),
+                    examples: scores.len(),
+                };
+                (scores, judged)
+            }
+            None => {
+                let judged = Judged {
+                    on: "simulated".into(),
+                    examples: simulated.len(),
+                };
+                (simulated, judged)
+            }
+        };
+        let kind = ScoreKind::NeighbourCosine;
+        let Some(chosen) = reject::candidate(kind, &correct, &out_scores, accept) else {
+            self.unknown = None;
+            return Ok(Calibration::none("no unknown rule: no finite similarity"));
+        };
+        let note = format!(
+            "unknown below {} {:.4} (kept {:.1} % of {} correct leave-one-out answers, k = {k}; \
+             rejects {} of {} {} out-of-class examples)",
+            kind.name(),
+            chosen.threshold,
+            100.0 * chosen.kept,
+            correct.len(),
+            chosen
+                .rejected
+                .map_or("-".into(), |r| format!("{:.1} %", 100.0 * r)),
+            judged.examples,
+            judged.on
+        );
+        let rule = RejectRule {
+            kind,
+            threshold: chosen.threshold,
+            accept,
+            calibrated_on: correct.len(),
+            judged,
+            candidates: vec![chosen],
+            centroids: None,
+        };
+        self.unknown = Some(rule.clone());
+        Ok(Calibration {
+            rule: Some(rule),
+            note,
+        })
     }
 
     /// The base model whose embeddings this index holds.
@@ -213,9 +362,12 @@ impl Knn {
         let mut order: Vec<usize> = (0..similarities.len()).collect();
         let by_similarity =
             |a: &usize, b: &usize| similarities[*b].total_cmp(&similarities[*a]).then(a.cmp(b));
+        let k = k.min(order.len()).max(1);
         order.select_nth_unstable_by(k - 1, by_similarity);
         order.truncate(k);
         order.sort_by(by_similarity);
+        // Examples left out (calibration) do not vote.
+        order.retain(|&i| similarities[i] > f32::NEG_INFINITY);
         let mut votes = vec![0usize; self.classes.len()];
         let mut mass = vec![0f32; self.classes.len()];
         for &i in &order {
@@ -230,7 +382,7 @@ impl Knn {
                     .then(b.cmp(&a))
             })
             .unwrap_or(0);
-        KnnPrediction {
+        let mut prediction = KnnPrediction {
             label: self.classes[winner].clone(),
             confidences: self
                 .classes
@@ -242,7 +394,12 @@ impl Knn {
                 .iter()
                 .map(|&i| (i, self.classes[self.labels[i]].clone(), similarities[i]))
                 .collect(),
+            unknown: false,
+        };
+        if let Some(rule) = &self.unknown {
+            prediction.unknown = reject::is_unknown(prediction.score(), rule.threshold);
         }
+        prediction
     }
 
     /// Saves the index atomically as safetensors (`vectors`, `labels`) with JSON metadata.
@@ -252,6 +409,7 @@ impl Knn {
             graft_version: env!("CARGO_PKG_VERSION").into(),
             base: self.base.clone(),
             classes: self.classes.clone(),
+            unknown: self.unknown.clone(),
         };
         let labels: Vec<u32> = self.labels.iter().map(|&l| l as u32).collect();
         let vectors = self.vectors.as_standard_layout();
@@ -289,11 +447,21 @@ impl Knn {
         }
         let vectors =
             Array2::from_shape_vec((shape[0], shape[1]), data).map_err(|e| file.error(e))?;
+        if let Some(rule) = &meta.unknown {
+            if rule.kind != ScoreKind::NeighbourCosine || !rule.threshold.is_finite() {
+                return Err(file.error(format!(
+                    "a KNN index with a {} unknown rule, threshold {}",
+                    rule.kind.name(),
+                    rule.threshold
+                )));
+            }
+        }
         Ok(Knn {
             base: meta.base,
             classes: meta.classes,
             vectors: unit_rows(vectors.view()),
             labels: labels.into_iter().map(|l| l as usize).collect(),
+            unknown: meta.unknown,
         })
     }
 
@@ -306,18 +474,6 @@ impl Knn {
         }
         Ok(())
     }
-}
-
-/// Rows scaled to unit length; all-zero rows stay zero.
-fn unit_rows(x: ArrayView2<f32>) -> Array2<f32> {
-    let norms: Array1<f32> = x.map_axis(Axis(1), |r| r.dot(&r).sqrt());
-    let mut out = x.to_owned();
-    for (mut row, n) in out.axis_iter_mut(Axis(0)).zip(norms) {
-        if n > 0.0 {
-            row /= n;
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -50,7 +50,8 @@ pub struct ModelInfo {
     pub metrics: Option<Metrics>,
     /// Stored examples (KNN indexes).
     pub examples: Option<usize>,
-    /// The rejection threshold of an "unknown" answer; graft does not calibrate one yet.
+    /// The threshold of the model's "unknown" rule (`graft::reject`); `None`: it has none, and
+    /// never answers unknown.
     pub unknown_threshold: Option<f32>,
 }
 
@@ -344,7 +345,10 @@ impl State {
                 Kind::Recognizer(_) => None,
                 Kind::Knn(k) => Some(k.len()),
             },
-            unknown_threshold: None,
+            unknown_threshold: match &kind {
+                Kind::Recognizer(r) => r.unknown_rule().map(|u| u.threshold),
+                Kind::Knn(k) => k.unknown_rule().map(|u| u.threshold),
+            },
         };
         Ok(Served {
             kind,

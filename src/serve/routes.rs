@@ -306,7 +306,7 @@ async fn one_example(
                 "label": p.label,
                 "probability": p.probability,
                 "top_k": p.top.iter().map(|(l, q)| json!({"label": l, "probability": q})).collect::<Vec<_>>(),
-                "unknown": null,
+                "unknown": p.unknown,
             })
         }),
         Kind::Knn(k) => k.classify(row, top_k).and_then(first).map(|p| {
@@ -314,7 +314,7 @@ async fn one_example(
                 "label": p.label,
                 "confidences": p.confidences.iter().map(|(l, q)| json!({"label": l, "confidence": q})).collect::<Vec<_>>(),
                 "neighbours": p.neighbours.iter().map(|(i, l, s)| json!({"index": i, "label": l, "similarity": s})).collect::<Vec<_>>(),
-                "unknown": null,
+                "unknown": p.unknown,
             })
         }),
     };

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use ndarray::{Array2, ArrayViewD, Axis};
 use serde::Serialize;
 
-use super::embed::{embed_folder, EmbedReport};
+use super::embed::{embed_folder, embed_unlabelled, EmbedReport};
 use super::{in_phase, Phase, Progress};
 use crate::base::{BaseModel, EngineOptions};
 use crate::cache::CacheOptions;
@@ -16,6 +16,7 @@ use crate::embeddings::{embed_files, prepare};
 use crate::export::{export_onnx, ExportOptions, Exported};
 use crate::metrics::Metrics;
 use crate::recognizer::{Prediction, Recognizer};
+use crate::reject::UnknownReport;
 use crate::{Error, Result};
 
 /// A recognizer and the base it was trained on, ready to answer.
@@ -37,8 +38,13 @@ pub struct FileAnswer<T> {
 /// A recognizer's metrics on a labelled folder.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct Evaluation {
+    /// Top-1 figures (the closest class, whether or not it is answered unknown).
     pub metrics: Metrics,
+    /// In-class acceptance of the "unknown" rule, and out-of-class rejection on the unknown data.
+    pub unknown: UnknownReport,
     pub embedded: EmbedReport,
+    /// Files of the unknown data that could not be used, with why.
+    pub unknown_skipped: Vec<(PathBuf, String)>,
 }
 
 impl Classifier {
@@ -110,17 +116,27 @@ impl Classifier {
     }
 
     /// Accuracy, per-class figures and the confusion matrix on a labelled folder whose classes
-    /// are among the recognizer's.
+    /// are among the recognizer's, with the "unknown" rule's in-class acceptance there and its
+    /// out-of-class rejection on the files under `unknown_data` (examples of nothing the
+    /// recognizer knows, any depth) when given.
     pub fn evaluate(
         &self,
         data: &Dataset,
+        unknown_data: Option<&Path>,
         cache: &CacheOptions,
         progress: &dyn Progress,
     ) -> Result<Evaluation> {
         let embedded = embed_folder(&self.base, data, cache, progress)?;
+        let (out, unknown_skipped) = match unknown_data {
+            Some(dir) => embed_unlabelled(&self.base, dir, cache, progress)?,
+            None => (Array2::zeros((0, self.base.embedding_dim())), Vec::new()),
+        };
+        let embeddings = &embedded.embeddings;
         Ok(Evaluation {
-            metrics: self.recognizer.evaluate(&embedded.embeddings)?,
+            metrics: self.recognizer.evaluate(embeddings)?,
+            unknown: self.recognizer.evaluate_unknown(embeddings, out.view())?,
             embedded: embedded.report,
+            unknown_skipped,
         })
     }
 
@@ -133,6 +149,7 @@ impl Classifier {
             self.recognizer.head(),
             self.recognizer.labels(),
             self.recognizer.training(),
+            self.recognizer.unknown_rule(),
             options,
             out,
             self.source.as_deref(),

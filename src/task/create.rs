@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::embed::{embed_folder, EmbedReport};
+use super::embed::{embed_folder, embed_unlabelled, EmbedReport};
 use super::{in_phase, Event, Phase, Progress};
 use crate::base::BaseModel;
 use crate::cache::CacheOptions;
@@ -16,6 +16,7 @@ use crate::embeddings::{
 };
 use crate::gpu::DeviceChoice;
 use crate::recognizer::Recognizer;
+use crate::reject::UnknownOptions;
 use crate::train::TrainOptions;
 use crate::{Error, Result};
 
@@ -48,6 +49,10 @@ pub struct CreateOptions {
     pub augment: Augmentations,
     #[cfg_attr(feature = "cli", command(flatten))]
     pub train: TrainOptions,
+    /// The "unknown" rule calibrated on the validation split (default: keep 95 % of the correct
+    /// answers; see [`crate::reject`]).
+    #[cfg_attr(feature = "cli", command(flatten))]
+    pub unknown: UnknownOptions,
     /// Where the head trains: auto (a hardware GPU if there is one, else the CPU), cpu, or gpu
     /// (any GPU, software ones included). Default: $GRAFT_DEVICE, else auto.
     #[cfg_attr(feature = "cli", arg(long))]
@@ -62,6 +67,7 @@ impl Default for CreateOptions {
             val_split: DEFAULT_VAL_SPLIT,
             augment: Augmentations::default(),
             train: TrainOptions::default(),
+            unknown: UnknownOptions::default(),
             device: None,
             cache: CacheOptions::default(),
         }
@@ -117,6 +123,9 @@ pub struct CreateReport {
     /// Each validation example's answer, in the validation split's order: where the validation
     /// metrics' confusion matrix comes from, cell by cell.
     pub validation: Vec<ValidationAnswer>,
+    /// The "unknown" rule chosen and why, or why there is none (the rule itself is the
+    /// recognizer's, [`Recognizer::unknown_rule`]).
+    pub unknown: String,
     /// The training backend (`cpu (ndarray)` or the GPU adapter).
     pub backend: String,
     /// Wall time of the whole call.
@@ -159,6 +168,7 @@ pub fn create_from_embeddings(
 ) -> Result<Created> {
     let start = Instant::now();
     options.train.validate()?;
+    options.unknown.validate()?;
     let (mut train_set, val_set) = data.split(options.val_split, options.train.seed)?;
     let mut augmented = Vec::new();
     for aug in &options.augment.0 {
@@ -212,7 +222,15 @@ pub fn create_from_embeddings(
             },
         )
     });
-    let recognizer = recognizer?;
+    let mut recognizer = recognizer?;
+    let unknown = calibrate_unknown(
+        base,
+        &mut recognizer,
+        &train_set,
+        &val_set,
+        options,
+        progress,
+    )?;
     let validation = validation_answers(&recognizer, &val_set)?;
     Ok(Created {
         recognizer,
@@ -221,6 +239,7 @@ pub fn create_from_embeddings(
             augmented,
             split,
             validation,
+            unknown,
             backend: backend.name(),
             seconds: start.elapsed().as_secs_f64(),
         },
@@ -246,6 +265,35 @@ fn validation_answers(recognizer: &Recognizer, val: &Embeddings) -> Result<Vec<V
             })
         })
         .collect())
+}
+
+/// Calibrates `recognizer`'s "unknown" rule as `options.unknown` says (embedding its
+/// `unknown_data` folder), returning what was chosen.
+fn calibrate_unknown(
+    base: &BaseModel,
+    recognizer: &mut Recognizer,
+    train_set: &Embeddings,
+    val_set: &Embeddings,
+    options: &CreateOptions,
+    progress: &dyn Progress,
+) -> Result<String> {
+    let (out, skipped) = match &options.unknown.unknown_data {
+        Some(dir) if options.unknown.accept > 0.0 => {
+            let (rows, skipped) = embed_unlabelled(base, dir, &options.cache, progress)?;
+            (Some(rows), skipped.len())
+        }
+        _ => (None, 0),
+    };
+    let accept = options.unknown.accept;
+    let calibration =
+        recognizer.calibrate_unknown(train_set, val_set, out.as_ref().map(|o| o.view()), accept)?;
+    Ok(match skipped {
+        0 => calibration.note,
+        n => format!(
+            "{} ({n} unusable file(s) of the unknown data skipped)",
+            calibration.note
+        ),
+    })
 }
 
 impl Augmentations {

@@ -1,16 +1,18 @@
 //! A labelled folder embedded through the base (cached), with what was skipped.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use ndarray::{Array2, Axis};
 use serde::Serialize;
 
 use super::{in_phase, Phase, Progress};
 use crate::base::BaseModel;
 use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
+use crate::embeddings::embed_files;
 use crate::embeddings::Embeddings;
-use crate::Result;
+use crate::{Error, Result};
 
 /// Embeddings of a folder with what it cost.
 #[derive(Clone, Debug)]
@@ -62,4 +64,47 @@ pub fn embed_folder(
         seconds: start.elapsed().as_secs_f64(),
     };
     Ok(Embedded { embeddings, report })
+}
+
+/// Files that could not be used, with why.
+pub type Skipped = Vec<(PathBuf, String)>;
+
+/// Embeddings `[m, dim]` of every file under `dir` (at any depth, see
+/// [`crate::dataset::files_under`]): examples of nothing a model knows. Files the base cannot use
+/// are skipped and returned with why; none usable is an error.
+pub fn embed_unlabelled(
+    base: &BaseModel,
+    dir: &Path,
+    cache: &CacheOptions,
+    progress: &dyn Progress,
+) -> Result<(Array2<f32>, Skipped)> {
+    let files = crate::dataset::files_under(dir)?;
+    let root = cache.root();
+    let results = in_phase(progress, Phase::Embedding, files.len() as u64, |advance| {
+        embed_files(base, &files, root.as_deref(), advance)
+    })?;
+    let mut rows = Vec::new();
+    let mut skipped = Vec::new();
+    for (file, result) in files.into_iter().zip(results) {
+        match result {
+            Ok(row) => rows.push(row),
+            Err(e) => skipped.push((file, e.to_string())),
+        }
+    }
+    if rows.is_empty() {
+        return Err(Error::Dataset(format!(
+            "none of the {} file(s) under {} could be used by base {}",
+            skipped.len(),
+            dir.display(),
+            base.name()
+        )));
+    }
+    Ok((stack_rows(&rows)?, skipped))
+}
+
+/// Embeddings `[n, dim]` from their rows.
+pub(super) fn stack_rows(rows: &[ndarray::Array1<f32>]) -> Result<Array2<f32>> {
+    let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
+    ndarray::stack(Axis(0), &views)
+        .map_err(|e| Error::Internal(format!("stacking embeddings: {e}")))
 }

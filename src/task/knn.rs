@@ -3,18 +3,17 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ndarray::Axis;
-
 use super::classify::{answer_files, embed_bytes, single, FileAnswer};
-use super::embed::{embed_folder, EmbedReport};
+use super::embed::{embed_folder, embed_unlabelled, stack_rows, EmbedReport};
 use super::Progress;
 use crate::base::{BaseModel, EngineOptions};
 use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
 use crate::embeddings::Embeddings;
 use crate::gpu::{DeviceChoice, Gpu};
-use crate::knn::{Knn, KnnPrediction};
-use crate::{Error, Result};
+use crate::knn::{Knn, KnnPrediction, DEFAULT_K};
+use crate::reject::UnknownOptions;
+use crate::Result;
 
 /// A KNN index holding every example of `embeddings`, under their class names.
 pub fn knn_index(embeddings: &Embeddings) -> Result<Knn> {
@@ -56,18 +55,44 @@ impl KnnClassifier {
         Ok(KnnClassifier { knn, base, gpu })
     }
 
-    /// Embeds every example of `data` with `base` (cached) into a new index.
+    /// Embeds every example of `data` with `base` (cached) into a new index, with the default
+    /// "unknown" rule ([`KnnClassifier::build_with`]).
     pub fn build(
         base: Arc<BaseModel>,
         data: &Dataset,
         cache: &CacheOptions,
         progress: &dyn Progress,
     ) -> Result<(KnnClassifier, EmbedReport)> {
+        let options = UnknownOptions::default();
+        let (classifier, report, _) = Self::build_with(base, data, &options, cache, progress)?;
+        Ok((classifier, report))
+    }
+
+    /// Embeds every example of `data` with `base` (cached) into a new index and calibrates its
+    /// "unknown" rule as `unknown` says (for votes of [`DEFAULT_K`] neighbours; its unknown data
+    /// embedded too); the third value says what the rule is, or why there is none.
+    pub fn build_with(
+        base: Arc<BaseModel>,
+        data: &Dataset,
+        unknown: &UnknownOptions,
+        cache: &CacheOptions,
+        progress: &dyn Progress,
+    ) -> Result<(KnnClassifier, EmbedReport, String)> {
+        unknown.validate()?;
         let embedded = embed_folder(&base, data, cache, progress)?;
-        let knn = knn_index(&embedded.embeddings)?;
+        let mut knn = knn_index(&embedded.embeddings)?;
+        let out = match &unknown.unknown_data {
+            Some(dir) if unknown.accept > 0.0 => {
+                Some(embed_unlabelled(&base, dir, cache, progress)?.0)
+            }
+            _ => None,
+        };
+        let calibration =
+            knn.calibrate_unknown(DEFAULT_K, unknown.accept, out.as_ref().map(|o| o.view()))?;
         Ok((
             KnnClassifier::new(knn, base, Some(DeviceChoice::Cpu))?,
             embedded.report,
+            calibration.note,
         ))
     }
 
@@ -109,9 +134,7 @@ impl KnnClassifier {
         if rows.is_empty() {
             return Ok(());
         }
-        let views: Vec<_> = rows.iter().map(|r| r.view()).collect();
-        let rows = ndarray::stack(Axis(0), &views)
-            .map_err(|e| Error::Internal(format!("stacking embeddings: {e}")))?;
+        let rows = stack_rows(&rows)?;
         // One call: the index checks everything before it changes.
         self.knn.add_many(label, rows.view())
     }
