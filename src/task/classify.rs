@@ -13,7 +13,7 @@ use crate::base::{BaseModel, EngineOptions};
 use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
 use crate::embeddings::{embed_files, prepare};
-use crate::export::{export_onnx, ExportOptions, Exported};
+use crate::export::{export_onnx, record_comparison, split_folder, ExportOptions, Exported};
 use crate::metrics::Metrics;
 use crate::recognizer::{Prediction, Recognizer};
 use crate::{Error, Result};
@@ -127,16 +127,39 @@ impl Classifier {
     /// Writes base (cut) + head + softmax + argmax as one ONNX file at `out`, with
     /// `labels.txt` and `MODEL_CARD.md` beside it (see [`export_onnx`]; atomically, never over
     /// the recognizer's own file), taking images or tensors as `options` says.
+    ///
+    /// A smaller form (`options.quantize`, `options.precision`) with a folder (`options.data`)
+    /// is then measured against the float export on the folder's validation split (see
+    /// [`Comparison`](crate::export::Comparison)), which goes into the model card and
+    /// [`Exported::comparison`].
     pub fn export(&self, out: &Path, options: &ExportOptions) -> Result<Exported> {
-        export_onnx(
-            &self.base,
+        let (head, labels, training) = (
             self.recognizer.head(),
             self.recognizer.labels(),
             self.recognizer.training(),
-            options,
-            out,
-            self.source.as_deref(),
-        )
+        );
+        let source = self.source.as_deref();
+        let mut exported = export_onnx(&self.base, head, labels, training, options, out, source)?;
+        let (Some(small), Some(data)) = (&exported.smaller, &options.data) else {
+            return Ok(exported);
+        };
+        let form = small.form;
+        let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let float = tmp.path().join("float.onnx");
+        export_onnx(
+            &self.base,
+            head,
+            labels,
+            training,
+            &options.float(),
+            &float,
+            source,
+        )?;
+        let split = split_folder(data, labels, training)?;
+        let spec = self.base.input_spec()?;
+        let comparison = super::smaller::compare(&float, out, form, data, &split, spec)?;
+        record_comparison(&mut exported, comparison)?;
+        Ok(exported)
     }
 }
 

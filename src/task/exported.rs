@@ -118,6 +118,11 @@ impl ExportedClassifier {
         self.form
     }
 
+    /// The engine that runs it.
+    pub fn backend(&self) -> crate::base::Backend {
+        self.model.backend()
+    }
+
     /// The `top_k` best classes of each file (embedded through the cache unless
     /// `cache.no_cache`), in order; a file that cannot be used gets its error in place.
     pub fn predict_files(

@@ -21,8 +21,10 @@ pub mod demo;
 mod embed;
 mod exported;
 mod knn;
+mod smaller;
 
-pub use crate::export::{ExportOptions, Exported, InputForm};
+pub use crate::export::{Comparison, ExportOptions, Exported, FormFigures, InputForm};
+pub use crate::export::{Precision, Quantize, Smaller};
 pub use classify::{Classifier, Evaluation, FileAnswer};
 pub use convert::{convert, supported_ops, Converted, Format};
 pub use create::{create, create_from_embeddings, Augmentation, Augmentations, ClassSplit};
