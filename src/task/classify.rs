@@ -4,15 +4,15 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ndarray::{Array2, ArrayViewD, Axis};
+use ndarray::{Array2, ArrayViewD};
 use serde::Serialize;
 
+use super::answer::{answer_files, embed_bytes, single, FileAnswer};
 use super::embed::{embed_folder, EmbedReport};
-use super::{in_phase, Phase, Progress};
+use super::Progress;
 use crate::base::{BaseModel, EngineOptions};
 use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
-use crate::embeddings::{embed_files, prepare};
 use crate::export::{export_onnx, record_comparison, split_folder, ExportOptions, Exported};
 use crate::metrics::Metrics;
 use crate::recognizer::{Prediction, Recognizer};
@@ -25,13 +25,6 @@ pub struct Classifier {
     base: Arc<BaseModel>,
     /// The file it was loaded from, which exports never overwrite.
     source: Option<PathBuf>,
-}
-
-/// One file's answer, or why it has none.
-#[derive(Debug)]
-pub struct FileAnswer<T> {
-    pub file: PathBuf,
-    pub answer: Result<T>,
 }
 
 /// A recognizer's metrics on a labelled folder.
@@ -161,41 +154,4 @@ impl Classifier {
         record_comparison(&mut exported, comparison)?;
         Ok(exported)
     }
-}
-
-/// The embedding `[1, dim]` of one example file's bytes; `name` stands for the file in errors.
-pub(super) fn embed_bytes(base: &BaseModel, bytes: &[u8], name: &str) -> Result<Array2<f32>> {
-    let tensor = prepare(bytes, Path::new(name), base.input_spec()?)?;
-    base.embed(tensor.insert_axis(Axis(0)).view())
-}
-
-/// The one answer for one example.
-pub(super) fn single<T>(answers: Vec<T>) -> Result<T> {
-    let mut answers = answers.into_iter();
-    match (answers.next(), answers.next()) {
-        (Some(answer), None) => Ok(answer),
-        _ => Err(Error::Internal("not one answer for one example".into())),
-    }
-}
-
-/// Embeds `files` with `base` (cached) and answers each embedding with `answer`.
-pub(super) fn answer_files<T>(
-    base: &BaseModel,
-    files: &[PathBuf],
-    cache: &CacheOptions,
-    progress: &dyn Progress,
-    answer: impl Fn(ndarray::ArrayView2<f32>) -> Result<T>,
-) -> Result<Vec<FileAnswer<T>>> {
-    let root = cache.root();
-    let results = in_phase(progress, Phase::Embedding, files.len() as u64, |advance| {
-        embed_files(base, files, root.as_deref(), advance)
-    });
-    Ok(files
-        .iter()
-        .zip(results?)
-        .map(|(file, embedding)| FileAnswer {
-            file: file.clone(),
-            answer: embedding.and_then(|v| answer(v.view().insert_axis(Axis(0)))),
-        })
-        .collect())
 }

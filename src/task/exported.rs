@@ -14,7 +14,7 @@ use prost::Message;
 use serde_json::Value;
 use tract_onnx::pb;
 
-use super::classify::{answer_files, embed_bytes, single, Classifier, FileAnswer};
+use super::answer::{answer_files, embed_bytes, single, FileAnswer};
 use super::Progress;
 use crate::base::{batch_value_info, parse_onnx, prune_to, BaseModel, BaseOptions, EngineOptions};
 use crate::cache::CacheOptions;
@@ -58,7 +58,7 @@ fn decode<T: serde::de::DeserializeOwned>(value: Value, what: &str, path: &Path)
 
 /// Whether `bytes` (a file's first 9) look like an ONNX file rather than a safetensors one (a
 /// recognizer or an index: 8 bytes of header size, then its JSON header).
-fn looks_like_onnx(bytes: &[u8]) -> bool {
+pub(super) fn looks_like_onnx(bytes: &[u8]) -> bool {
     bytes.get(8) != Some(&b'{')
 }
 
@@ -180,42 +180,4 @@ fn without_front(
         .insert(0, batch_value_info(prepared, &spec.shape()));
     graph.output = vec![batch_value_info(PROBABILITIES, &[classes])];
     Ok(())
-}
-
-/// What `graft predict` answers with: a recognizer (with its base) or a file graft exported,
-/// told apart by content.
-#[derive(Debug)]
-pub enum Predictor {
-    Recognizer(Classifier),
-    Exported(ExportedClassifier),
-}
-
-impl Predictor {
-    /// Loads a recognizer or an exported ONNX file, on the engine `engine` names (a recognizer's
-    /// zoo base not built here yet is built first, reported on `progress`).
-    pub fn load(path: &Path, engine: &EngineOptions, progress: &dyn Progress) -> Result<Predictor> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut head = Vec::with_capacity(9);
-        std::io::Read::read_to_end(&mut std::io::Read::take(file, 9), &mut head)
-            .map_err(|e| Error::io(path, e))?;
-        if head.len() == 9 && looks_like_onnx(&head) {
-            ExportedClassifier::load(path, engine).map(Predictor::Exported)
-        } else {
-            Classifier::load(path, engine, progress).map(Predictor::Recognizer)
-        }
-    }
-
-    /// The `top_k` best classes of each file, as [`Classifier::predict_files`] gives them.
-    pub fn predict_files(
-        &self,
-        files: &[PathBuf],
-        top_k: usize,
-        cache: &CacheOptions,
-        progress: &dyn Progress,
-    ) -> Result<Vec<FileAnswer<Prediction>>> {
-        match self {
-            Predictor::Recognizer(c) => c.predict_files(files, top_k, cache, progress),
-            Predictor::Exported(e) => e.predict_files(files, top_k, cache, progress),
-        }
-    }
 }

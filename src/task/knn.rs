@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use ndarray::Axis;
 
-use super::classify::{answer_files, embed_bytes, single, FileAnswer};
+use super::answer::{answer_files, embed_bytes, single, FileAnswer};
 use super::embed::{embed_folder, EmbedReport};
 use super::Progress;
 use crate::base::{BaseModel, EngineOptions};
