@@ -1,10 +1,10 @@
 //! Smaller exports: trains a recognizer on a labelled image folder, exports it as float32, int8
-//! (calibrated on the training split) and fp16, and prints what graft measured for each smaller
+//! (calibrated on the training split), int8-weights and fp16, and prints what graft measured for each smaller
 //! form against float on the validation split: file size, accuracy, top-1 agreement, ms per
 //! image in tract and ONNX Runtime (the graph after graft's preprocessing, one image at a time).
 //!
 //! `cargo run --release --example quantize_export -- [DATA_DIR] [BASE] [OUT_DIR]`
-//! (defaults: the shipped tuxpaint images, `efficientnet-lite0`, `quantize-out/`). The same as
+//! (defaults, also for an empty argument: the shipped tuxpaint images, `efficientnet-lite0`, `quantize-out/`). The same as
 //! `graft export my.safetensors -o int8.onnx --quantize int8 --data DATA_DIR`.
 
 use std::path::PathBuf;
@@ -20,12 +20,12 @@ fn print(c: &Comparison) {
     let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1} %", v * 100.0));
     let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
     println!(
-        "{:<8} {:>9} {:>10} {:>10} {:>10} {:>10}",
+        "{:<12} {:>9} {:>10} {:>10} {:>10} {:>10}",
         "form", "MB", "acc tract", "acc ort", "ms tract", "ms ort"
     );
     for f in [&c.float, &c.smaller] {
         println!(
-            "{:<8} {:>9.2} {:>10} {:>10} {:>10} {:>10}",
+            "{:<12} {:>9.2} {:>10} {:>10} {:>10} {:>10}",
             f.form,
             f.bytes as f64 / 1e6,
             pct(Some(f.accuracy)),
@@ -50,7 +50,7 @@ fn print(c: &Comparison) {
 
 fn main() -> graft::Result<()> {
     let mut args = std::env::args().skip(1);
-    let data = match args.next() {
+    let data = match args.next().filter(|d| !d.is_empty()) {
         Some(d) => PathBuf::from(d),
         None => task::demo::demo_data()?,
     };
@@ -73,6 +73,7 @@ fn main() -> graft::Result<()> {
     );
     for (name, quantize, precision) in [
         ("int8", Some(Quantize::Int8), Precision::Fp32),
+        ("int8-weights", Some(Quantize::Int8Weights), Precision::Fp32),
         ("fp16", None, Precision::Fp16),
     ] {
         let options = ExportOptions {
