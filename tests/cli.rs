@@ -524,3 +524,49 @@ fn convert_lists_the_operators_each_converter_reads() {
         text.stdout
     );
 }
+
+/// `graft predict` takes folders (their files, sub-folders included) and `-` (a file on standard
+/// input), answering each as it answers the files themselves.
+#[test]
+fn predict_takes_folders_and_standard_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let rec = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/compat/image-recognizer.safetensors");
+    let folder = subset(tmp.path(), &["fish", "planet"], 2);
+    let one = |run: Run| run.ok().json()["predictions"].as_array().unwrap().clone();
+    let from_folder = one(graft(&cache, &["predict", s(&rec), s(&folder), "--json"]));
+    assert_eq!(from_folder.len(), 4);
+    let first = PathBuf::from(from_folder[0]["file"].as_str().unwrap());
+    assert!(first.starts_with(folder.join("fish")), "{first:?}");
+    let by_file = one(graft(&cache, &["predict", s(&rec), s(&first), "--json"]));
+    assert_eq!(by_file[0]["label"], from_folder[0]["label"]);
+
+    let (engine_var, engine_value) = common::engine_env();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["predict", s(&rec), "-", s(&first), "--json"])
+        .env("GRAFT_CACHE", &cache)
+        .env(engine_var, engine_value)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&std::fs::read(&first).unwrap()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let preds = json["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 2);
+    assert_eq!(preds[0]["file"], "-");
+    assert_eq!(preds[0]["label"], preds[1]["label"]);
+    let (p, q) = (
+        preds[0]["probability"].as_f64().unwrap(),
+        preds[1]["probability"].as_f64().unwrap(),
+    );
+    assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+}

@@ -35,7 +35,7 @@ pub use create::{AugmentReport, CreateOptions, CreateReport, Created};
 pub use embed::{embed_folder, EmbedReport, Embedded};
 pub use exported::ExportedClassifier;
 pub use knn::{knn_index, KnnClassifier};
-pub use predictor::Predictor;
+pub use predictor::{example_files, Predictor, STDIN};
 
 pub(crate) use crate::progress::in_phase;
 pub use crate::progress::{Event, Phase, Progress, Silent};
