@@ -15,8 +15,9 @@ use super::{AlreadyReported, Ui};
 
 #[derive(Args)]
 pub struct PredictArgs {
-    /// A recognizer written by `graft train`, or an ONNX file written by `graft export` (its
-    /// metadata gives the labels and the input).
+    /// A recognizer written by `graft train`, an ONNX file written by `graft
+    /// export` (its metadata gives the labels and the input), or a Teachable Machine image
+    /// export folder (`model.json`, its weights and `metadata.json`).
     pub recognizer: PathBuf,
     /// Files to classify (images, or WAVs for a speech recognizer): files, folders (their files,
     /// sub-folders included, hidden ones skipped) or `-` (one file read from standard input).

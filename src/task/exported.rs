@@ -91,6 +91,17 @@ impl ExportedClassifier {
         };
         let model = BaseModel::from_bytes(bytes, &path.display().to_string(), &options)?
             .with_input_spec(spec)?;
+        ExportedClassifier::from_parts(labels, form, model, path)
+    }
+
+    /// A classifier from its labels and the model (from the prepared input to the
+    /// probabilities) loaded from `path`; an error when they do not fit.
+    pub(super) fn from_parts(
+        labels: Vec<String>,
+        form: InputForm,
+        model: BaseModel,
+        path: &Path,
+    ) -> Result<ExportedClassifier> {
         if model.embedding_dim() != labels.len() {
             return Err(Error::Model {
                 path: path.to_path_buf(),

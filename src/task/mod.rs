@@ -24,6 +24,7 @@ mod exported;
 mod knn;
 mod predictor;
 mod smaller;
+mod teachable;
 
 pub use crate::export::{Comparison, ExportOptions, Exported, FormFigures, InputForm};
 pub use crate::export::{Precision, Quantize, Smaller};
@@ -36,6 +37,7 @@ pub use embed::{embed_folder, EmbedReport, Embedded};
 pub use exported::ExportedClassifier;
 pub use knn::{knn_index, KnnClassifier};
 pub use predictor::{example_files, Predictor, STDIN};
+pub use teachable::{is_teachable_machine, METADATA_JSON, MODEL_JSON};
 
 pub(crate) use crate::progress::in_phase;
 pub use crate::progress::{Event, Phase, Progress, Silent};

@@ -6,24 +6,31 @@ use std::path::{Path, PathBuf};
 use super::answer::FileAnswer;
 use super::classify::Classifier;
 use super::exported::{looks_like_onnx, ExportedClassifier};
+use super::teachable::{self, is_teachable_machine};
 use super::Progress;
 use crate::base::EngineOptions;
 use crate::cache::CacheOptions;
 use crate::recognizer::Prediction;
 use crate::{Error, Result};
 
-/// What `graft predict` answers with: a recognizer (with its base) or a file graft exported,
-/// told apart by content.
+/// What `graft predict` answers with: a recognizer (with its base), a file graft exported (told
+/// apart by content), or a Teachable Machine image export (a folder with `model.json` and
+/// `metadata.json`).
 #[derive(Debug)]
 pub enum Predictor {
     Recognizer(Classifier),
     Exported(ExportedClassifier),
+    /// A Teachable Machine image export (a folder), converted on load.
+    TeachableMachine(ExportedClassifier),
 }
 
 impl Predictor {
     /// Loads a recognizer or an exported ONNX file, on the engine `engine` names (a recognizer's
     /// zoo base not built here yet is built first, reported on `progress`).
     pub fn load(path: &Path, engine: &EngineOptions, progress: &dyn Progress) -> Result<Predictor> {
+        if is_teachable_machine(path) {
+            return teachable::load(path, engine).map(Predictor::TeachableMachine);
+        }
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
         let mut head = Vec::with_capacity(9);
         std::io::Read::read_to_end(&mut std::io::Read::take(file, 9), &mut head)
@@ -40,7 +47,9 @@ impl Predictor {
     pub fn predict_bytes(&self, bytes: &[u8], name: &str, top_k: usize) -> Result<Prediction> {
         match self {
             Predictor::Recognizer(c) => c.predict_bytes(bytes, name, top_k),
-            Predictor::Exported(e) => e.predict_bytes(bytes, name, top_k),
+            Predictor::Exported(e) | Predictor::TeachableMachine(e) => {
+                e.predict_bytes(bytes, name, top_k)
+            }
         }
     }
 
@@ -97,7 +106,9 @@ impl Predictor {
     ) -> Result<Vec<FileAnswer<Prediction>>> {
         match self {
             Predictor::Recognizer(c) => c.predict_files(files, top_k, cache, progress),
-            Predictor::Exported(e) => e.predict_files(files, top_k, cache, progress),
+            Predictor::Exported(e) | Predictor::TeachableMachine(e) => {
+                e.predict_files(files, top_k, cache, progress)
+            }
         }
     }
 }
