@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
 # graft serve vs a Python reference server (FastAPI + onnxruntime, bench/serve_reference.py) on the
 # same model, driven by the same load generator (examples/load.rs), loopback only, in one run:
-#   bench/serve.sh [--clients 64] [--seconds 60] [--images DIR] [--windows "0 2 5 10"]
+#   bench/serve.sh [--clients 64] [--seconds 60] [--images DIR] [--windows "0 2 5 10"] [--batches "1 8 32"]
 # Trains an image recognizer on the shipped images, exports it (image-in ONNX, what the Python
 # server runs), then loads each server in turn: throughput, p50/p99 latency, failures other than
-# 503, peak RSS. --windows: also measures graft at each batching window (ms), for --seconds/4 each.
+# 503, peak RSS. --windows / --batches: also measures graft at each batching window (ms) / largest
+# batch, for --seconds/4 each.
 # Writes bench/serve-results.json. Needs cargo and python3 (venv); installs the Python side into
 # bench/.venv-serve on first use.
 set -euo pipefail
 clients=64
 seconds=60
 windows=""
+batches=""
 cd "$(dirname "$0")/.."
 images=tests/fixtures/images
 [ -d ../shared/data/images/photos ] && images=../shared/data/images/photos
@@ -20,6 +22,7 @@ while [[ $# -gt 0 ]]; do
     --seconds) seconds=$2; shift 2 ;;
     --images) images=$2; shift 2 ;;
     --windows) windows=$2; shift 2 ;;
+    --batches) batches=$2; shift 2 ;;
     *) echo "usage: bench/serve.sh [--clients N] [--seconds S] [--images DIR] [--windows \"MS ...\"]" >&2; exit 2 ;;
   esac
 done
@@ -64,26 +67,30 @@ PY
 }
 
 start_graft() {
-  local label=$1 window=$2 secs=$3 port; port=$(free_port)
+  local label=$1 window=$2 batch=$3 secs=$4 port; port=$(free_port)
   "$graft" serve "$work/photos.safetensors" --addr "127.0.0.1:$port" --batch-window-ms "$window" \
-    2>"$work/$label.log" &
+    --max-batch "$batch" >"$work/$label.log" 2>&1 &
   local pid=$!; pids+=("$pid")
   measure "$label" "$port" "$pid" "$secs" /v1/models/photos/predict
 }
 start_python() {
   local label=$1 secs=$2 port; port=$(free_port)
-  "$py" bench/serve_reference.py "$work/photos.onnx" --port "$port" 2>"$work/$label.log" &
+  "$py" bench/serve_reference.py "$work/photos.onnx" --port "$port" >"$work/$label.log" 2>&1 &
   local pid=$!; pids+=("$pid")
   measure "$label" "$port" "$pid" "$secs" /v1/models/photos/predict
 }
 
 echo "graft serve, $clients clients, ${seconds}s ..." >&2
-start_graft graft 2 "$seconds"
+start_graft graft 2 4 "$seconds"
 echo "Python (FastAPI + onnxruntime), $clients clients, ${seconds}s ..." >&2
 start_python python "$seconds"
 for w in $windows; do
   echo "graft serve, batching window ${w} ms ..." >&2
-  start_graft "graft-window-$w" "$w" "$(( seconds / 4 ))"
+  start_graft "graft-window-$w" "$w" 4 "$(( seconds / 4 ))"
+done
+for b in $batches; do
+  echo "graft serve, batches of at most $b ..." >&2
+  start_graft "graft-batch-$b" 2 "$b" "$(( seconds / 4 ))"
 done
 
 "$py" - "$work" bench/serve-results.json <<'PY'

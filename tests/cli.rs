@@ -525,3 +525,135 @@ fn convert_lists_the_operators_each_converter_reads() {
         text.stdout
     );
 }
+
+/// `graft predict` takes folders (their files, sub-folders included) and `-` (a file on standard
+/// input), answering each as it answers the files themselves.
+#[test]
+fn predict_takes_folders_and_standard_input() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let rec = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/compat/image-recognizer.safetensors");
+    let folder = subset(tmp.path(), &["fish", "planet"], 2);
+    let one = |run: Run| run.ok().json()["predictions"].as_array().unwrap().clone();
+    let from_folder = one(graft(&cache, &["predict", s(&rec), s(&folder), "--json"]));
+    assert_eq!(from_folder.len(), 4);
+    let first = PathBuf::from(from_folder[0]["file"].as_str().unwrap());
+    assert!(first.starts_with(folder.join("fish")), "{first:?}");
+    let by_file = one(graft(&cache, &["predict", s(&rec), s(&first), "--json"]));
+    assert_eq!(by_file[0]["label"], from_folder[0]["label"]);
+
+    let (engine_var, engine_value) = common::engine_env();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(["predict", s(&rec), "-", s(&first), "--json"])
+        .env("GRAFT_CACHE", &cache)
+        .env(engine_var, engine_value)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(&std::fs::read(&first).unwrap()).unwrap();
+    }
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let json: Value = serde_json::from_str(stdout.lines().last().unwrap()).unwrap();
+    let preds = json["predictions"].as_array().unwrap();
+    assert_eq!(preds.len(), 2);
+    assert_eq!(preds[0]["file"], "-");
+    assert_eq!(preds[0]["label"], preds[1]["label"]);
+    let (p, q) = (
+        preds[0]["probability"].as_f64().unwrap(),
+        preds[1]["probability"].as_f64().unwrap(),
+    );
+    assert!((p - q).abs() < 1e-5, "{p} vs {q}");
+}
+
+/// A Teachable Machine image export (TF.js layers: a Sequential of Sequentials, as Teachable
+/// Machine writes it, here global pooling then a softmax Dense; `metadata.json` with the labels)
+/// predicts through `graft predict`, with Teachable Machine's preprocessing (centred square,
+/// 224x224, RGB in [-1, 1]): the probabilities are those computed here from the image.
+#[test]
+fn predict_reads_a_teachable_machine_export() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let tm = tmp.path().join("tm-my-image-model");
+    std::fs::create_dir_all(&tm).unwrap();
+    let topology = serde_json::json!({
+        "class_name": "Sequential",
+        "config": {"name": "sequential_4", "layers": [
+            {"class_name": "Sequential", "config": {"name": "sequential_1", "layers": [
+                {"class_name": "GlobalAveragePooling2D", "config": {"name": "gap",
+                    "batch_input_shape": [null, 224, 224, 3], "dtype": "float32"}}
+            ]}},
+            {"class_name": "Sequential", "config": {"name": "sequential_3", "layers": [
+                {"class_name": "Dense", "config": {"name": "dense_Dense1", "units": 2,
+                    "activation": "softmax", "use_bias": true}}
+            ]}}
+        ]},
+        "keras_version": "tfjs-layers 1.3.1",
+        "backend": "tensor_flow.js"
+    });
+    let kernel: [f32; 6] = [2.0, -1.0, -0.5, 1.5, 1.0, -2.0];
+    let bias: [f32; 2] = [0.1, -0.1];
+    let model = serde_json::json!({
+        "modelTopology": topology,
+        "format": "layers-model",
+        "weightsManifest": [{"paths": ["weights.bin"], "weights": [
+            {"name": "dense_Dense1/kernel", "shape": [3, 2], "dtype": "float32"},
+            {"name": "dense_Dense1/bias", "shape": [2], "dtype": "float32"}
+        ]}]
+    });
+    std::fs::write(tm.join("model.json"), model.to_string()).unwrap();
+    let weights: Vec<u8> = kernel
+        .iter()
+        .chain(&bias)
+        .flat_map(|v| v.to_le_bytes())
+        .collect();
+    std::fs::write(tm.join("weights.bin"), weights).unwrap();
+    let metadata = serde_json::json!({
+        "tfjsVersion": "1.3.1", "tmVersion": "2.4.7", "packageVersion": "0.8.4",
+        "packageName": "@teachablemachine/image", "modelName": "tm-my-image-model",
+        "labels": ["warm", "cool"], "imageSize": 224
+    });
+    std::fs::write(tm.join("metadata.json"), metadata.to_string()).unwrap();
+
+    // A wide image whose centred square is red on the left half, blue on the right; the
+    // borders outside the square (green) are cropped away.
+    let image = image::RgbImage::from_fn(400, 200, |x, _| match x {
+        0..100 | 300.. => image::Rgb([0, 255, 0]),
+        100..200 => image::Rgb([255, 0, 0]),
+        _ => image::Rgb([0, 0, 255]),
+    });
+    let file = tmp.path().join("square.png");
+    image.save(&file).unwrap();
+    let run = graft(&cache, &["predict", s(&tm), s(&file), "-k", "2", "--json"]).ok();
+    let pred = &run.json()["predictions"][0];
+    // After the crop, the mean of each channel in [-1, 1]: red and blue half on, green off
+    // (resizing keeps the means of two flat halves).
+    let mean = [0.0f32, -1.0, 0.0];
+    let logits: Vec<f32> = (0..2)
+        .map(|o| bias[o] + (0..3).map(|c| mean[c] * kernel[c * 2 + o]).sum::<f32>())
+        .collect();
+    let e: Vec<f32> = logits.iter().map(|l| l.exp()).collect();
+    let expected = [e[0] / (e[0] + e[1]), e[1] / (e[0] + e[1])];
+    let best = if expected[0] >= expected[1] {
+        "warm"
+    } else {
+        "cool"
+    };
+    assert_eq!(pred["label"], best, "{pred}");
+    let p = pred["probability"].as_f64().unwrap() as f32;
+    assert!(
+        (p - expected[0].max(expected[1])).abs() < 1e-3,
+        "{p} vs {expected:?}"
+    );
+
+    // Another kind of project is a clear error.
+    let pose = serde_json::json!({"packageName": "@teachablemachine/pose", "labels": ["a", "b"]});
+    std::fs::write(tm.join("metadata.json"), pose.to_string()).unwrap();
+    graft(&cache, &["predict", s(&tm), s(&file)]).fails_with("image projects");
+}

@@ -84,6 +84,7 @@ fn check_roundtrip(base: &BaseModel, head: &Head) {
     assert!(r.tensor_because.as_deref().unwrap().contains("opset is 11"));
     let image = ExportOptions {
         input: Some(InputForm::Image),
+        ..ExportOptions::default()
     };
     let err = export_onnx(base, head, &names, None, None, &image, &out, None).unwrap_err();
     assert!(

@@ -342,6 +342,7 @@ fn the_tensor_form_is_kept_and_predict_reads_both_forms() {
     let tensor_out = dir.path().join("tensor").join("model.onnx");
     let options = ExportOptions {
         input: Some(InputForm::Tensor),
+        ..ExportOptions::default()
     };
     let r = t.classifier.export(&tensor_out, &options).unwrap();
     assert_eq!(

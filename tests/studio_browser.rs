@@ -129,10 +129,12 @@ fn free_port() -> u16 {
         .port()
 }
 
-/// chromedriver on a loopback port, stopped when dropped.
+/// chromedriver on a loopback port; when dropped (also when a step failed) it ends the browser
+/// sessions it opened, so that no chromium outlives the test, then stops.
 struct Driver {
     child: Child,
     url: String,
+    sessions: std::sync::Mutex<Vec<String>>,
 }
 
 impl Driver {
@@ -154,12 +156,20 @@ impl Driver {
             );
             std::thread::sleep(Duration::from_millis(100));
         }
-        Driver { child, url }
+        Driver {
+            child,
+            url,
+            sessions: std::sync::Mutex::new(Vec::new()),
+        }
     }
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        let sessions = self.sessions.lock().map(|s| s.clone()).unwrap_or_default();
+        for id in sessions {
+            let _ = ureq::delete(format!("{}/session/{id}", self.url)).call();
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -212,11 +222,15 @@ async fn session(driver: &Driver, chromium: &Path, video: &Path, downloads: &Pat
         }),
     );
     // Loopback HTTP only: no TLS.
-    ClientBuilder::new(HttpConnector::new())
+    let client = ClientBuilder::new(HttpConnector::new())
         .capabilities(caps)
         .connect(&driver.url)
         .await
-        .expect("a chromium session")
+        .expect("a chromium session");
+    if let Ok(Some(id)) = client.session_id().await {
+        driver.sessions.lock().unwrap().push(id);
+    }
+    client
 }
 
 /// Waits (up to `secs`) until `script` (the body of a function) returns something other than

@@ -240,4 +240,37 @@ impl BaseModel {
     pub fn model_proto(&self) -> Result<pb::ModelProto> {
         parse_onnx(&self.bytes, &self.path)
     }
+
+    /// The smallest and largest value each of `tensors` (names in the base's graph, its input
+    /// among them) takes over `inputs` (prepared examples without the batch dim): what an int8
+    /// export is calibrated with. Run by tract, whichever engine runs the base.
+    pub fn tensor_ranges(
+        &self,
+        tensors: &[String],
+        inputs: &[ndarray::ArrayD<f32>],
+    ) -> Result<Vec<(f32, f32)>> {
+        let inner: Vec<String> = tensors
+            .iter()
+            .filter(|t| **t != self.input_name)
+            .cloned()
+            .collect();
+        let mut inner_ranges =
+            tract::tensor_ranges(&self.model_proto()?, &self.known_input, &inner, inputs)?
+                .into_iter();
+        let input_range = inputs
+            .iter()
+            .flat_map(|i| i.iter())
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
+                (lo.min(v), hi.max(v))
+            });
+        tensors
+            .iter()
+            .map(|t| match *t == self.input_name {
+                true => Ok(input_range),
+                false => inner_ranges
+                    .next()
+                    .ok_or_else(|| Error::Internal("fewer calibration ranges than tensors".into())),
+            })
+            .collect()
+    }
 }

@@ -181,3 +181,40 @@ impl TractPlans {
         Ok(plan)
     }
 }
+
+/// The smallest and largest value each of `tensors` takes over `inputs` (one example each,
+/// without the batch dim), `proto` run by tract with those tensors as its outputs.
+pub(super) fn tensor_ranges(
+    proto: &pb::ModelProto,
+    known: &[Option<usize>],
+    tensors: &[String],
+    inputs: &[ArrayD<f32>],
+) -> Result<Vec<(f32, f32)>> {
+    let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); tensors.len()];
+    if tensors.is_empty() {
+        return Ok(ranges);
+    }
+    let plan = guard("preparing the base model for calibration", || {
+        typed_model(proto, Some(1), known, tensors)?
+            .into_optimized()?
+            .into_runnable()
+    })
+    .map_err(Error::Inference)?;
+    for input in inputs {
+        let tensor = Tensor::from(input.view().insert_axis(ndarray::Axis(0)).to_owned());
+        let outputs = guard("running the base model for calibration", || {
+            plan.run(tvec![tensor.into_tvalue()])
+        })
+        .map_err(Error::Inference)?;
+        for (range, output) in ranges.iter_mut().zip(&outputs) {
+            let view = output.to_plain_array_view::<f32>().map_err(|e| {
+                Error::Inference(format!("a calibrated tensor is not float32: {e}"))
+            })?;
+            for &v in view.iter() {
+                range.0 = range.0.min(v);
+                range.1 = range.1.max(v);
+            }
+        }
+    }
+    Ok(ranges)
+}

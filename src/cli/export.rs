@@ -2,10 +2,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use clap::Args;
 use graft::base::EngineOptions;
-use graft::task::{Classifier, ExportOptions};
+use graft::task::{Classifier, Comparison, ExportOptions};
 use serde_json::json;
 
 use super::Ui;
@@ -22,7 +22,18 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs, ui: Ui) -> Result<()> {
-    let classifier = Classifier::load(&args.recognizer, &EngineOptions::default(), &ui.progress())?;
+    let loaded = Classifier::load(&args.recognizer, &EngineOptions::default(), &ui.progress());
+    let classifier = match args.options.smaller() {
+        // The calibration and the comparison run the base itself.
+        true => loaded.with_context(|| {
+            format!(
+                "a smaller export of {} (--quantize, --precision) needs the recognizer's base, \
+                 which cannot be opened",
+                args.recognizer.display()
+            )
+        })?,
+        false => loaded?,
+    };
     let r = classifier.export(&args.out, &args.options)?;
     let dims: Vec<String> = r
         .input_dims
@@ -52,6 +63,29 @@ pub fn run(args: ExportArgs, ui: Ui) -> Result<()> {
     if let Some(why) = &r.tensor_because {
         ui.say(format!("it takes the prepared tensor, not images: {why}"));
     }
+    if let Some(s) = &r.smaller {
+        ui.say(match (s.form, s.activations) {
+            ("fp16", _) => format!("fp16: {} weight tensors stored as float16", s.weights),
+            (form, 0) => format!(
+                "{form}: {} convolution weights as int8 ({}); activations and the head are float",
+                s.weights,
+                s.weight_scales.unwrap_or("per-tensor"),
+            ),
+            (form, n) => format!(
+                "{form}: {} convolution weights as int8 ({}), {n} activations quantised, \
+                 calibrated on {} training examples; the head is float",
+                s.weights,
+                s.weight_scales.unwrap_or("per-tensor"),
+                s.calibration_examples
+            ),
+        });
+        if r.comparison.is_none() {
+            ui.say("not compared with the float export: give --data, the training folder");
+        }
+    }
+    if let Some(c) = &r.comparison {
+        ui.say(comparison_table(c));
+    }
     let labels = &classifier.recognizer().labels();
     ui.finish(json!({
         "onnx": r.onnx,
@@ -64,6 +98,54 @@ pub fn run(args: ExportArgs, ui: Ui) -> Result<()> {
         "labels_file": r.labels,
         "model_card": r.model_card,
         "unknown": classifier.recognizer().unknown_rule(),
+        "smaller": r.smaller,
+        "comparison": r.comparison,
     }));
     Ok(())
+}
+
+/// The comparison of a smaller export with the float one, as lines for the terminal.
+fn comparison_table(c: &Comparison) -> String {
+    let opt = |v: Option<f64>, pct: bool| match (v, pct) {
+        (Some(v), true) => format!("{:>7.1} %", v * 100.0),
+        (Some(v), false) => format!("{v:>9.2}"),
+        (None, _) => format!("{:>9}", "-"),
+    };
+    let mut lines = vec![
+        format!(
+            "on {} validation examples of {}{}:",
+            c.examples,
+            c.data.display(),
+            if c.same_split_as_training {
+                " (the training run's split)"
+            } else {
+                " (not the training run's split)"
+            }
+        ),
+        format!(
+            "  {:<8} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            "form", "size", "acc tract", "acc ort", "ms tract", "ms ort"
+        ),
+    ];
+    for f in [&c.float, &c.smaller] {
+        lines.push(format!(
+            "  {:<8} {:>7.2} MB {} {} {} {}",
+            f.form,
+            f.bytes as f64 / 1e6,
+            opt(Some(f.accuracy), true),
+            opt(f.accuracy_onnxruntime, true),
+            opt(Some(f.ms_tract), false),
+            opt(f.ms_onnxruntime, false)
+        ));
+    }
+    lines.push(format!(
+        "  size {:.3}x float; top-1 agreement with float {} (tract), {} (ONNX Runtime)",
+        c.size_ratio,
+        opt(Some(c.agreement), true).trim(),
+        opt(c.agreement_onnxruntime, true).trim()
+    ));
+    if let Some(note) = &c.onnxruntime_note {
+        lines.push(format!("  no ONNX Runtime figures: {note}"));
+    }
+    lines.join("\n")
 }

@@ -15,10 +15,12 @@ use super::{AlreadyReported, Ui};
 
 #[derive(Args)]
 pub struct PredictArgs {
-    /// A recognizer written by `graft train`, or an ONNX file written by `graft export` (its
-    /// metadata gives the labels and the input).
+    /// A recognizer written by `graft train`, an ONNX file written by `graft
+    /// export` (its metadata gives the labels and the input), or a Teachable Machine image
+    /// export folder (`model.json`, its weights and `metadata.json`).
     pub recognizer: PathBuf,
-    /// Files to classify (images, or WAVs for a speech recognizer).
+    /// Files to classify (images, or WAVs for a speech recognizer): files, folders (their files,
+    /// sub-folders included, hidden ones skipped) or `-` (one file read from standard input).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// How many classes to show per file.
@@ -49,7 +51,13 @@ pub struct EvalArgs {
 
 pub fn run(args: PredictArgs, ui: Ui) -> Result<()> {
     let predictor = Predictor::load(&args.recognizer, &args.engine, &ui.progress())?;
-    let answers = predictor.predict_files(&args.files, args.top_k, &args.cache, &ui.progress())?;
+    let answers = predictor.predict_inputs(
+        &args.files,
+        &mut std::io::stdin().lock(),
+        args.top_k,
+        &args.cache,
+        &ui.progress(),
+    )?;
     report_answers(answers, ui, |p| {
         let top: Vec<String> = p.top.iter().map(|(l, q)| format!("{l} {q:.3}")).collect();
         let answer = match p.unknown {

@@ -176,11 +176,7 @@ fn embed_one(
     path: &Path,
     cache: Option<&EmbeddingCache>,
 ) -> Result<Result<Array1<f32>>> {
-    let kind = match spec {
-        InputSpec::Image(_) => FileKind::Image,
-        InputSpec::Audio(_) => FileKind::Audio,
-    };
-    let bytes = match crate::limits::read(path, kind) {
+    let bytes = match crate::limits::read(path, file_kind(spec)) {
         Ok(b) => b,
         Err(e) => return Ok(Err(e)),
     };
@@ -205,6 +201,19 @@ fn embed_one(
         let _ = c.put(&key, row.as_slice().unwrap_or(&[]));
     }
     Ok(Ok(row))
+}
+
+/// What an example file of `spec` is, for the size limits.
+fn file_kind(spec: &InputSpec) -> FileKind {
+    match spec {
+        InputSpec::Image(_) => FileKind::Image,
+        InputSpec::Audio(_) => FileKind::Audio,
+    }
+}
+
+/// One example's tensor (without the batch dim) from its file, read within the limits.
+pub fn prepare_file(path: &Path, spec: &InputSpec) -> Result<ArrayD<f32>> {
+    prepare(&crate::limits::read(path, file_kind(spec))?, path, spec)
 }
 
 /// One example's tensor (without the batch dim) from its file's bytes.

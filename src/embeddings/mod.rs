@@ -22,7 +22,7 @@ use crate::{Error, Result};
 pub use augment::{
     noise_recordings, NoiseAugmentation, NoiseRecording, DEFAULT_NOISE_SNR_DB, MAX_NOISE_RATIO,
 };
-pub use engine::{embed_files, prepare};
+pub use engine::{embed_files, prepare, prepare_file};
 
 /// Where one row of [`Embeddings`] came from.
 #[derive(Clone, Debug, PartialEq)]

@@ -11,7 +11,7 @@ use crate::reject::RejectRule;
 use crate::zoo::Manifest;
 use crate::{Error, Result};
 
-use super::InputForm;
+use super::{Comparison, FormFigures, InputForm, Smaller};
 
 /// Everything the metadata and the card are made from.
 pub struct Facts<'a> {
@@ -35,6 +35,8 @@ pub struct Facts<'a> {
     /// The "unknown" rule the graph applies (outputs `unknown` and `score`).
     pub unknown: Option<&'a RejectRule>,
     pub opset: i64,
+    /// What a smaller form (int8, fp16) changed.
+    pub smaller: Option<&'a Smaller>,
 }
 
 /// How graft's resize is described, in the metadata and the card.
@@ -145,6 +147,9 @@ impl Facts<'_> {
             "graft.unknown".into(),
             to_json("unknown rule", &self.unknown)?,
         ));
+        if let Some(small) = self.smaller {
+            props.push(("graft.weights".into(), to_json("weights", small)?));
+        }
         if let Some(t) = self.training {
             let training = json!({
                 "options": t.options,
@@ -273,6 +278,9 @@ impl Facts<'_> {
              metrics and the unknown rule as JSON.",
             self.opset
         );
+        if let Some(small) = self.smaller {
+            let _ = writeln!(c, "\n{}", smaller_text(small));
+        }
         let _ = writeln!(c, "\n## Validation\n");
         match self.training.and_then(|t| t.validation.as_ref()) {
             Some(m) => {
@@ -384,4 +392,78 @@ fn unknown_text(rule: &RejectRule) -> String {
         rule.threshold,
         rule.kind.name()
     )
+}
+
+/// What a smaller form is, in a sentence for the card.
+fn smaller_text(small: &Smaller) -> String {
+    if small.form == "fp16" {
+        return format!(
+            "**fp16.** {} weight tensors (of Conv, Gemm and MatMul) are stored as float16 and \
+             cast to float32 in the graph, which computes in float32.",
+            small.weights
+        );
+    }
+    let activations = match small.activations {
+        0 => "activations stay float".to_string(),
+        n => format!(
+            "their {n} input tensors are quantised to uint8 (QuantizeLinear -> \
+             DequantizeLinear) with ranges measured on {} training examples",
+            small.calibration_examples
+        ),
+    };
+    format!(
+        "**{}.** The weights of the base's {} convolutions are stored as int8 ({} scales, read \
+         through DequantizeLinear); {activations}. Biases, the other ops and the head are float.",
+        small.form,
+        small.weights,
+        small.weight_scales.unwrap_or("per-tensor")
+    )
+}
+
+/// The card's section on a smaller export measured against the float one.
+pub fn comparison_section(c: &Comparison) -> String {
+    let mut s = String::new();
+    let which = match c.same_split_as_training {
+        true => "the training run's validation split",
+        false => "a 70/30 split (training seed) that differs from the training run's",
+    };
+    let _ = writeln!(
+        s,
+        "\n## Smaller export against float\n\nOn {} examples of `{}` ({which}), the graph run \
+         after graft's preprocessing, one image at a time:\n",
+        c.examples,
+        c.data.display()
+    );
+    let _ = writeln!(
+        s,
+        "| form | file size | accuracy (tract) | accuracy (ONNX Runtime) | ms/image tract | \
+         ms/image ONNX Runtime |\n|---|---|---|---|---|---|"
+    );
+    let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1} %", v * 100.0));
+    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
+    for f in [&c.float, &c.smaller] {
+        let row = |f: &FormFigures| {
+            format!(
+                "| {} | {:.2} MB | {} | {} | {} | {} |",
+                f.form,
+                f.bytes as f64 / 1e6,
+                pct(Some(f.accuracy)),
+                pct(f.accuracy_onnxruntime),
+                ms(Some(f.ms_tract)),
+                ms(f.ms_onnxruntime)
+            )
+        };
+        let _ = writeln!(s, "{}", row(f));
+    }
+    let _ = writeln!(
+        s,
+        "\nSize {:.3}x the float file; top-1 agreement with float {} (tract), {} (ONNX Runtime).",
+        c.size_ratio,
+        pct(Some(c.agreement)),
+        pct(c.agreement_onnxruntime)
+    );
+    if let Some(note) = &c.onnxruntime_note {
+        let _ = writeln!(s, "\nNo ONNX Runtime figures: {note}");
+    }
+    s
 }

@@ -8,6 +8,7 @@
 
 mod card;
 mod preprocess;
+mod quantize;
 
 use std::collections::HashSet;
 use std::fmt;
@@ -28,6 +29,8 @@ use crate::{Error, Head, Result};
 
 pub use preprocess::IMAGE_OPSET;
 use preprocess::{float_initializer, int64_initializer, node, Names};
+pub use quantize::MAX_CALIBRATION_EXAMPLES;
+pub use quantize::{split_folder, FolderSplit, Precision, Quantize, Smaller};
 
 /// Name of the exported graph's class-probability output, `[N, classes]`.
 pub const PROBABILITIES: &str = "probabilities";
@@ -91,7 +94,7 @@ impl FromStr for InputForm {
 }
 
 /// How to export. `ExportOptions::default()`: image-in where the graph can reproduce graft's
-/// preprocessing.
+/// preprocessing, float32, no comparison folder.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ExportOptions {
@@ -101,6 +104,41 @@ pub struct ExportOptions {
     /// whose graph can be read at opset 18, tensor otherwise (audio, pose).
     #[cfg_attr(feature = "cli", arg(long))]
     pub input: Option<InputForm>,
+    /// Quantise: int8 stores the base's convolution weights as int8 (per-channel scales) and
+    /// quantises their inputs to uint8 with ranges calibrated on the training split of `--data`
+    /// (QuantizeLinear/DequantizeLinear, which ONNX Runtime and tract run); int8-weights stores
+    /// the weights alone as int8 (activations float, no calibration). The head stays float.
+    /// Needs the recognizer's base; int8 needs `--data`. Default: none (float).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub quantize: Option<Quantize>,
+    /// How float weights are stored: fp32, or fp16 (the weights of Conv, Gemm and MatMul as
+    /// float16, cast to float in the graph, which still computes in float32). Not with
+    /// `--quantize`. Default fp32.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = Precision::default()))]
+    pub precision: Precision,
+    /// The labelled folder the recognizer was trained on, split as `graft train` split it (30 %
+    /// held out per class, the training seed): int8 calibrates on its training part, and a
+    /// smaller export (int8 or fp16) is compared with the float one on its validation part
+    /// (accuracy, top-1 agreement, size, ms per image in ONNX Runtime and tract). Required by
+    /// `--quantize`; default none (an fp16 export is then not compared).
+    #[cfg_attr(feature = "cli", arg(long))]
+    pub data: Option<PathBuf>,
+}
+
+impl ExportOptions {
+    /// Whether these options ask for a smaller form than float32.
+    pub fn smaller(&self) -> bool {
+        self.quantize.is_some() || self.precision != Precision::Fp32
+    }
+
+    /// The same options for the float32 file.
+    pub fn float(&self) -> ExportOptions {
+        ExportOptions {
+            quantize: None,
+            precision: Precision::Fp32,
+            ..self.clone()
+        }
+    }
 }
 
 /// What [`export_onnx`] wrote.
@@ -119,6 +157,60 @@ pub struct Exported {
     pub opset: i64,
     pub classes: usize,
     pub embedding_dim: usize,
+    /// What a smaller form (int8, fp16) changed; `None` for float32.
+    pub smaller: Option<Smaller>,
+    /// The smaller form measured against the float one, when a folder was given.
+    pub comparison: Option<Comparison>,
+}
+
+/// One form of an export, measured on the comparison examples (the graph after graft's own
+/// preprocessing, batch 1).
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct FormFigures {
+    /// `float32`, `int8` or `fp16`.
+    pub form: String,
+    /// Size of the ONNX file in bytes.
+    pub bytes: u64,
+    /// Top-1 accuracy in tract.
+    pub accuracy: f64,
+    /// Mean milliseconds per image in tract.
+    pub ms_tract: f64,
+    /// Top-1 accuracy in ONNX Runtime; `None` when its library could not be had.
+    pub accuracy_onnxruntime: Option<f64>,
+    /// Mean milliseconds per image in ONNX Runtime.
+    pub ms_onnxruntime: Option<f64>,
+}
+
+/// A smaller export against the float one, on the validation split of a labelled folder.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Comparison {
+    pub data: PathBuf,
+    /// Examples compared (the validation split).
+    pub examples: usize,
+    /// Whether the split's counts per class are the training record's (then it is the
+    /// training run's validation split).
+    pub same_split_as_training: bool,
+    pub float: FormFigures,
+    pub smaller: FormFigures,
+    /// Fraction of examples whose top-1 is the same in both forms (tract).
+    pub agreement: f64,
+    /// The same in ONNX Runtime.
+    pub agreement_onnxruntime: Option<f64>,
+    /// The smaller file's size over the float one's.
+    pub size_ratio: f64,
+    /// Why there are no ONNX Runtime figures, when there are none.
+    pub onnxruntime_note: Option<String>,
+}
+
+/// Adds `comparison` to what `exported` says about itself: `exported.comparison` and a section
+/// of its model card (rewritten atomically).
+pub fn record_comparison(exported: &mut Exported, comparison: Comparison) -> Result<()> {
+    let card = std::fs::read_to_string(&exported.model_card)
+        .map_err(|e| Error::io(&exported.model_card, e))?;
+    let card = card + &card::comparison_section(&comparison);
+    write_atomic(&exported.model_card, card.as_bytes())?;
+    exported.comparison = Some(comparison);
+    Ok(())
 }
 
 /// Checks that `head` and `labels` fit `base`.
@@ -193,6 +285,28 @@ pub fn export_onnx(
     input_file: Option<&Path>,
 ) -> Result<Exported> {
     check_fit(base, head, labels)?;
+    if options.quantize.is_some() && options.precision != Precision::Fp32 {
+        return Err(Error::Invalid(
+            "give --quantize int8 or --precision fp16, not both".into(),
+        ));
+    }
+    let calibration = match (options.quantize, &options.data) {
+        (None | Some(Quantize::Int8Weights), _) => None,
+        (Some(Quantize::Int8), None) => {
+            return Err(Error::Invalid(
+                "--quantize int8 calibrates on the training examples: give --data, the folder \
+                 the recognizer was trained on"
+                    .into(),
+            ))
+        }
+        (Some(Quantize::Int8), Some(data)) => {
+            let split = split_folder(data, labels, training)?;
+            Some(quantize::calibration_inputs(
+                &split.train,
+                base.input_spec()?,
+            )?)
+        }
+    };
     let dir = match out.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
@@ -215,6 +329,7 @@ pub fn export_onnx(
     }
     let spec = base.input_spec()?;
     let mut model = base.model_proto()?;
+    let base_opset = preprocess::default_opset(&model);
     let (form, tensor_because) = choose_form(options.input, spec, &model)?;
     let opset_then = match form {
         InputForm::Image => preprocess::default_opset(&model).max(IMAGE_OPSET),
@@ -234,6 +349,21 @@ pub fn export_onnx(
     })?;
     prune_to(graph, base.cut());
     let with_rule = unknown.map_or(&[][..], |_| &[SCORE, UNKNOWN][..]);
+    let mut smaller = None;
+    if let Some(quantize) = options.quantize {
+        // Per-axis DequantizeLinear needs opset 13; the image form raises the opset to 18.
+        let per_channel = form == InputForm::Image || base_opset >= 13;
+        let mut names = Names::new(tensor_names(graph));
+        smaller = Some(quantize::int8(
+            graph,
+            &mut names,
+            base,
+            calibration
+                .as_deref()
+                .filter(|_| quantize == Quantize::Int8),
+            per_channel,
+        )?);
+    }
     let reserved = [PROBABILITIES, LABEL, EMBEDDING]
         .into_iter()
         .chain(with_rule.iter().copied())
@@ -267,6 +397,11 @@ pub fn export_onnx(
         }
     };
     append_head(graph, &mut names, base, head)?;
+    // fp16 weights for the base and the head; the unknown rule's numbers stay float32, so that
+    // its threshold means what it meant in training.
+    if options.precision == Precision::Fp16 {
+        smaller = Some(quantize::fp16(graph, &mut names));
+    }
     if let Some(rule) = unknown {
         append_unknown(
             graph,
@@ -298,6 +433,7 @@ pub fn export_onnx(
         training,
         unknown,
         opset,
+        smaller: smaller.as_ref(),
     };
     model.producer_name = "graft".into();
     model.producer_version = env!("CARGO_PKG_VERSION").into();
@@ -333,6 +469,8 @@ pub fn export_onnx(
         opset,
         classes: labels.len(),
         embedding_dim: base.embedding_dim(),
+        smaller,
+        comparison: None,
     })
 }
 

@@ -138,7 +138,7 @@ pub fn node(op: &str, name: &str, inputs: &[&str], output: &str) -> pb::NodeProt
 }
 
 /// A little-endian initializer of `data_type` from raw bytes.
-fn initializer(name: &str, dims: &[i64], data_type: DataType, raw: Vec<u8>) -> pb::TensorProto {
+pub fn initializer(name: &str, dims: &[i64], data_type: DataType, raw: Vec<u8>) -> pb::TensorProto {
     pb::TensorProto {
         name: name.into(),
         dims: dims.to_vec(),

@@ -69,8 +69,9 @@ pub struct ServeOptions {
     /// How long the first request of a batch waits for others, in milliseconds. Default 2.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 2))]
     pub batch_window_ms: u64,
-    /// Most examples embedded in one call. Default 32.
-    #[cfg_attr(feature = "cli", arg(long, default_value_t = 32))]
+    /// Most examples embedded in one call. Default 4: on the CPU larger batches embed no faster
+    /// per example but hold more memory and make the last of a batch wait (bench/serve.sh).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 4))]
     pub max_batch: usize,
     /// How often watched folders are looked at, in milliseconds. Default 1000.
     #[cfg_attr(feature = "cli", arg(long, default_value_t = 1000))]
@@ -90,7 +91,7 @@ impl Default for ServeOptions {
             queue: 256,
             timeout_ms: 30_000,
             batch_window_ms: 2,
-            max_batch: 32,
+            max_batch: 4,
             watch_ms: 1000,
             engine: EngineOptions::default(),
         }

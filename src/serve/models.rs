@@ -88,6 +88,8 @@ pub(super) struct State {
     stop_signal: tokio::sync::watch::Sender<bool>,
     runtime: tokio::runtime::Handle,
     studio: Option<Arc<Studio>>,
+    /// Permits to decode an upload: one per core.
+    pub decoders: tokio::sync::Semaphore,
 }
 
 /// The limits handlers apply.
@@ -180,6 +182,9 @@ impl State {
                 Some(dir) => Some(Arc::new(Studio::open(dir, options.engine.clone())?)),
                 None => None,
             },
+            decoders: tokio::sync::Semaphore::new(
+                std::thread::available_parallelism().map_or(1, |n| n.get()),
+            ),
         };
         for file in files {
             let served = state.open(&file)?;

@@ -196,7 +196,7 @@ async fn answer_request(
             .and_then(|v| v.to_str().ok())
             .unwrap_or("body")
             .to_string();
-        return match one_example(served, &name, body, top_k).await {
+        return match one_example(state, served, &name, body, top_k).await {
             Ok(mut answer) => {
                 answer["model"] = json!(served.info.name);
                 Json(answer).into_response()
@@ -231,7 +231,7 @@ async fn answer_request(
     }
     let results =
         futures_util::future::join_all(answers.into_iter().map(|(name, bytes)| async move {
-            let result = one_example(served, &name, bytes, top_k).await;
+            let result = one_example(state, served, &name, bytes, top_k).await;
             (name, result)
         }))
         .await;
@@ -266,6 +266,7 @@ fn first<T>(answers: Vec<T>) -> crate::Result<T> {
 
 /// One example's answer as JSON, or the refusal to send.
 async fn one_example(
+    state: &Shared,
     served: &Arc<Served>,
     name: &str,
     bytes: Bytes,
@@ -286,9 +287,16 @@ async fn one_example(
         ));
     }
     let file = name.to_string();
+    // As many decodes at once as there are cores: more only add thread switches and memory.
+    let _permit = state
+        .decoders
+        .acquire()
+        .await
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let prepared =
         tokio::task::spawn_blocking(move || prepare(&bytes, std::path::Path::new(&file), &spec))
             .await;
+    drop(_permit);
     let input = match prepared {
         Ok(Ok(input)) => input,
         Ok(Err(e)) => return Err((StatusCode::BAD_REQUEST, e.to_string())),

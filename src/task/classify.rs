@@ -4,16 +4,16 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use ndarray::{Array2, ArrayViewD, Axis};
+use ndarray::{Array2, ArrayViewD};
 use serde::Serialize;
 
+use super::answer::{answer_files, embed_bytes, single, FileAnswer};
 use super::embed::{embed_folder, embed_unlabelled, EmbedReport};
-use super::{in_phase, Phase, Progress};
+use super::Progress;
 use crate::base::{BaseModel, EngineOptions};
 use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
-use crate::embeddings::{embed_files, prepare};
-use crate::export::{export_onnx, ExportOptions, Exported};
+use crate::export::{export_onnx, record_comparison, split_folder, ExportOptions, Exported};
 use crate::metrics::Metrics;
 use crate::recognizer::{Prediction, Recognizer};
 use crate::reject::UnknownReport;
@@ -26,13 +26,6 @@ pub struct Classifier {
     base: Arc<BaseModel>,
     /// The file it was loaded from, which exports never overwrite.
     source: Option<PathBuf>,
-}
-
-/// One file's answer, or why it has none.
-#[derive(Debug)]
-pub struct FileAnswer<T> {
-    pub file: PathBuf,
-    pub answer: Result<T>,
 }
 
 /// A recognizer's metrics on a labelled folder.
@@ -143,53 +136,42 @@ impl Classifier {
     /// Writes base (cut) + head + softmax + argmax as one ONNX file at `out`, with
     /// `labels.txt` and `MODEL_CARD.md` beside it (see [`export_onnx`]; atomically, never over
     /// the recognizer's own file), taking images or tensors as `options` says.
+    ///
+    /// A smaller form (`options.quantize`, `options.precision`) with a folder (`options.data`)
+    /// is then measured against the float export on the folder's validation split (see
+    /// [`Comparison`](crate::export::Comparison)), which goes into the model card and
+    /// [`Exported::comparison`].
     pub fn export(&self, out: &Path, options: &ExportOptions) -> Result<Exported> {
-        export_onnx(
-            &self.base,
+        let (head, labels, training) = (
             self.recognizer.head(),
             self.recognizer.labels(),
             self.recognizer.training(),
-            self.recognizer.unknown_rule(),
-            options,
-            out,
-            self.source.as_deref(),
-        )
+        );
+        let source = self.source.as_deref();
+        let unknown = self.recognizer.unknown_rule();
+        let mut exported = export_onnx(
+            &self.base, head, labels, training, unknown, options, out, source,
+        )?;
+        let (Some(small), Some(data)) = (&exported.smaller, &options.data) else {
+            return Ok(exported);
+        };
+        let form = small.form;
+        let tmp = tempfile::tempdir().map_err(|e| Error::io(std::env::temp_dir(), e))?;
+        let float = tmp.path().join("float.onnx");
+        export_onnx(
+            &self.base,
+            head,
+            labels,
+            training,
+            unknown,
+            &options.float(),
+            &float,
+            source,
+        )?;
+        let split = split_folder(data, labels, training)?;
+        let spec = self.base.input_spec()?;
+        let comparison = super::smaller::compare(&float, out, form, data, &split, spec)?;
+        record_comparison(&mut exported, comparison)?;
+        Ok(exported)
     }
-}
-
-/// The embedding `[1, dim]` of one example file's bytes; `name` stands for the file in errors.
-pub(super) fn embed_bytes(base: &BaseModel, bytes: &[u8], name: &str) -> Result<Array2<f32>> {
-    let tensor = prepare(bytes, Path::new(name), base.input_spec()?)?;
-    base.embed(tensor.insert_axis(Axis(0)).view())
-}
-
-/// The one answer for one example.
-pub(super) fn single<T>(answers: Vec<T>) -> Result<T> {
-    let mut answers = answers.into_iter();
-    match (answers.next(), answers.next()) {
-        (Some(answer), None) => Ok(answer),
-        _ => Err(Error::Internal("not one answer for one example".into())),
-    }
-}
-
-/// Embeds `files` with `base` (cached) and answers each embedding with `answer`.
-pub(super) fn answer_files<T>(
-    base: &BaseModel,
-    files: &[PathBuf],
-    cache: &CacheOptions,
-    progress: &dyn Progress,
-    answer: impl Fn(ndarray::ArrayView2<f32>) -> Result<T>,
-) -> Result<Vec<FileAnswer<T>>> {
-    let root = cache.root();
-    let results = in_phase(progress, Phase::Embedding, files.len() as u64, |advance| {
-        embed_files(base, files, root.as_deref(), advance)
-    });
-    Ok(files
-        .iter()
-        .zip(results?)
-        .map(|(file, embedding)| FileAnswer {
-            file: file.clone(),
-            answer: embedding.and_then(|v| answer(v.view().insert_axis(Axis(0)))),
-        })
-        .collect())
 }

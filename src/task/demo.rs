@@ -7,7 +7,8 @@ use std::time::Instant;
 
 use serde::Serialize;
 
-use super::classify::{single, Classifier};
+use super::answer::single;
+use super::classify::Classifier;
 use super::create::{create_from_embeddings, CreateOptions, CreateReport};
 use super::embed::{embed_folder, EmbedReport};
 use super::exported::ExportedClassifier;

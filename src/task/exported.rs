@@ -19,7 +19,7 @@ use prost::Message;
 use serde_json::Value;
 use tract_onnx::pb;
 
-use super::classify::{answer_files, embed_bytes, single, Classifier, FileAnswer};
+use super::answer::{answer_files, embed_bytes, single, FileAnswer};
 use super::Progress;
 use crate::base::{batch_value_info, parse_onnx, prune_to, BaseModel, BaseOptions, EngineOptions};
 use crate::cache::CacheOptions;
@@ -66,7 +66,7 @@ fn decode<T: serde::de::DeserializeOwned>(value: Value, what: &str, path: &Path)
 
 /// Whether `bytes` (a file's first 9) look like an ONNX file rather than a safetensors one (a
 /// recognizer or an index: 8 bytes of header size, then its JSON header).
-fn looks_like_onnx(bytes: &[u8]) -> bool {
+pub(super) fn looks_like_onnx(bytes: &[u8]) -> bool {
     bytes.get(8) != Some(&b'{')
 }
 
@@ -108,6 +108,20 @@ impl ExportedClassifier {
         };
         let model = BaseModel::from_bytes(bytes, &path.display().to_string(), &options)?
             .with_input_spec(spec)?;
+        ExportedClassifier::from_parts(labels, form, unknown, model, path)
+    }
+
+    /// A classifier from its labels, its unknown rule (whose flag is then the graph's last
+    /// column) and the model (from the prepared input to the probabilities) loaded from `path`;
+    /// an error when they do not fit.
+    pub(super) fn from_parts(
+        labels: Vec<String>,
+        form: InputForm,
+        unknown: Option<RejectRule>,
+        model: BaseModel,
+        path: &Path,
+    ) -> Result<ExportedClassifier> {
+        let width = labels.len() + usize::from(unknown.is_some());
         if model.embedding_dim() != width {
             return Err(Error::Model {
                 path: path.to_path_buf(),
@@ -156,6 +170,11 @@ impl ExportedClassifier {
             }
         }
         Ok(out)
+    }
+
+    /// The engine that runs it.
+    pub fn backend(&self) -> crate::base::Backend {
+        self.model.backend()
     }
 
     /// The `top_k` best classes of each file (embedded through the cache unless
@@ -269,42 +288,4 @@ fn without_front(
         .insert(0, batch_value_info(prepared, &spec.shape()));
     graph.output = vec![batch_value_info(answer, &[width])];
     Ok(())
-}
-
-/// What `graft predict` answers with: a recognizer (with its base) or a file graft exported,
-/// told apart by content.
-#[derive(Debug)]
-pub enum Predictor {
-    Recognizer(Classifier),
-    Exported(ExportedClassifier),
-}
-
-impl Predictor {
-    /// Loads a recognizer or an exported ONNX file, on the engine `engine` names (a recognizer's
-    /// zoo base not built here yet is built first, reported on `progress`).
-    pub fn load(path: &Path, engine: &EngineOptions, progress: &dyn Progress) -> Result<Predictor> {
-        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-        let mut head = Vec::with_capacity(9);
-        std::io::Read::read_to_end(&mut std::io::Read::take(file, 9), &mut head)
-            .map_err(|e| Error::io(path, e))?;
-        if head.len() == 9 && looks_like_onnx(&head) {
-            ExportedClassifier::load(path, engine).map(Predictor::Exported)
-        } else {
-            Classifier::load(path, engine, progress).map(Predictor::Recognizer)
-        }
-    }
-
-    /// The `top_k` best classes of each file, as [`Classifier::predict_files`] gives them.
-    pub fn predict_files(
-        &self,
-        files: &[PathBuf],
-        top_k: usize,
-        cache: &CacheOptions,
-        progress: &dyn Progress,
-    ) -> Result<Vec<FileAnswer<Prediction>>> {
-        match self {
-            Predictor::Recognizer(c) => c.predict_files(files, top_k, cache, progress),
-            Predictor::Exported(e) => e.predict_files(files, top_k, cache, progress),
-        }
-    }
 }

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use super::classify::{answer_files, embed_bytes, single, FileAnswer};
+use super::answer::{answer_files, embed_bytes, single, FileAnswer};
 use super::embed::{embed_folder, embed_unlabelled, stack_rows, EmbedReport};
 use super::Progress;
 use crate::base::{BaseModel, EngineOptions};

@@ -14,6 +14,7 @@
 //! Long calls report through a [`Progress`] (the CLI draws bars from it; [`Silent`] ignores it).
 //! Nothing here holds global state.
 
+mod answer;
 mod classify;
 mod convert;
 mod create;
@@ -21,15 +22,22 @@ pub mod demo;
 mod embed;
 mod exported;
 mod knn;
+mod predictor;
+mod smaller;
+mod teachable;
 
-pub use crate::export::{ExportOptions, Exported, InputForm};
-pub use classify::{Classifier, Evaluation, FileAnswer};
+pub use crate::export::{Comparison, ExportOptions, Exported, FormFigures, InputForm};
+pub use crate::export::{Precision, Quantize, Smaller};
+pub use answer::FileAnswer;
+pub use classify::{Classifier, Evaluation};
 pub use convert::{convert, supported_ops, Converted, Format};
 pub use create::{create, create_from_embeddings, Augmentation, Augmentations, ClassSplit};
 pub use create::{AugmentReport, CreateOptions, CreateReport, Created};
 pub use embed::{embed_folder, EmbedReport, Embedded};
-pub use exported::{ExportedClassifier, Predictor};
+pub use exported::ExportedClassifier;
 pub use knn::{knn_index, KnnClassifier};
+pub use predictor::{example_files, Predictor, STDIN};
+pub use teachable::{is_teachable_machine, METADATA_JSON, MODEL_JSON};
 
 pub(crate) use crate::progress::in_phase;
 pub use crate::progress::{Event, Phase, Progress, Silent};
