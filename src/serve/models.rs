@@ -90,6 +90,8 @@ pub(super) struct State {
     studio: Option<Arc<Studio>>,
     /// Permits to decode an upload: one per core.
     pub decoders: tokio::sync::Semaphore,
+    /// Uploads waiting for a decode permit (at most the queue's bound).
+    pub decode_waiting: std::sync::atomic::AtomicUsize,
 }
 
 /// The limits handlers apply.
@@ -185,6 +187,7 @@ impl State {
             decoders: tokio::sync::Semaphore::new(
                 std::thread::available_parallelism().map_or(1, |n| n.get()),
             ),
+            decode_waiting: std::sync::atomic::AtomicUsize::new(0),
         };
         for file in files {
             let served = state.open(&file)?;

@@ -3,6 +3,7 @@
 //! model, 413 a body over the limit, 415 a file of the wrong kind, 503 a full queue (with
 //! Retry-After), 504 a request over the time limit.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -64,6 +65,28 @@ fn failure(status: StatusCode, msg: impl Into<String>) -> Response {
 type Refusal = (StatusCode, String);
 
 /// The refusal of a full queue.
+/// One place in a bounded count of waiting requests, given back when dropped (also when the
+/// request is dropped while it waits).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    /// A place, unless `bound` are taken.
+    fn enter(count: &'a AtomicUsize, bound: usize) -> Option<Waiting<'a>> {
+        count
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| {
+                (n < bound).then_some(n + 1)
+            })
+            .ok()
+            .map(|_| Waiting(count))
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 fn queue_full() -> Refusal {
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -288,11 +311,12 @@ async fn one_example(
     }
     let file = name.to_string();
     // As many decodes at once as there are cores: more only add thread switches and memory.
-    let _permit = state
-        .decoders
-        .acquire()
-        .await
-        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+    // Those waiting for one count against the queue's bound as those waiting for a batch do.
+    let waiting =
+        Waiting::enter(&state.decode_waiting, state.settings.queue).ok_or_else(queue_full)?;
+    let permit = state.decoders.acquire().await;
+    drop(waiting);
+    let _permit = permit.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let prepared =
         tokio::task::spawn_blocking(move || prepare(&bytes, std::path::Path::new(&file), &spec))
             .await;
