@@ -529,6 +529,60 @@ fn convert_lists_the_operators_each_converter_reads() {
 /// `graft predict` takes folders (their files, sub-folders included) and `-` (a file on standard
 /// input), answering each as it answers the files themselves.
 #[test]
+fn predict_takes_a_knn_index_and_answers_as_knn_classify_does() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let index =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/compat/knn-index.safetensors");
+    let folder = subset(tmp.path(), &["fish", "planet", "tool"], 2);
+    let predicted = graft(
+        &cache,
+        &["predict", s(&index), s(&folder), "-k", "2", "--json"],
+    )
+    .ok()
+    .json();
+    // The same files, in the order predict takes a folder's (sorted, class by class).
+    let mut files: Vec<PathBuf> = Vec::new();
+    for class in ["fish", "planet", "tool"] {
+        let mut these: Vec<PathBuf> = std::fs::read_dir(folder.join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        these.sort();
+        files.extend(these);
+    }
+    let mut args = vec!["knn", "classify", s(&index)];
+    args.extend(files.iter().map(|f| s(f)));
+    args.push("--json");
+    let classified = graft(&cache, &args).ok().json();
+    let predicted = predicted["predictions"].as_array().unwrap();
+    let classified = classified["predictions"].as_array().unwrap();
+    assert_eq!(predicted.len(), 6);
+    assert_eq!(predicted.len(), classified.len());
+    for (p, c) in predicted.iter().zip(classified) {
+        let c = &c["prediction"];
+        assert_eq!(p["label"], c["label"]);
+        assert_eq!(p["unknown"], c["unknown"]);
+        // Its probability is the winner's share of the 3 votes; the top 2 by share.
+        let share = c["confidences"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v[0] == c["label"])
+            .unwrap()[1]
+            .as_f64()
+            .unwrap();
+        assert!(
+            (p["probability"].as_f64().unwrap() - share).abs() < 1e-6,
+            "{p} {c}"
+        );
+        let top = p["top"].as_array().unwrap();
+        assert_eq!(top.len(), 2);
+        assert!(top[0][1].as_f64() >= top[1][1].as_f64());
+    }
+}
+
+#[test]
 fn predict_takes_folders_and_standard_input() {
     let tmp = tempfile::tempdir().unwrap();
     let cache = tmp.path().join("cache");

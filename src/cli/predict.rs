@@ -15,9 +15,10 @@ use super::{AlreadyReported, Ui};
 
 #[derive(Args)]
 pub struct PredictArgs {
-    /// A recognizer written by `graft train`, an ONNX file written by `graft
-    /// export` (its metadata gives the labels and the input), or a Teachable Machine image
-    /// export folder (`model.json`, its weights and `metadata.json`).
+    /// A recognizer written by `graft train`, a KNN index written by `graft knn build` (it
+    /// answers by its 3 nearest examples' votes), an ONNX file written by `graft export` (its
+    /// metadata gives the labels and the input), or a Teachable Machine image export folder
+    /// (`model.json`, its weights and `metadata.json`).
     pub recognizer: PathBuf,
     /// Files to classify (images, or WAVs for a speech recognizer): files, folders (their files,
     /// sub-folders included, hidden ones skipped) or `-` (one file read from standard input).

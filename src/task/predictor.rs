@@ -1,4 +1,5 @@
-//! What `graft predict` loads: a recognizer or a file graft exported, told apart by content.
+//! What `graft predict` loads: a recognizer, a KNN index or a file graft exported, told apart by
+//! content, or a Teachable Machine export folder.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -6,27 +7,33 @@ use std::path::{Path, PathBuf};
 use super::answer::FileAnswer;
 use super::classify::Classifier;
 use super::exported::{looks_like_onnx, ExportedClassifier};
+use super::knn::KnnClassifier;
 use super::teachable::{self, is_teachable_machine};
 use super::Progress;
 use crate::base::EngineOptions;
 use crate::cache::CacheOptions;
-use crate::recognizer::Prediction;
+use crate::knn::{Knn, KnnPrediction, DEFAULT_K};
+use crate::recognizer::{Prediction, Recognizer};
 use crate::{Error, Result};
 
-/// What `graft predict` answers with: a recognizer (with its base), a file graft exported (told
-/// apart by content), or a Teachable Machine image export (a folder with `model.json` and
-/// `metadata.json`).
+/// What `graft predict` answers with: a recognizer or a KNN index (with its base), a file graft
+/// exported (told apart by content), or a Teachable Machine image export (a folder with
+/// `model.json` and `metadata.json`).
 #[derive(Debug)]
 pub enum Predictor {
     Recognizer(Classifier),
+    /// A KNN index, answering by its [`DEFAULT_K`] nearest stored examples: the probability of a
+    /// class is its share of their votes.
+    Knn(KnnClassifier),
     Exported(ExportedClassifier),
     /// A Teachable Machine image export (a folder), converted on load.
     TeachableMachine(ExportedClassifier),
 }
 
 impl Predictor {
-    /// Loads a recognizer or an exported ONNX file, on the engine `engine` names (a recognizer's
-    /// zoo base not built here yet is built first, reported on `progress`).
+    /// Loads a recognizer, a KNN index, an exported ONNX file or a Teachable Machine folder, on
+    /// the engine `engine` names (a zoo base not built here yet is built first, reported on
+    /// `progress`).
     pub fn load(path: &Path, engine: &EngineOptions, progress: &dyn Progress) -> Result<Predictor> {
         if is_teachable_machine(path) {
             return teachable::load(path, engine).map(Predictor::TeachableMachine);
@@ -36,9 +43,15 @@ impl Predictor {
         std::io::Read::read_to_end(&mut std::io::Read::take(file, 9), &mut head)
             .map_err(|e| Error::io(path, e))?;
         if head.len() == 9 && looks_like_onnx(&head) {
-            ExportedClassifier::load(path, engine).map(Predictor::Exported)
-        } else {
-            Classifier::load(path, engine, progress).map(Predictor::Recognizer)
+            return ExportedClassifier::load(path, engine).map(Predictor::Exported);
+        }
+        // A recognizer, else an index; a file that is neither gets the recognizer's complaint.
+        match Recognizer::load(path) {
+            Ok(_) => Classifier::load(path, engine, progress).map(Predictor::Recognizer),
+            Err(as_recognizer) => match Knn::load(path) {
+                Ok(_) => KnnClassifier::load(path, engine, None, progress).map(Predictor::Knn),
+                Err(_) => Err(as_recognizer),
+            },
         }
     }
 
@@ -47,6 +60,7 @@ impl Predictor {
     pub fn predict_bytes(&self, bytes: &[u8], name: &str, top_k: usize) -> Result<Prediction> {
         match self {
             Predictor::Recognizer(c) => c.predict_bytes(bytes, name, top_k),
+            Predictor::Knn(k) => Ok(knn_answer(k.classify_bytes(bytes, name, DEFAULT_K)?, top_k)),
             Predictor::Exported(e) | Predictor::TeachableMachine(e) => {
                 e.predict_bytes(bytes, name, top_k)
             }
@@ -106,10 +120,36 @@ impl Predictor {
     ) -> Result<Vec<FileAnswer<Prediction>>> {
         match self {
             Predictor::Recognizer(c) => c.predict_files(files, top_k, cache, progress),
+            Predictor::Knn(k) => Ok(k
+                .classify_files(files, DEFAULT_K, cache, progress)?
+                .into_iter()
+                .map(|a| FileAnswer {
+                    file: a.file,
+                    answer: a.answer.map(|p| knn_answer(p, top_k)),
+                })
+                .collect()),
             Predictor::Exported(e) | Predictor::TeachableMachine(e) => {
                 e.predict_files(files, top_k, cache, progress)
             }
         }
+    }
+}
+
+/// A KNN answer as a recognizer's: the winning class with its share of the votes, the `top_k`
+/// classes by share (ties in class order), and the unknown flag.
+fn knn_answer(p: KnnPrediction, top_k: usize) -> Prediction {
+    let mut top = p.confidences;
+    top.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let probability = top
+        .iter()
+        .find(|(l, _)| *l == p.label)
+        .map_or(0.0, |(_, q)| *q);
+    top.truncate(top_k);
+    Prediction {
+        label: p.label,
+        probability,
+        top,
+        unknown: p.unknown,
     }
 }
 
