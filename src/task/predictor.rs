@@ -24,7 +24,7 @@ pub enum Predictor {
     Recognizer(Classifier),
     /// A KNN index, answering by its [`DEFAULT_K`] nearest stored examples: the probability of a
     /// class is its share of their votes.
-    Knn(KnnClassifier),
+    Knn(Box<KnnClassifier>),
     Exported(ExportedClassifier),
     /// A Teachable Machine image export (a folder), converted on load.
     TeachableMachine(ExportedClassifier),
@@ -49,7 +49,8 @@ impl Predictor {
         match Recognizer::load(path) {
             Ok(_) => Classifier::load(path, engine, progress).map(Predictor::Recognizer),
             Err(as_recognizer) => match Knn::load(path) {
-                Ok(_) => KnnClassifier::load(path, engine, None, progress).map(Predictor::Knn),
+                Ok(_) => KnnClassifier::load(path, engine, None, progress)
+                    .map(|k| Predictor::Knn(Box::new(k))),
                 Err(_) => Err(as_recognizer),
             },
         }
