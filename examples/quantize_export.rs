@@ -13,40 +13,8 @@ use std::sync::Arc;
 use graft::base::{BaseModel, BaseOptions};
 use graft::cache::CacheOptions;
 use graft::dataset::Dataset;
-use graft::export::{Comparison, ExportOptions, Precision, Quantize};
+use graft::export::{ExportOptions, Precision, Quantize};
 use graft::task::{self, Classifier, CreateOptions, Silent};
-
-fn print(c: &Comparison) {
-    let pct = |v: Option<f64>| v.map_or("-".into(), |v| format!("{:.1} %", v * 100.0));
-    let ms = |v: Option<f64>| v.map_or("-".into(), |v| format!("{v:.2}"));
-    println!(
-        "{:<12} {:>9} {:>10} {:>10} {:>10} {:>10}",
-        "form", "MB", "acc tract", "acc ort", "ms tract", "ms ort"
-    );
-    for f in [&c.float, &c.smaller] {
-        println!(
-            "{:<12} {:>9.2} {:>10} {:>10} {:>10} {:>10}",
-            f.form,
-            f.bytes as f64 / 1e6,
-            pct(Some(f.accuracy)),
-            pct(f.accuracy_onnxruntime),
-            ms(Some(f.ms_tract)),
-            ms(f.ms_onnxruntime)
-        );
-    }
-    println!(
-        "{}: {:.3}x the float file, top-1 agreement {} (tract), {} (ONNX Runtime) on {} \
-         validation images{}",
-        c.smaller.form,
-        c.size_ratio,
-        pct(Some(c.agreement)),
-        pct(c.agreement_onnxruntime),
-        c.examples,
-        c.onnxruntime_note
-            .as_ref()
-            .map_or(String::new(), |n| format!(" (no ONNX Runtime: {n})"))
-    );
-}
 
 fn main() -> graft::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -85,7 +53,7 @@ fn main() -> graft::Result<()> {
         let r = classifier.export(&out.join(name).join("model.onnx"), &options)?;
         println!("\nwrote {}", r.onnx.display());
         if let Some(c) = &r.comparison {
-            print(c);
+            println!("{c}");
         }
     }
     Ok(())

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use graft::base::EngineOptions;
-use graft::task::{Classifier, Comparison, ExportOptions};
+use graft::task::{Classifier, ExportOptions};
 use serde_json::json;
 
 use super::Ui;
@@ -84,7 +84,7 @@ pub fn run(args: ExportArgs, ui: Ui) -> Result<()> {
         }
     }
     if let Some(c) = &r.comparison {
-        ui.say(comparison_table(c));
+        ui.say(c.to_string());
     }
     let labels = &classifier.recognizer().labels();
     ui.finish(json!({
@@ -102,50 +102,4 @@ pub fn run(args: ExportArgs, ui: Ui) -> Result<()> {
         "comparison": r.comparison,
     }));
     Ok(())
-}
-
-/// The comparison of a smaller export with the float one, as lines for the terminal.
-fn comparison_table(c: &Comparison) -> String {
-    let opt = |v: Option<f64>, pct: bool| match (v, pct) {
-        (Some(v), true) => format!("{:>7.1} %", v * 100.0),
-        (Some(v), false) => format!("{v:>9.2}"),
-        (None, _) => format!("{:>9}", "-"),
-    };
-    let mut lines = vec![
-        format!(
-            "on {} validation examples of {}{}:",
-            c.examples,
-            c.data.display(),
-            if c.same_split_as_training {
-                " (the training run's split)"
-            } else {
-                " (not the training run's split)"
-            }
-        ),
-        format!(
-            "  {:<8} {:>10} {:>9} {:>9} {:>9} {:>9}",
-            "form", "size", "acc tract", "acc ort", "ms tract", "ms ort"
-        ),
-    ];
-    for f in [&c.float, &c.smaller] {
-        lines.push(format!(
-            "  {:<8} {:>7.2} MB {} {} {} {}",
-            f.form,
-            f.bytes as f64 / 1e6,
-            opt(Some(f.accuracy), true),
-            opt(f.accuracy_onnxruntime, true),
-            opt(Some(f.ms_tract), false),
-            opt(f.ms_onnxruntime, false)
-        ));
-    }
-    lines.push(format!(
-        "  size {:.3}x float; top-1 agreement with float {} (tract), {} (ONNX Runtime)",
-        c.size_ratio,
-        opt(Some(c.agreement), true).trim(),
-        opt(c.agreement_onnxruntime, true).trim()
-    ));
-    if let Some(note) = &c.onnxruntime_note {
-        lines.push(format!("  no ONNX Runtime figures: {note}"));
-    }
-    lines.join("\n")
 }

@@ -202,6 +202,57 @@ pub struct Comparison {
     pub onnxruntime_note: Option<String>,
 }
 
+impl fmt::Display for Comparison {
+    /// The comparison as an aligned text table, for the terminal (the model card has its own
+    /// Markdown section).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let opt = |v: Option<f64>, pct: bool| match (v, pct) {
+            (Some(v), true) => format!("{:>7.1} %", v * 100.0),
+            (Some(v), false) => format!("{v:>9.2}"),
+            (None, _) => format!("{:>9}", "-"),
+        };
+        writeln!(
+            f,
+            "on {} validation examples of {}{}:",
+            self.examples,
+            self.data.display(),
+            if self.same_split_as_training {
+                " (the training run's split)"
+            } else {
+                " (not the training run's split)"
+            }
+        )?;
+        writeln!(
+            f,
+            "  {:<8} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            "form", "size", "acc tract", "acc ort", "ms tract", "ms ort"
+        )?;
+        for form in [&self.float, &self.smaller] {
+            writeln!(
+                f,
+                "  {:<8} {:>7.2} MB {} {} {} {}",
+                form.form,
+                form.bytes as f64 / 1e6,
+                opt(Some(form.accuracy), true),
+                opt(form.accuracy_onnxruntime, true),
+                opt(Some(form.ms_tract), false),
+                opt(form.ms_onnxruntime, false)
+            )?;
+        }
+        write!(
+            f,
+            "  size {:.3}x float; top-1 agreement with float {} (tract), {} (ONNX Runtime)",
+            self.size_ratio,
+            opt(Some(self.agreement), true).trim(),
+            opt(self.agreement_onnxruntime, true).trim()
+        )?;
+        if let Some(note) = &self.onnxruntime_note {
+            write!(f, "\n  no ONNX Runtime figures: {note}")?;
+        }
+        Ok(())
+    }
+}
+
 /// Adds `comparison` to what `exported` says about itself: `exported.comparison` and a section
 /// of its model card (rewritten atomically).
 pub fn record_comparison(exported: &mut Exported, comparison: Comparison) -> Result<()> {
