@@ -64,7 +64,6 @@ fn failure(status: StatusCode, msg: impl Into<String>) -> Response {
 /// Why an example gets no answer: the status and the message.
 type Refusal = (StatusCode, String);
 
-/// The refusal of a full queue.
 /// One place in a bounded count of waiting requests, given back when dropped (also when the
 /// request is dropped while it waits).
 struct Waiting<'a>(&'a AtomicUsize);
@@ -87,6 +86,7 @@ impl Drop for Waiting<'_> {
     }
 }
 
+/// The refusal of a full queue.
 fn queue_full() -> Refusal {
     (
         StatusCode::SERVICE_UNAVAILABLE,
@@ -314,13 +314,13 @@ async fn one_example(
     // Those waiting for one count against the queue's bound as those waiting for a batch do.
     let waiting =
         Waiting::enter(&state.decode_waiting, state.settings.queue).ok_or_else(queue_full)?;
-    let permit = state.decoders.acquire().await;
+    let permit = (state.decoders.acquire().await)
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     drop(waiting);
-    let _permit = permit.map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
     let prepared =
         tokio::task::spawn_blocking(move || prepare(&bytes, std::path::Path::new(&file), &spec))
             .await;
-    drop(_permit);
+    drop(permit);
     let input = match prepared {
         Ok(Ok(input)) => input,
         Ok(Err(e)) => return Err((StatusCode::BAD_REQUEST, e.to_string())),
