@@ -5,15 +5,16 @@
 //! and MODEL_CARD.md say what they should; `graft predict` reads the exported file; `--input
 //! tensor` keeps the float form.
 
+mod common;
+
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 
 use graft::base::{BaseModel, BaseOptions, EngineOptions};
 use graft::cache::CacheOptions;
-use graft::dataset::Dataset;
 use graft::export::{ExportOptions, InputForm, IMAGE_INPUT, IMAGE_OPSET};
 use graft::input::image::preprocess;
-use graft::task::{self, Classifier, CreateOptions, ExportedClassifier, Predictor, Silent};
+use graft::task::{Classifier, ExportedClassifier, Predictor, Silent};
 use image::{DynamicImage, RgbImage};
 use ndarray::{Array2, Array4, Axis};
 use prost::Message;
@@ -23,34 +24,12 @@ use tract_onnx::prelude::*;
 /// Largest difference allowed between an exported file's probabilities and graft's.
 const TOLERANCE: f32 = 2e-2;
 
-struct Trained {
-    classifier: Classifier,
-    files: Vec<PathBuf>,
-}
-
 fn no_cache() -> CacheOptions {
     CacheOptions { no_cache: true }
 }
 
-/// One recognizer (EfficientNet-Lite0, all shipped classes) for every test here, its base on tract
-/// (the ONNX Runtime check below holds the process's one ONNX Runtime environment itself).
-fn trained() -> &'static Trained {
-    static TRAINED: OnceLock<Trained> = OnceLock::new();
-    TRAINED.get_or_init(|| {
-        let tract = BaseOptions::on(graft::base::Backend::Tract);
-        let base = Arc::new(BaseModel::open("efficientnet-lite0", &tract).unwrap());
-        let data = Dataset::from_folder(task::demo::demo_data().unwrap()).unwrap();
-        let options = CreateOptions {
-            cache: no_cache(),
-            ..CreateOptions::default()
-        };
-        let created = task::create(&base, &data, &options, &Silent).unwrap();
-        let files = data.examples.iter().map(|e| e.path.clone()).collect();
-        Trained {
-            classifier: Classifier::new(created.recognizer, base).unwrap(),
-            files,
-        }
-    })
+fn trained() -> &'static common::ShippedRecognizer {
+    common::shipped_recognizer()
 }
 
 /// The image as an RGB uint8 array `[H, W, 3]` (alpha composited on white, as graft does).

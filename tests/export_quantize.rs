@@ -5,47 +5,24 @@
 //! the comparison is stored in the model card and the metadata; a missing base, a missing
 //! calibration folder and asking for both forms are clear errors.
 
-use std::path::{Path, PathBuf};
-use std::sync::{Arc, OnceLock};
+mod common;
 
-use graft::base::{Backend, BaseModel, BaseOptions, BaseRef, EngineOptions};
+use std::path::{Path, PathBuf};
+
+use graft::base::{Backend, BaseRef, EngineOptions};
 use graft::cache::CacheOptions;
-use graft::dataset::Dataset;
 use graft::export::{ExportOptions, Exported, Precision, Quantize};
 use graft::recognizer::Recognizer;
-use graft::task::{self, Classifier, CreateOptions, ExportedClassifier, Silent};
+use graft::task::{ExportedClassifier, Silent};
 use prost::Message;
 use tract_onnx::prelude::*;
-
-struct Trained {
-    classifier: Classifier,
-    data: PathBuf,
-    files: Vec<PathBuf>,
-}
 
 fn no_cache() -> CacheOptions {
     CacheOptions { no_cache: true }
 }
 
-/// One recognizer (EfficientNet-Lite0, all shipped classes) for every test here, base on tract.
-fn trained() -> &'static Trained {
-    static TRAINED: OnceLock<Trained> = OnceLock::new();
-    TRAINED.get_or_init(|| {
-        let tract = BaseOptions::on(Backend::Tract);
-        let base = Arc::new(BaseModel::open("efficientnet-lite0", &tract).unwrap());
-        let data = task::demo::demo_data().unwrap();
-        let set = Dataset::from_folder(&data).unwrap();
-        let options = CreateOptions {
-            cache: no_cache(),
-            ..CreateOptions::default()
-        };
-        let created = task::create(&base, &set, &options, &Silent).unwrap();
-        Trained {
-            classifier: Classifier::new(created.recognizer, base).unwrap(),
-            data,
-            files: set.examples.iter().map(|e| e.path.clone()).collect(),
-        }
-    })
+fn trained() -> &'static common::ShippedRecognizer {
+    common::shipped_recognizer()
 }
 
 fn export(dir: &Path, name: &str, options: &ExportOptions) -> Exported {

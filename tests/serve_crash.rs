@@ -135,6 +135,12 @@ fn check_stored(project: &Path, acknowledged: &[(String, String)]) -> usize {
     examples
 }
 
+/// Starts training the project (202: it trains in the background).
+fn start_training(base: &str) {
+    let (status, answer) = post(base, "/v1/projects/crash/train", b"").unwrap();
+    assert_eq!(status, 202, "{answer}");
+}
+
 /// Waits until the project's training state is one of `states`, and gives it.
 fn wait_state(base: &str, states: &[&str], secs: u64) -> String {
     let deadline = Instant::now() + Duration::from_secs(secs);
@@ -228,24 +234,14 @@ fn kill_9_loses_no_acknowledged_example_and_no_saved_model() {
         .map(|c| c["examples"].as_u64().unwrap())
         .sum();
     assert_eq!(shown as usize, stored);
-    assert_eq!(
-        post(&served.base, "/v1/projects/crash/train", b"")
-            .unwrap()
-            .0,
-        202
-    );
+    start_training(&served.base);
     wait_state(&served.base, &["done"], 600);
     let saved = project.join("recognizer.safetensors");
     let first = Recognizer::load(&saved).unwrap();
     assert_eq!(first.labels(), ["fish", "planet", "roadsign", "tool"]);
 
     // Killed while it trains again: the saved recognizer still loads (the old one or the new).
-    assert_eq!(
-        post(&served.base, "/v1/projects/crash/train", b"")
-            .unwrap()
-            .0,
-        202
-    );
+    start_training(&served.base);
     // Killed while the head trains, right before its save (or just after, when training is
     // faster than the look).
     let state = wait_state(&served.base, &["training", "done"], 600);
@@ -256,12 +252,7 @@ fn kill_9_loses_no_acknowledged_example_and_no_saved_model() {
 
     // And the project trains once more after the restart, and its model answers.
     let served = Served::start(&projects, &cache);
-    assert_eq!(
-        post(&served.base, "/v1/projects/crash/train", b"")
-            .unwrap()
-            .0,
-        202
-    );
+    start_training(&served.base);
     wait_state(&served.base, &["done"], 600);
     Recognizer::load(&saved).unwrap();
     let png = &variants("planet", 1)[0];

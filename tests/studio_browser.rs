@@ -334,6 +334,13 @@ async fn record_burst(client: &Client, class: &str, hold: Duration) {
     .await;
 }
 
+/// The live test's first bar ("label NN.N %"), once the page shows one.
+async fn top_bar(client: &Client) -> String {
+    let script = "const b = document.querySelector('#bars .bar span'); return b && b.textContent;";
+    let top = until(client, 60, "the test's bars", script).await;
+    top.as_str().unwrap().to_string()
+}
+
 async fn add_class(client: &Client, class: &str) {
     type_into(client, "new-class", class).await;
     click(client, "add-class").await;
@@ -572,34 +579,16 @@ fn the_studio_collects_trains_tests_and_exports_in_chromium() {
             .send_keys(&unseen.display().to_string())
             .await
             .unwrap();
-        let top = until(
-            &client,
-            60,
-            "the test's bars",
-            "const b = document.querySelector('#bars .bar span'); return b && b.textContent;",
-        )
-        .await;
-        assert!(
-            top.as_str().unwrap().starts_with("tool "),
-            "unseen tool: {top}"
-        );
+        let top = top_bar(&client).await;
+        assert!(top.starts_with("tool "), "unseen tool: {top}");
         shots.take(&client, "test-upload").await;
         client
             .execute("document.getElementById('bars').innerHTML = '';", vec![])
             .await
             .unwrap();
         click(&client, "test-camera").await;
-        let top = until(
-            &client,
-            60,
-            "the webcam test's bars",
-            "const b = document.querySelector('#bars .bar span'); return b && b.textContent;",
-        )
-        .await;
-        assert!(
-            top.as_str().unwrap().starts_with("planet "),
-            "planet frame: {top}"
-        );
+        let top = top_bar(&client).await;
+        assert!(top.starts_with("planet "), "planet frame: {top}");
         shots.take(&client, "test-camera").await;
 
         // The ONNX export, downloaded by the browser.

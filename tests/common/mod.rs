@@ -1,4 +1,5 @@
-//! Helpers shared by the integration tests: the GPU (or a visible skip), seeded data, zoo checks.
+//! Helpers shared by the integration tests: the GPU (or a visible skip), seeded data, zoo checks,
+//! a recognizer trained on the shipped images.
 #![allow(dead_code)] // each test binary uses only some of them
 
 use std::io::Write;
@@ -120,4 +121,36 @@ pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
             std::fs::copy(&path, &target).unwrap();
         }
     }
+}
+
+/// A recognizer trained (graft's defaults, no cache) on the shipped images, with its base
+/// EfficientNet-Lite0 on tract (tests that open ONNX Runtime themselves keep the process's one
+/// ONNX Runtime environment), the folder and its files.
+pub struct ShippedRecognizer {
+    pub classifier: graft::task::Classifier,
+    pub data: std::path::PathBuf,
+    pub files: Vec<std::path::PathBuf>,
+}
+
+/// The [`ShippedRecognizer`], trained once per test binary.
+pub fn shipped_recognizer() -> &'static ShippedRecognizer {
+    use graft::base::{Backend, BaseModel, BaseOptions};
+    use graft::task::{create, Classifier, CreateOptions, Silent};
+    static TRAINED: OnceLock<ShippedRecognizer> = OnceLock::new();
+    TRAINED.get_or_init(|| {
+        let tract = BaseOptions::on(Backend::Tract);
+        let base = Arc::new(BaseModel::open("efficientnet-lite0", &tract).unwrap());
+        let data = graft::task::demo::demo_data().unwrap();
+        let set = graft::dataset::Dataset::from_folder(&data).unwrap();
+        let options = CreateOptions {
+            cache: graft::cache::CacheOptions { no_cache: true },
+            ..CreateOptions::default()
+        };
+        let created = create(&base, &set, &options, &Silent).unwrap();
+        ShippedRecognizer {
+            classifier: Classifier::new(created.recognizer, base).unwrap(),
+            data,
+            files: set.examples.iter().map(|e| e.path.clone()).collect(),
+        }
+    })
 }
