@@ -66,7 +66,6 @@ def main():
         "images": len(inputs),
         "top1_agreements": same,
         "max_probability_difference": worst,
-        # JPEG decoders differ by a level or two per pixel (PIL's libjpeg, graft's image crate).
         "max_probability_difference_by_format": by_format,
         "over_2e-2": over,
         "labels": labels,

@@ -188,6 +188,36 @@ fn png_and_jpeg_files_are_detected_by_content() {
     }
 }
 
+/// JPEGs decode to exactly the pixels libjpeg-turbo gives (through Pillow, which PIL, OpenCV,
+/// TensorFlow and browsers share): every form in tests/fixtures/jpeg (4:2:0, progressive 4:2:2,
+/// 4:4:4, grey) against the lossless PNG of Pillow's decode made by its make.py.
+#[test]
+fn jpegs_decode_to_the_pixels_libjpeg_turbo_gives() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/jpeg");
+    let mut checked = 0;
+    for name in ["420-baseline", "422-progressive", "444-baseline", "grey"] {
+        let read = |file: String| {
+            let bytes = std::fs::read(dir.join(&file)).unwrap();
+            decode_image(&bytes, Path::new(&file)).unwrap()
+        };
+        let (ours, pil) = (read(format!("{name}.jpg")), read(format!("{name}.pil.png")));
+        assert_eq!(ours.color(), pil.color(), "{name}");
+        assert_eq!((ours.width(), ours.height()), (pil.width(), pil.height()));
+        let differing = ours
+            .as_bytes()
+            .iter()
+            .zip(pil.as_bytes())
+            .filter(|(a, b)| a != b)
+            .count();
+        assert_eq!(
+            differing, 0,
+            "{name}: {differing} bytes differ from Pillow's"
+        );
+        checked += 1;
+    }
+    assert_eq!(checked, 4);
+}
+
 fn input_error(bytes: &[u8]) -> String {
     let err = decode_image(bytes, Path::new("dir/example.img")).unwrap_err();
     assert!(

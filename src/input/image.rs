@@ -87,35 +87,64 @@ fn decode_within_budget(bytes: &[u8], path: &Path) -> Result<(DynamicImage, Shar
             "JPEG without image data (its scan is empty or missing)".to_string(),
         ));
     }
-    let limits = crate::limits::get();
+    if format == ImageFormat::Jpeg {
+        let jpeg = super::jpeg::open(bytes)
+            .map_err(|e| input_err(format!("cannot decode this JPEG image: {e}")))?;
+        if let Some(jpeg) = jpeg {
+            let (w, h) = jpeg.dimensions();
+            let share = within_limits(name, w, h, jpeg.decoded_bytes(), jpeg.colour())
+                .map_err(input_err)?;
+            let image = jpeg
+                .decode()
+                .map_err(|e| input_err(format!("cannot decode this JPEG image: {e}")))?;
+            return Ok((image, share));
+        }
+        // CMYK and YCCK JPEGs go through the `image` crate's decoder, which converts them.
+    }
     let decode_err =
         |e: image::ImageError| input_err(format!("cannot decode this {name} image: {e}"));
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format);
     let mut decoder_limits = image::Limits::default();
-    decoder_limits.max_alloc = Some(limits.image_decoded_bytes.saturating_add(DECODER_SLACK));
+    decoder_limits.max_alloc = Some(
+        crate::limits::get()
+            .image_decoded_bytes
+            .saturating_add(DECODER_SLACK),
+    );
     reader.limits(decoder_limits);
     let decoder = reader.into_decoder().map_err(decode_err)?;
     let (w, h) = decoder.dimensions();
+    let colour = format!("{:?}", decoder.color_type());
+    let share = within_limits(name, w, h, decoder.total_bytes(), &colour).map_err(input_err)?;
+    let image = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
+    Ok((image, share))
+}
+
+/// Checks a header's size against the pixel and decoded-size limits, then takes the decoded
+/// bytes' share of the in-flight budget.
+fn within_limits(
+    name: &str,
+    w: u32,
+    h: u32,
+    decoded: u64,
+    colour: &str,
+) -> std::result::Result<Share, String> {
+    let limits = crate::limits::get();
     let pixels = u64::from(w) * u64::from(h);
     if pixels > limits.image_pixels {
-        return Err(input_err(format!(
+        return Err(format!(
             "the {name} header claims {w}x{h} = {pixels} pixels, more than the limit of {} pixels \
              (a decompression bomb, or a photo larger than graft decodes)",
             limits.image_pixels
-        )));
+        ));
     }
-    let decoded = decoder.total_bytes();
     if decoded > limits.image_decoded_bytes {
-        return Err(input_err(format!(
-            "the {name} header claims {w}x{h} pixels of {:?}, {decoded} bytes decoded, more than \
-             the limit of {} bytes",
-            decoder.color_type(),
+        return Err(format!(
+            "the {name} header claims {w}x{h} pixels of {colour}, {decoded} bytes decoded, more \
+             than the limit of {} bytes",
             limits.image_decoded_bytes
-        )));
+        ));
     }
-    let share = Share::take(decoded);
-    let image = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
-    Ok((image, share))
+    Ok(Share::take(decoded))
 }
 
 /// What a decoder may allocate beyond the decoded pixels (its own tables and buffers).

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod audio;
 pub mod image;
+mod jpeg;
 
 /// The example file formats graft reads, told apart by their leading bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
