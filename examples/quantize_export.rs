@@ -22,8 +22,15 @@ fn main() -> graft::Result<()> {
         Some(d) => PathBuf::from(d),
         None => task::demo::demo_data()?,
     };
-    let base_name = args.next().unwrap_or_else(|| "efficientnet-lite0".into());
-    let out = PathBuf::from(args.next().unwrap_or_else(|| "quantize-out".into()));
+    let base_name = args
+        .next()
+        .filter(|b| !b.is_empty())
+        .unwrap_or_else(|| "efficientnet-lite0".into());
+    let out = PathBuf::from(
+        args.next()
+            .filter(|o| !o.is_empty())
+            .unwrap_or_else(|| "quantize-out".into()),
+    );
 
     let base = Arc::new(BaseModel::open(&base_name, &BaseOptions::default())?);
     let set = Dataset::from_folder(&data)?;
