@@ -241,36 +241,95 @@ impl BaseModel {
         parse_onnx(&self.bytes, &self.path)
     }
 
-    /// The smallest and largest value each of `tensors` (names in the base's graph, its input
-    /// among them) takes over `inputs` (prepared examples without the batch dim): what an int8
-    /// export is calibrated with. Run by tract, whichever engine runs the base.
-    pub fn tensor_ranges(
+    /// What each of `tensors` (names in the base's graph, its input among them) takes over
+    /// `inputs` (prepared examples without the batch dim): its smallest and largest value and
+    /// the mean of each channel, what an int8 export is calibrated with. Run by tract, whichever engine runs the base.
+    pub fn tensor_statistics(
         &self,
         tensors: &[String],
         inputs: &[ndarray::ArrayD<f32>],
-    ) -> Result<Vec<(f32, f32)>> {
+    ) -> Result<Vec<TensorStatistics>> {
         let inner: Vec<String> = tensors
             .iter()
             .filter(|t| **t != self.input_name)
             .cloned()
             .collect();
-        let mut inner_ranges =
-            tract::tensor_ranges(&self.model_proto()?, &self.known_input, &inner, inputs)?
+        let mut inner_stats =
+            tract::tensor_statistics(&self.model_proto()?, &self.known_input, &inner, inputs)?
                 .into_iter();
-        let input_range = inputs
-            .iter()
-            .flat_map(|i| i.iter())
-            .fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| {
-                (lo.min(v), hi.max(v))
-            });
+        let mut input_stats = TensorStatistics::new();
+        for input in inputs {
+            // A prepared example has no batch dimension: its channels are axis 0 (NCHW).
+            input_stats.add(input.view(), Some(0));
+        }
         tensors
             .iter()
             .map(|t| match *t == self.input_name {
-                true => Ok(input_range),
-                false => inner_ranges
-                    .next()
-                    .ok_or_else(|| Error::Internal("fewer calibration ranges than tensors".into())),
+                true => Ok(input_stats.clone()),
+                false => inner_stats.next().ok_or_else(|| {
+                    Error::Internal("fewer calibration statistics than tensors".into())
+                }),
             })
             .collect()
+    }
+}
+
+/// The values one tensor takes over calibration examples (see [`BaseModel::tensor_statistics`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorStatistics {
+    /// The smallest value seen (`+inf` before any).
+    pub lo: f32,
+    /// The largest value seen (`-inf` before any).
+    pub hi: f32,
+    /// The mean of each channel (axis 1 of a batched `[N, C, ...]` tensor, as ONNX convolutions
+    /// read them) over every position and example.
+    pub channel_means: Vec<f64>,
+    sums: Vec<f64>,
+    counts: Vec<u64>,
+}
+
+impl Default for TensorStatistics {
+    fn default() -> TensorStatistics {
+        TensorStatistics::new()
+    }
+}
+
+impl TensorStatistics {
+    /// No values seen yet.
+    pub fn new() -> TensorStatistics {
+        TensorStatistics {
+            lo: f32::INFINITY,
+            hi: f32::NEG_INFINITY,
+            channel_means: Vec::new(),
+            sums: Vec::new(),
+            counts: Vec::new(),
+        }
+    }
+
+    /// Adds one example's values, whose channels lie along `channel_axis` (`None`: one channel).
+    pub fn add(&mut self, values: ndarray::ArrayViewD<'_, f32>, channel_axis: Option<usize>) {
+        for &v in values.iter() {
+            self.lo = self.lo.min(v);
+            self.hi = self.hi.max(v);
+        }
+        let axis = channel_axis.filter(|&a| a < values.ndim());
+        let lanes: Vec<ndarray::ArrayViewD<'_, f32>> = match axis {
+            Some(a) => values.axis_iter(ndarray::Axis(a)).collect(),
+            None => vec![values.view()],
+        };
+        if self.sums.len() != lanes.len() {
+            self.sums = vec![0.0; lanes.len()];
+            self.counts = vec![0; lanes.len()];
+        }
+        for ((sum, count), lane) in self.sums.iter_mut().zip(&mut self.counts).zip(&lanes) {
+            *sum += lane.iter().map(|&v| f64::from(v)).sum::<f64>();
+            *count += lane.len() as u64;
+        }
+        self.channel_means = self
+            .sums
+            .iter()
+            .zip(&self.counts)
+            .map(|(s, &c)| s / c.max(1) as f64)
+            .collect();
     }
 }

@@ -184,15 +184,15 @@ impl TractPlans {
 
 /// The smallest and largest value each of `tensors` takes over `inputs` (one example each,
 /// without the batch dim), `proto` run by tract with those tensors as its outputs.
-pub(super) fn tensor_ranges(
+pub(super) fn tensor_statistics(
     proto: &pb::ModelProto,
     known: &[Option<usize>],
     tensors: &[String],
     inputs: &[ArrayD<f32>],
-) -> Result<Vec<(f32, f32)>> {
-    let mut ranges = vec![(f32::INFINITY, f32::NEG_INFINITY); tensors.len()];
+) -> Result<Vec<super::TensorStatistics>> {
+    let mut stats = vec![super::TensorStatistics::new(); tensors.len()];
     if tensors.is_empty() {
-        return Ok(ranges);
+        return Ok(stats);
     }
     let plan = guard("preparing the base model for calibration", || {
         typed_model(proto, Some(1), known, tensors)?
@@ -206,15 +206,12 @@ pub(super) fn tensor_ranges(
             plan.run(tvec![tensor.into_tvalue()])
         })
         .map_err(Error::Inference)?;
-        for (range, output) in ranges.iter_mut().zip(&outputs) {
+        for (stat, output) in stats.iter_mut().zip(&outputs) {
             let view = output.to_plain_array_view::<f32>().map_err(|e| {
                 Error::Inference(format!("a calibrated tensor is not float32: {e}"))
             })?;
-            for &v in view.iter() {
-                range.0 = range.0.min(v);
-                range.1 = range.1.max(v);
-            }
+            stat.add(view.into_dyn(), Some(1));
         }
     }
-    Ok(ranges)
+    Ok(stats)
 }

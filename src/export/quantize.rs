@@ -5,7 +5,10 @@
 //! tensor below it), and its input through a `QuantizeLinear` -> `DequantizeLinear` pair (uint8,
 //! asymmetric) whose scale and zero point come from the range that tensor takes on the
 //! calibration examples (the training split, the float base run by tract with those tensors as
-//! outputs). Biases, the other ops and the head stay float. These are the ops of ONNX Runtime's
+//! outputs). Biases, the other ops and the head stay
+//! float; each convolution's bias is corrected for the mean shift its int8 weights cause (their
+//! rounding error times the measured mean of its input, per channel). (`bench/compare_exports.py`
+//! measures what each step does: README, "Smaller exports"). These are the ops of ONNX Runtime's
 //! QDQ format (it fuses the pairs into integer kernels where it can) and tract reads them too
 //! (opset 10, per-axis scales from 13).
 //!
@@ -266,6 +269,43 @@ fn activation_params(lo: f32, hi: f32) -> (f32, u8) {
     (scale, zero)
 }
 
+/// The shift of each output channel's mean that a convolution's weight rounding `error` (laid
+/// out as its weight, `[M, C / group, kh, kw]`) causes on an input whose channel means are
+/// `means` (`C` of them): `sum over its inputs and taps of error x mean`. `None` where the
+/// shapes do not fit together.
+fn mean_shift(error: &[f32], dims: &[i64], group: i64, means: &[f64]) -> Option<Vec<f64>> {
+    let outputs = usize::try_from(*dims.first()?).ok()?;
+    let per_group_in = usize::try_from(*dims.get(1)?).ok()?;
+    let group = usize::try_from(group).ok()?;
+    let taps = error.len().checked_div(outputs * per_group_in)?;
+    if outputs == 0
+        || taps == 0
+        || outputs % group != 0
+        || means.len() != per_group_in * group
+        || error.len() != outputs * per_group_in * taps
+    {
+        return None;
+    }
+    let per_group_out = outputs / group;
+    Some(
+        (0..outputs)
+            .map(|m| {
+                let first_in = (m / per_group_out) * per_group_in;
+                (0..per_group_in)
+                    .map(|c| {
+                        let start = (m * per_group_in + c) * taps;
+                        let sum: f64 = error[start..start + taps]
+                            .iter()
+                            .map(|&e| f64::from(e))
+                            .sum();
+                        sum * means[first_in + c]
+                    })
+                    .sum()
+            })
+            .collect(),
+    )
+}
+
 /// How many times each tensor is read by a node or is a graph output.
 fn readers(graph: &pb::GraphProto) -> HashMap<String, usize> {
     let mut count = HashMap::new();
@@ -324,8 +364,8 @@ pub(super) fn int8(
             weights.push(n.input[1].clone());
         }
     }
-    let ranges = match calibration {
-        Some(inputs) => base.tensor_ranges(&activations, inputs)?,
+    let stats = match calibration {
+        Some(inputs) => base.tensor_statistics(&activations, inputs)?,
         None => Vec::new(),
     };
 
@@ -333,6 +373,8 @@ pub(super) fn int8(
     let mut front = Vec::new();
     let mut new_inits = Vec::new();
     let mut dequantized: HashMap<String, String> = HashMap::new();
+    // Each weight's rounding error (dequantised minus float), for the bias correction.
+    let mut rounding: HashMap<String, (Vec<f32>, Vec<i64>)> = HashMap::new();
     for w in &weights {
         let t = &graph.initializer[float_inits[w]];
         let values = floats(t).ok_or_else(|| Error::Model {
@@ -340,6 +382,13 @@ pub(super) fn int8(
             msg: format!("the weight `{w}` is not stored as float data in the file"),
         })?;
         let (q, scales) = quantize_weight(&values, &t.dims, per_channel);
+        let per = values.len() / scales.len().max(1);
+        let error: Vec<f32> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| f32::from(q[i]) * scales[i / per.max(1)] - v)
+            .collect();
+        rounding.insert(w.clone(), (error, t.dims.clone()));
         let channels = per_channel.then_some(scales.len());
         let q_name = names.fresh(&format!("{w}_int8"));
         let s_name = names.fresh(&format!("{w}_scale"));
@@ -378,13 +427,13 @@ pub(super) fn int8(
 
     // Activations: QuantizeLinear -> DequantizeLinear just before their first convolution.
     let mut pairs: HashMap<String, (Vec<pb::NodeProto>, String)> = HashMap::new();
-    for (a, &(lo, hi)) in activations.iter().zip(&ranges) {
-        if !(lo.is_finite() && hi.is_finite()) {
+    for (a, stat) in activations.iter().zip(&stats) {
+        if !(stat.lo.is_finite() && stat.hi.is_finite()) {
             return Err(Error::Inference(format!(
                 "tensor `{a}` takes non-finite values on the calibration examples"
             )));
         }
-        let (scale, zero) = activation_params(lo, hi);
+        let (scale, zero) = activation_params(stat.lo, stat.hi);
         let s_name = names.fresh(&format!("{a}_scale"));
         let z_name = names.fresh(&format!("{a}_zero_point"));
         let q_out = names.fresh(&format!("{a}_uint8"));
@@ -411,9 +460,66 @@ pub(super) fn int8(
         pairs.insert(a.clone(), (vec![q, dq], dq_out));
     }
 
+    // Bias correction: int8 weights shift each output channel's mean by their rounding error
+    // times the mean input; each convolution's bias takes that shift back (measured means of its
+    // input on the calibration examples).
+    let input_means: HashMap<&String, &Vec<f64>> = activations
+        .iter()
+        .zip(&stats)
+        .map(|(a, s)| (a, &s.channel_means))
+        .collect();
+    let mut corrected: HashMap<usize, String> = HashMap::new();
+    let mut replaced_biases: Vec<String> = Vec::new();
+    for &i in &convs {
+        let n = &graph.node[i];
+        let (Some(means), Some((error, dims))) =
+            (input_means.get(&n.input[0]), rounding.get(&n.input[1]))
+        else {
+            continue;
+        };
+        let group = n
+            .attribute
+            .iter()
+            .find(|a| a.name == "group")
+            .map_or(1, |a| a.i.max(1));
+        let Some(shift) = mean_shift(error, dims, group, means) else {
+            continue;
+        };
+        let old = n.input.get(2).filter(|b| !b.is_empty());
+        let bias: Vec<f32> = match old {
+            Some(b) => match float_inits
+                .get(b)
+                .and_then(|&j| floats(&graph.initializer[j]))
+            {
+                Some(values) if values.len() == shift.len() => values,
+                _ => continue,
+            },
+            None => vec![0.0; shift.len()],
+        };
+        let name = names.fresh(&format!("{}_bias_corrected", n.input[1]));
+        let values: Vec<u8> = bias
+            .iter()
+            .zip(&shift)
+            .flat_map(|(b, s)| ((f64::from(*b) - s) as f32).to_le_bytes())
+            .collect();
+        new_inits.push(params(&name, Some(shift.len()), DataType::Float, values));
+        if let Some(b) = old {
+            replaced_biases.push(b.clone());
+        }
+        corrected.insert(i, name);
+    }
+
     let conv_set: HashSet<usize> = convs.iter().copied().collect();
     let mut nodes = front;
     for (i, mut n) in std::mem::take(&mut graph.node).into_iter().enumerate() {
+        if let Some(bias) = corrected.get(&i) {
+            n.input.resize(2.max(n.input.len()), String::new());
+            if n.input.len() == 2 {
+                n.input.push(bias.clone());
+            } else {
+                n.input[2] = bias.clone();
+            }
+        }
         if conv_set.contains(&i) {
             if let Some((pair, out)) = pairs.get_mut(&n.input[0]) {
                 nodes.append(pair);
@@ -428,7 +534,9 @@ pub(super) fn int8(
     graph.node = nodes;
     // The float weights nothing reads any more go.
     let read = readers(graph);
-    let unread = |name: &String| weights.contains(name) && !read.contains_key(name);
+    let unread = |name: &String| {
+        (weights.contains(name) || replaced_biases.contains(name)) && !read.contains_key(name)
+    };
     graph.initializer.retain(|t| !unread(&t.name));
     graph.input.retain(|i| !unread(&i.name));
     graph.initializer.extend(new_inits);
@@ -516,6 +624,26 @@ mod tests {
         }
         let (_, one) = quantize_weight(&w, &[2, 3], false);
         assert_eq!(one, vec![1.0 / 127.0]);
+    }
+
+    #[test]
+    fn mean_shift_sums_rounding_error_times_input_means_per_group() {
+        // Two outputs, two inputs, 1x2 taps, one group: shift[m] = sum_c sum_t e[m,c,t] mean[c].
+        let e = [0.1, 0.2, -0.1, 0.0, 0.5, 0.5, 0.0, -0.25];
+        let shift = mean_shift(&e, &[2, 2, 1, 2], 1, &[2.0, 4.0]).unwrap();
+        let want = [
+            (0.1 + 0.2) * 2.0 - 0.1 * 4.0,
+            (0.5 + 0.5) * 2.0 - 0.25 * 4.0,
+        ];
+        for (s, w) in shift.iter().zip(want) {
+            assert!((s - w).abs() < 1e-6, "{shift:?}");
+        }
+        // Depthwise (two groups of one): each output sees only its own channel.
+        let shift = mean_shift(&[1.0, 1.0, 2.0, 2.0], &[2, 1, 1, 2], 2, &[3.0, 5.0]).unwrap();
+        assert!((shift[0] - 6.0).abs() < 1e-9 && (shift[1] - 20.0).abs() < 1e-9);
+        // Shapes that do not fit are left alone.
+        assert!(mean_shift(&e, &[2, 2, 1, 2], 1, &[1.0]).is_none());
+        assert!(mean_shift(&e, &[3, 2, 1, 2], 1, &[1.0, 1.0]).is_none());
     }
 
     #[test]
