@@ -9,6 +9,8 @@
 //! - [`KnnClassifier`]: the same for a KNN index, which examples can be added to;
 //! - [`embed_folder`]: a labelled folder -> [`Embeddings`](crate::embeddings::Embeddings), cached;
 //! - [`convert`]: another framework's model file to ONNX (or safetensors);
+//! - [`write_report`]: a recognizer on a labelled folder -> one self-contained HTML report
+//!   (metrics, [`plots`](crate::plots), the examples it gets wrong or is least sure of);
 //! - [`demo`]: the whole job on the shipped images.
 //!
 //! Long calls report through a [`Progress`] (the CLI draws bars from it; [`Silent`] ignores it).
@@ -23,6 +25,7 @@ mod embed;
 mod exported;
 mod knn;
 mod predictor;
+mod report;
 mod smaller;
 mod teachable;
 
@@ -37,6 +40,8 @@ pub use embed::{embed_folder, EmbedReport, Embedded};
 pub use exported::ExportedClassifier;
 pub use knn::{knn_index, KnnClassifier};
 pub use predictor::{example_files, Predictor, STDIN};
+pub use report::{embedding_map, example_answers, training_charts, write_report};
+pub use report::{WrittenReport, PLOT_FORMATS};
 pub use teachable::{is_teachable_machine, METADATA_JSON, MODEL_JSON};
 
 pub(crate) use crate::progress::in_phase;
