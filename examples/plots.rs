@@ -24,7 +24,12 @@ fn main() -> graft::Result<()> {
         args.next()
             .unwrap_or_else(|| "target/plots/report.html".into()),
     );
-    let data_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/tuxpaint-dev");
+    // Relative when run from the repository's root (as the script does), so the report names it so.
+    let shipped = Path::new("examples/data/tuxpaint-dev");
+    let data_dir = match shipped.is_dir() {
+        true => shipped.to_path_buf(),
+        false => Path::new(env!("CARGO_MANIFEST_DIR")).join(shipped),
+    };
     let base = Arc::new(BaseModel::open(
         "efficientnet-lite0",
         &BaseOptions::default(),
@@ -50,13 +55,11 @@ fn main() -> graft::Result<()> {
         println!("wrote {}", file.display());
     }
     // The report on the whole folder, from the saved recognizer.
-    let tmp = tempfile::tempdir().map_err(|e| graft::Error::io(std::env::temp_dir(), e))?;
-    let saved = tmp.path().join("tuxpaint-dev.safetensors");
+    let dir = report.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| graft::Error::io(dir, e))?;
+    let saved = dir.join("tuxpaint-dev.safetensors");
     recognizer.save(&saved)?;
     let classifier = Classifier::load(&saved, &Default::default(), &Silent)?;
-    if let Some(dir) = report.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| graft::Error::io(dir, e))?;
-    }
     let written = task::write_report(
         &classifier,
         &data,

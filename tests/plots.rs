@@ -111,7 +111,12 @@ fn read_confusion(svg: &str, classes: &[&str]) -> Vec<Vec<usize>> {
         texts
             .iter()
             .find(|t| t.text == name && t.rotated == rotated)
-            .unwrap_or_else(|| panic!("no {} label {name:?}", if rotated { "column" } else { "row" }))
+            .unwrap_or_else(|| {
+                panic!(
+                    "no {} label {name:?}",
+                    if rotated { "column" } else { "row" }
+                )
+            })
     };
     let rows: Vec<f64> = classes.iter().map(|c| find(c, false).y).collect();
     let cols: Vec<f64> = classes.iter().map(|c| find(c, true).x).collect();
@@ -143,7 +148,10 @@ fn check_confusion_png(png: &[u8], svg: &str) {
         .collect();
     assert!(!cells.is_empty());
     let mut checked = 0;
-    for t in svg_texts(svg).iter().filter(|t| t.text.parse::<usize>().is_ok()) {
+    for t in svg_texts(svg)
+        .iter()
+        .filter(|t| t.text.parse::<usize>().is_ok())
+    {
         let Some(cell) = cells
             .iter()
             .find(|r| t.x > r.x && t.x < r.x + r.w && t.y > r.y && t.y < r.y + r.h)
@@ -153,7 +161,12 @@ fn check_confusion_png(png: &[u8], svg: &str) {
         let fill = cell.fill.unwrap();
         let corner = image.get_pixel(cell.x as u32 + 4, cell.y as u32 + 4).0;
         for (got, want) in corner.iter().zip([fill.0, fill.1, fill.2]) {
-            assert!(got.abs_diff(want) <= 2, "cell at ({}, {}): {corner:?} vs {fill:?}", cell.x, cell.y);
+            assert!(
+                got.abs_diff(want) <= 2,
+                "cell at ({}, {}): {corner:?} vs {fill:?}",
+                cell.x,
+                cell.y
+            );
         }
         // Some pixel around the count's centre differs from the fill: the digits are drawn.
         let (cx, cy) = (t.x as i64, t.y as i64);
@@ -161,7 +174,9 @@ fn check_confusion_png(png: &[u8], svg: &str) {
             .flat_map(|dx| (-6..=6).map(move |dy| (cx + dx, cy + dy)))
             .filter(|&(x, y)| {
                 let p = image.get_pixel(x as u32, y as u32).0;
-                p.iter().zip([fill.0, fill.1, fill.2]).any(|(a, b)| a.abs_diff(b) > 60)
+                p.iter()
+                    .zip([fill.0, fill.1, fill.2])
+                    .any(|(a, b)| a.abs_diff(b) > 60)
             })
             .count();
         assert!(inked >= 4, "no digits drawn for {:?}", t.text);
@@ -217,7 +232,10 @@ fn charts_show_the_classes_and_counts_of_made_up_figures() {
     }
     // dog: precision 7/12 = 58%, recall 7/10 = 70%; émeu: 12/13 = 92%, 12/16 = 75%.
     for value in ["58%", "70%", "92%", "75%", "100%"] {
-        assert!(texts.iter().any(|t| t == value), "{value} missing: {texts:?}");
+        assert!(
+            texts.iter().any(|t| t == value),
+            "{value} missing: {texts:?}"
+        );
     }
 
     let records = history(12, 5);
@@ -227,8 +245,18 @@ fn charts_show_the_classes_and_counts_of_made_up_figures() {
     };
     let svg = curves.svg().unwrap();
     let texts: Vec<String> = svg_texts(&svg).into_iter().map(|t| t.text).collect();
-    for label in ["loss", "accuracy (%)", "training", "validation", "best epoch 5", "epoch"] {
-        assert!(texts.iter().any(|t| t == label), "{label} missing: {texts:?}");
+    for label in [
+        "loss",
+        "accuracy (%)",
+        "training",
+        "validation",
+        "best epoch 5",
+        "epoch",
+    ] {
+        assert!(
+            texts.iter().any(|t| t == label),
+            "{label} missing: {texts:?}"
+        );
     }
     let png = image::load_from_memory(&curves.png().unwrap()).unwrap();
     assert_eq!((png.width(), png.height()), curves.size());
@@ -245,7 +273,11 @@ fn charts_show_the_classes_and_counts_of_made_up_figures() {
 fn rings(svg: &str) -> usize {
     svg.split("<circle")
         .skip(1)
-        .filter(|c| c.split('>').next().is_some_and(|t| attr(t, "r").as_deref() == Some("11")))
+        .filter(|c| {
+            c.split('>')
+                .next()
+                .is_some_and(|t| attr(t, "r").as_deref() == Some("11"))
+        })
         .count()
 }
 
@@ -267,7 +299,12 @@ fn training_evaluation_and_report_on_the_shipped_images() {
     };
     let created =
         task::create_from_embeddings(&base, &embedded.embeddings, &[], &options, &Silent).unwrap();
-    let names = ["training-curves", "confusion-matrix", "per-class", "embedding-map"];
+    let names = [
+        "training-curves",
+        "confusion-matrix",
+        "per-class",
+        "embedding-map",
+    ];
     let expected: Vec<PathBuf> = names
         .iter()
         .flat_map(|n| ["svg", "png"].map(|e| train_dir.join(format!("{n}.{e}"))))
@@ -275,19 +312,34 @@ fn training_evaluation_and_report_on_the_shipped_images() {
     assert_eq!(created.report.plots, expected);
     let training = created.recognizer.training().unwrap();
     let validation = training.validation.as_ref().unwrap();
-    let labels: Vec<&str> = created.recognizer.labels().iter().map(String::as_str).collect();
+    let labels: Vec<&str> = created
+        .recognizer
+        .labels()
+        .iter()
+        .map(String::as_str)
+        .collect();
     assert_eq!(labels.len(), 7);
     let read = |name: &str| std::fs::read_to_string(train_dir.join(name)).unwrap();
     let svg = read("confusion-matrix.svg");
     assert_eq!(read_confusion(&svg, &labels), validation.confusion);
-    check_confusion_png(&std::fs::read(train_dir.join("confusion-matrix.png")).unwrap(), &svg);
+    check_confusion_png(
+        &std::fs::read(train_dir.join("confusion-matrix.png")).unwrap(),
+        &svg,
+    );
     let curves = read("training-curves.svg");
     let best = training.report.best_epoch.unwrap();
-    assert!(curves.contains(&format!(">best epoch {best}<")), "no best epoch {best}");
+    let curve_texts: Vec<String> = svg_texts(&curves).into_iter().map(|t| t.text).collect();
+    assert!(
+        curve_texts.contains(&format!("best epoch {best}")),
+        "no best epoch {best}: {curve_texts:?}"
+    );
     let map = read("embedding-map.svg");
     let map_texts: Vec<String> = svg_texts(&map).into_iter().map(|t| t.text).collect();
     for label in &labels {
-        assert!(map_texts.iter().any(|t| t == label), "{label} not on the map");
+        assert!(
+            map_texts.iter().any(|t| t == label),
+            "{label} not on the map"
+        );
     }
     assert!(map_texts.iter().any(|t| t.starts_with("PC1 (")));
     let wrong = created
@@ -297,7 +349,10 @@ fn training_evaluation_and_report_on_the_shipped_images() {
         .filter(|a| a.label != a.predicted)
         .count();
     assert_eq!(rings(&map), wrong, "one ring per validation mistake");
-    for (name, png) in names.iter().map(|n| (n, train_dir.join(format!("{n}.png")))) {
+    for (name, png) in names
+        .iter()
+        .map(|n| (n, train_dir.join(format!("{n}.png"))))
+    {
         let svg = read(&format!("{name}.svg"));
         let image = image::open(&png).unwrap();
         assert_eq!((image.width(), image.height()), svg_size(&svg), "{name}");
@@ -308,7 +363,9 @@ fn training_evaluation_and_report_on_the_shipped_images() {
 
     // Evaluation on the whole folder, its plots.
     let classifier = &shipped.classifier;
-    let evaluation = classifier.evaluate(&data, None, &no_cache, &Silent).unwrap();
+    let evaluation = classifier
+        .evaluate(&data, None, &no_cache, &Silent)
+        .unwrap();
     assert_eq!(evaluation.answers.len(), data.examples.len());
     let eval_dir = tmp.path().join("eval-plots");
     let charts = evaluation.charts(classifier.recognizer().training());
@@ -317,7 +374,11 @@ fn training_evaluation_and_report_on_the_shipped_images() {
     let svg = std::fs::read_to_string(eval_dir.join("confusion-matrix.svg")).unwrap();
     assert_eq!(read_confusion(&svg, &labels), evaluation.metrics.confusion);
     let map = std::fs::read_to_string(eval_dir.join("embedding-map.svg")).unwrap();
-    let mistakes = evaluation.answers.iter().filter(|a| a.label != a.predicted()).count();
+    let mistakes = evaluation
+        .answers
+        .iter()
+        .filter(|a| a.label != a.predicted())
+        .count();
     assert_eq!(rings(&map), mistakes);
 
     // The report.
@@ -346,7 +407,11 @@ fn training_evaluation_and_report_on_the_shipped_images() {
 fn check_report(html: &str, metrics: &Metrics, examples: usize, side: u32) {
     assert!(html.starts_with("<!DOCTYPE html>"));
     for c in &metrics.per_class {
-        assert!(html.contains(&format!("<td>{}</td>", c.label)), "{} not in the table", c.label);
+        assert!(
+            html.contains(&format!("<td>{}</td>", c.label)),
+            "{} not in the table",
+            c.label
+        );
     }
     let wrong: usize = examples - metrics.per_class.iter().map(|c| c.correct).sum::<usize>();
     assert!(
@@ -365,8 +430,13 @@ fn check_report(html: &str, metrics: &Metrics, examples: usize, side: u32) {
             let section = html.split(&id).nth(1).expect("the cell's section");
             let section = section.split("</div>\n</div>").next().unwrap();
             assert!(section.contains(&format!("({count})</h3>")));
-            let cards = section.matches("<div class=\"card").count();
-            assert_eq!(cards, count.min(ReportOptions::default().per_cell), "cell {t},{p}");
+            let cards = section.matches("<div class=\"card\"").count()
+                + section.matches("<div class=\"card wrong\"").count();
+            assert_eq!(
+                cards,
+                count.min(ReportOptions::default().per_cell),
+                "cell {t},{p}"
+            );
             // Each card lists the top 3 answers.
             assert_eq!(section.matches("<li class=").count(), 3 * cards);
         }
@@ -374,22 +444,47 @@ fn check_report(html: &str, metrics: &Metrics, examples: usize, side: u32) {
     let mut thumbs = 0;
     for part in html.split("src=\"data:image/jpeg;base64,").skip(1) {
         let encoded = part.split('"').next().unwrap();
-        let bytes = base64::engine::general_purpose::STANDARD.decode(encoded).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap();
         let thumb = image::load_from_memory(&bytes).unwrap();
         assert!(thumb.width() <= side && thumb.height() <= side);
         assert!(thumb.width() == side || thumb.height() == side);
         thumbs += 1;
     }
-    assert!(thumbs >= examples, "{thumbs} thumbnails for {examples} examples");
+    assert!(
+        thumbs >= examples,
+        "{thumbs} thumbnails for {examples} examples"
+    );
     // Self-contained: nothing is loaded from elsewhere (the SVG namespace is only a name).
-    for outside in ["src=\"http", "href=\"http", "<link", "<script", "url(", "@import"] {
+    for outside in [
+        "src=\"http",
+        "href=\"http",
+        "<link",
+        "<script",
+        "url(",
+        "@import",
+    ] {
         assert!(!html.contains(outside), "the report loads {outside}");
     }
-    for id in ["metrics", "plots", "mistakes", "least-confident", "cells", "data-doctor"] {
-        assert!(html.contains(&format!("<section id=\"{id}\">")), "no section {id}");
+    for id in [
+        "metrics",
+        "plots",
+        "mistakes",
+        "least-confident",
+        "cells",
+        "data-doctor",
+    ] {
+        assert!(
+            html.contains(&format!("<section id=\"{id}\">")),
+            "no section {id}"
+        );
     }
     for plot in ["confusion-matrix", "per-class", "embedding-map"] {
-        assert!(html.contains(&format!("<figure id=\"plot-{plot}\"><svg")), "no {plot}");
+        assert!(
+            html.contains(&format!("<figure id=\"plot-{plot}\"><svg")),
+            "no {plot}"
+        );
     }
 }
 
@@ -438,8 +533,16 @@ fn train_and_eval_plots_and_the_report_from_the_command_line() {
     let trained = json(graft(
         &cache,
         &[
-            "train", "--data", &s(&data), "--epochs", "30", "--plots", &s(&train_plots), "-o",
-            &s(&rec), "--json",
+            "train",
+            "--data",
+            &s(&data),
+            "--epochs",
+            "30",
+            "--plots",
+            &s(&train_plots),
+            "-o",
+            &s(&rec),
+            "--json",
         ],
     ));
     let plots = trained["report"]["plots"].as_array().unwrap();
@@ -451,19 +554,37 @@ fn train_and_eval_plots_and_the_report_from_the_command_line() {
     let eval_plots = tmp.path().join("eval-plots");
     let evaluated = json(graft(
         &cache,
-        &["eval", &s(&rec), "--data", &s(&data), "--plots", &s(&eval_plots), "--json"],
+        &[
+            "eval",
+            &s(&rec),
+            "--data",
+            &s(&data),
+            "--plots",
+            &s(&eval_plots),
+            "--json",
+        ],
     ));
     assert_eq!(evaluated["plots"].as_array().unwrap().len(), 8);
     let confusion: Vec<Vec<usize>> =
         serde_json::from_value(evaluated["metrics"]["confusion"].clone()).unwrap();
     let svg = std::fs::read_to_string(eval_plots.join("confusion-matrix.svg")).unwrap();
-    assert_eq!(read_confusion(&svg, &["fish", "planet", "roadsign"]), confusion);
+    assert_eq!(
+        read_confusion(&svg, &["fish", "planet", "roadsign"]),
+        confusion
+    );
 
     let out = tmp.path().join("report.html");
     let reported = json(graft(
         &cache,
         &[
-            "report", &s(&rec), "--data", &s(&data), "-o", &s(&out), "--thumbnail", "64",
+            "report",
+            &s(&rec),
+            "--data",
+            &s(&data),
+            "-o",
+            &s(&out),
+            "--thumbnail",
+            "64",
             "--json",
         ],
     ));

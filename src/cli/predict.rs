@@ -134,7 +134,11 @@ pub fn eval(args: EvalArgs, ui: Ui) -> Result<()> {
         Some(dir) => {
             let charts = evaluation.charts(classifier.recognizer().training());
             let written = graft::plots::write_charts(dir, &charts, &PLOT_FORMATS)?;
-            ui.say(format!("{} plot file(s) written to {}", written.len(), dir.display()));
+            ui.say(format!(
+                "{} plot file(s) written to {}",
+                written.len(),
+                dir.display()
+            ));
             written
         }
         None => Vec::new(),

@@ -258,15 +258,16 @@ fn panel<DB: DrawingBackend>(
             continue;
         }
         chart
-            .draw_series(LineSeries::new(points.iter().copied(), colour.stroke_width(2)))?
+            .draw_series(LineSeries::new(
+                points.iter().copied(),
+                colour.stroke_width(2),
+            ))?
             .label(name)
-            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(2)));
+            .legend(move |(x, y)| {
+                PathElement::new(vec![(x, y), (x + 22, y)], colour.stroke_width(2))
+            });
         if markers {
-            chart.draw_series(
-                points
-                    .iter()
-                    .map(|&p| Circle::new(p, 3, colour.filled())),
-            )?;
+            chart.draw_series(points.iter().map(|&p| Circle::new(p, 3, colour.filled())))?;
         }
     }
     if let Some(best) = best {
@@ -451,11 +452,9 @@ fn embedding_map<DB: DrawingBackend>(
     map: &EmbeddingMap,
 ) -> Drawn<DB::ErrorType> {
     let (w, _) = root.dim_in_pixel();
-    let (plot, key) = root.split_horizontally(w.saturating_sub(names_width(
-        map.classes.iter().map(String::as_str),
-    )
-    .max(110)
-        + 48));
+    let (plot, key) = root.split_horizontally(
+        w.saturating_sub(names_width(map.classes.iter().map(String::as_str)).max(110) + 48),
+    );
     let range = |get: fn(&super::MapPoint) -> f32| {
         let (lo, hi) = map
             .points
@@ -530,7 +529,11 @@ fn embedding_map<DB: DrawingBackend>(
         if ring {
             key.draw(&Circle::new((18, y), 9, BLACK.stroke_width(2)))?;
         } else {
-            key.draw(&Circle::new((18, y), if big { 6 } else { 3 }, grey.filled()))?;
+            key.draw(&Circle::new(
+                (18, y),
+                if big { 6 } else { 3 },
+                grey.filled(),
+            ))?;
         }
         key.draw_text(what, &text(LABEL, BLACK, HPos::Left, VPos::Center), (32, y))
     };

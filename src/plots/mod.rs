@@ -100,7 +100,7 @@ impl Chart<'_> {
     fn check(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::Invalid(format!("{}: {msg}", self.name())));
         match self {
-            Chart::Curves { history, .. } if history.is_empty() => {
+            Chart::Curves { history: [], .. } => {
                 bad("there are no epochs to draw".into())
             }
             Chart::Confusion(m) | Chart::ClassBars(m) => {

@@ -114,7 +114,13 @@ mod tests {
     fn finds_the_axes_of_a_stretched_cloud() {
         // Points spread 10 along (1, 1, 0)/√2 and 1 along (0, 0, 1), nothing along (1, -1, 0).
         let mut rows = Vec::new();
-        for (a, b) in [(-10.0, 1.0), (10.0, -1.0), (-5.0, -1.0), (5.0, 1.0), (0.0, 0.0)] {
+        for (a, b) in [
+            (-10.0, 1.0),
+            (10.0, -1.0),
+            (-5.0, -1.0),
+            (5.0, 1.0),
+            (0.0, 0.0),
+        ] {
             let s = std::f32::consts::FRAC_1_SQRT_2;
             rows.extend([a * s + 3.0, a * s - 2.0, b + 1.0]);
         }

@@ -272,7 +272,10 @@ fn metrics_section(page: &mut String, m: &Metrics) {
             c.predicted
         );
     }
-    for (name, means) in [("macro mean", &m.macro_mean), ("weighted mean", &m.weighted)] {
+    for (name, means) in [
+        ("macro mean", &m.macro_mean),
+        ("weighted mean", &m.weighted),
+    ] {
         let _ = writeln!(
             page,
             "<tr><td><i>{name}</i></td><td>{}</td><td>{}</td><td>{}</td><td>{total}</td><td></td></tr>",
@@ -342,10 +345,10 @@ fn cards(page: &mut String, examples: &[&ExampleAnswer], labels: &[&str], thumbs
             None if is_sound(&e.file) => page.push_str("<div class=\"sound\">♪</div>"),
             None => page.push_str("<div class=\"sound\">?</div>"),
         }
-        let name = e
-            .file
-            .file_name()
-            .map_or_else(|| e.file.display().to_string(), |n| n.to_string_lossy().into_owned());
+        let name = e.file.file_name().map_or_else(
+            || e.file.display().to_string(),
+            |n| n.to_string_lossy().into_owned(),
+        );
         let _ = write!(
             page,
             "<div class=\"file\" title=\"{}\">{}</div><div>true: <b>{}</b></div><ol>",
@@ -440,6 +443,9 @@ mod tests {
 
     #[test]
     fn escapes_markup() {
-        assert_eq!(escape("<a href=\"x\">&'"), "&lt;a href=&quot;x&quot;&gt;&amp;&#39;");
+        assert_eq!(
+            escape("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
     }
 }

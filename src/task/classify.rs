@@ -9,15 +9,15 @@ use serde::Serialize;
 
 use super::answer::{answer_files, embed_bytes, single, FileAnswer};
 use super::embed::{embed_folder, embed_unlabelled, EmbedReport};
-use super::report::{embedding_map, example_answers};
+use super::figures::{embedding_map, example_answers};
 use super::Progress;
 use crate::base::{BaseModel, EngineOptions};
 use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
 use crate::export::{export_onnx, record_comparison, split_folder, ExportOptions, Exported};
 use crate::metrics::Metrics;
-use crate::plots::EmbeddingMap;
-use crate::recognizer::{Prediction, Recognizer};
+use crate::plots::{self, Chart, EmbeddingMap};
+use crate::recognizer::{Prediction, Recognizer, TrainingRecord};
 use crate::reject::UnknownReport;
 use crate::report::ExampleAnswer;
 use crate::{Error, Result};
@@ -47,6 +47,15 @@ pub struct Evaluation {
     /// The folder's embeddings on their first two principal components, mistakes marked.
     #[serde(skip)]
     pub map: Option<EmbeddingMap>,
+}
+
+impl Evaluation {
+    /// The charts of this evaluation: the recognizer's training curves (from `training`), then
+    /// the confusion matrix, per-class bars and embedding map of the evaluated folder.
+    pub fn charts<'a>(&'a self, training: Option<&'a TrainingRecord>) -> Vec<Chart<'a>> {
+        let history = training.map(|t| (t.report.history.as_slice(), t.report.best_epoch));
+        plots::charts(history, Some(&self.metrics), self.map.as_ref())
+    }
 }
 
 impl Classifier {

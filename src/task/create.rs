@@ -7,14 +7,13 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::embed::{embed_folder, embed_unlabelled, EmbedReport};
-use super::report::{embedding_map, training_charts, PLOT_FORMATS};
+use super::figures::{embedding_map, training_charts, PLOT_FORMATS};
 use super::{in_phase, Event, Phase, Progress};
 use crate::base::BaseModel;
 use crate::cache::CacheOptions;
 use crate::dataset::{Dataset, DEFAULT_VAL_SPLIT};
 use crate::embeddings::{
-    noise_recordings, Embeddings, NoiseAugmentation, NoiseRecording, Source,
-    DEFAULT_NOISE_SNR_DB,
+    noise_recordings, Embeddings, NoiseAugmentation, NoiseRecording, Source, DEFAULT_NOISE_SNR_DB,
 };
 use crate::gpu::DeviceChoice;
 use crate::recognizer::Recognizer;

@@ -23,6 +23,7 @@ mod create;
 pub mod demo;
 mod embed;
 mod exported;
+mod figures;
 mod knn;
 mod predictor;
 mod report;
@@ -38,10 +39,10 @@ pub use create::{create, create_from_embeddings, Augmentation, Augmentations, Cl
 pub use create::{AugmentReport, CreateOptions, CreateReport, Created};
 pub use embed::{embed_folder, EmbedReport, Embedded};
 pub use exported::ExportedClassifier;
+pub use figures::{embedding_map, example_answers, training_charts, PLOT_FORMATS};
 pub use knn::{knn_index, KnnClassifier};
 pub use predictor::{example_files, Predictor, STDIN};
-pub use report::{embedding_map, example_answers, training_charts, write_report};
-pub use report::{WrittenReport, PLOT_FORMATS};
+pub use report::{write_report, WrittenReport};
 pub use teachable::{is_teachable_machine, METADATA_JSON, MODEL_JSON};
 
 pub(crate) use crate::progress::in_phase;

@@ -1,126 +1,18 @@
-//! Pictures and the HTML report of a recognizer: each example's top answers, the embedding map of
-//! a training run or an evaluation, and `write_report` (what `graft report` runs).
+//! `write_report`: a recognizer on a labelled folder -> one HTML file (what `graft report` runs).
 
 use std::path::{Path, PathBuf};
 
-use ndarray::{concatenate, Array2, Axis};
 use serde::Serialize;
 
-use super::classify::{Classifier, Evaluation};
+use super::classify::Classifier;
 use super::embed::EmbedReport;
 use super::Progress;
 use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
-use crate::embeddings::Embeddings;
 use crate::metrics::Metrics;
-use crate::plots::{self, Chart, EmbeddingMap, Format};
-use crate::recognizer::{Recognizer, TrainingRecord};
-use crate::report::{self, ExampleAnswer, Report, ReportOptions, TOP_K};
-use crate::{Error, Result};
-
-/// Both formats, as `--plots DIR` writes them.
-pub const PLOT_FORMATS: [Format; 2] = [Format::Svg, Format::Png];
-
-/// The top-[`TOP_K`] answers of `recognizer` to each example of `data` (whose classes are matched
-/// to the recognizer's labels by name), in order; ties go to the earlier class.
-pub fn example_answers(recognizer: &Recognizer, data: &Embeddings) -> Result<Vec<ExampleAnswer>> {
-    let truth = truth(recognizer, data)?;
-    if data.is_empty() {
-        return Ok(Vec::new());
-    }
-    let probs = recognizer.probabilities(data.vectors())?;
-    Ok(probs
-        .rows()
-        .into_iter()
-        .zip(truth)
-        .zip(data.sources())
-        .map(|((row, label), source)| {
-            let mut order: Vec<usize> = (0..row.len()).collect();
-            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]).then(a.cmp(&b)));
-            ExampleAnswer {
-                file: source.file().to_path_buf(),
-                label,
-                top: order.iter().take(TOP_K).map(|&c| (c, row[c])).collect(),
-            }
-        })
-        .collect())
-}
-
-/// Each example's class as an index into the recognizer's labels.
-fn truth(recognizer: &Recognizer, data: &Embeddings) -> Result<Vec<usize>> {
-    recognizer.check_base(data.base())?;
-    let mapping: Vec<Option<usize>> = data
-        .classes()
-        .iter()
-        .map(|c| recognizer.labels().iter().position(|l| l == c))
-        .collect();
-    data.labels()
-        .iter()
-        .map(|&l| {
-            mapping.get(l).copied().flatten().ok_or_else(|| {
-                Error::Dataset(format!(
-                    "class {} is not among the recognizer's labels ({})",
-                    data.classes().get(l).map_or("?", String::as_str),
-                    recognizer.labels().join(", ")
-                ))
-            })
-        })
-        .collect()
-}
-
-/// The map of `sets` (each with whether it is held out) projected together; the held-out
-/// examples the recognizer gets wrong are its mistakes.
-pub fn embedding_map(
-    recognizer: &Recognizer,
-    sets: &[(&Embeddings, bool)],
-) -> Result<Option<EmbeddingMap>> {
-    let sets: Vec<&(&Embeddings, bool)> = sets.iter().filter(|(e, _)| !e.is_empty()).collect();
-    if sets.is_empty() {
-        return Ok(None);
-    }
-    let mut labels = Vec::new();
-    let mut held_out = Vec::new();
-    let mut mistakes = Vec::new();
-    for (set, held) in &sets {
-        let truth = truth(recognizer, set)?;
-        let predicted = match held {
-            true => recognizer.head().predict(set.vectors())?,
-            false => truth.clone(),
-        };
-        mistakes.extend(truth.iter().zip(&predicted).map(|(t, p)| t != p));
-        held_out.extend(std::iter::repeat_n(*held, truth.len()));
-        labels.extend(truth);
-    }
-    let views: Vec<_> = sets.iter().map(|(e, _)| e.vectors()).collect();
-    let vectors: Array2<f32> = concatenate(Axis(0), &views)
-        .map_err(|e| Error::Internal(format!("joining embeddings for the map: {e}")))?;
-    EmbeddingMap::project(
-        vectors.view(),
-        &labels,
-        &held_out,
-        &mistakes,
-        recognizer.labels(),
-    )
-    .map(Some)
-}
-
-/// The charts of a training run: its curves, its validation metrics, and `map`.
-pub fn training_charts<'a>(
-    training: Option<&'a TrainingRecord>,
-    map: Option<&'a EmbeddingMap>,
-) -> Vec<Chart<'a>> {
-    let history = training.map(|t| (t.report.history.as_slice(), t.report.best_epoch));
-    plots::charts(history, training.and_then(|t| t.validation.as_ref()), map)
-}
-
-impl Evaluation {
-    /// The charts of this evaluation: the recognizer's training curves (from `training`), then
-    /// the confusion matrix, per-class bars and embedding map of the evaluated folder.
-    pub fn charts<'a>(&'a self, training: Option<&'a TrainingRecord>) -> Vec<Chart<'a>> {
-        let history = training.map(|t| (t.report.history.as_slice(), t.report.best_epoch));
-        plots::charts(history, Some(&self.metrics), self.map.as_ref())
-    }
-}
+use crate::plots;
+use crate::report::{self, Report, ReportOptions};
+use crate::Result;
 
 /// What [`write_report`] wrote.
 #[derive(Clone, Debug, PartialEq, Serialize)]
@@ -187,10 +79,9 @@ pub fn write_report(
         ));
     }
     if let Some(t) = training {
-        let validation = t
-            .validation
-            .as_ref()
-            .map_or("none".to_string(), |m| format!("{:.1}%", m.accuracy * 100.0));
+        let validation = t.validation.as_ref().map_or("none".to_string(), |m| {
+            format!("{:.1}%", m.accuracy * 100.0)
+        });
         facts.push((
             "training".to_string(),
             format!(
