@@ -100,9 +100,7 @@ impl Chart<'_> {
     fn check(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::Invalid(format!("{}: {msg}", self.name())));
         match self {
-            Chart::Curves { history: [], .. } => {
-                bad("there are no epochs to draw".into())
-            }
+            Chart::Curves { history: [], .. } => bad("there are no epochs to draw".into()),
             Chart::Confusion(m) | Chart::ClassBars(m) => {
                 let n = m.per_class.len();
                 if n == 0 {
