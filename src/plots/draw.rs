@@ -320,13 +320,13 @@ fn confusion<DB: DrawingBackend>(
         (px(w / 2), 18),
     )?;
     root.draw_text(
-        "predicted class →",
+        "predicted class",
         &text(LABEL, BLACK, HPos::Center, VPos::Center),
         (px(g.left + n * g.cell / 2), px(g.top - 16)),
     )?;
     root.draw_text(
-        "true class →",
-        &text(LABEL, BLACK, HPos::Center, VPos::Center).transform(FontTransform::Rotate90),
+        "true class",
+        &text(LABEL, BLACK, HPos::Center, VPos::Center).transform(FontTransform::Rotate270),
         (14, px(g.top + n * g.cell / 2)),
     )?;
     let count_size = (g.cell / 3).clamp(10, 16);
