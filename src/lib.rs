@@ -49,10 +49,12 @@ pub mod knn;
 pub mod limits;
 pub mod listen;
 pub mod metrics;
+pub mod plots;
 pub mod pose;
 pub mod progress;
 pub mod recognizer;
 pub mod reject;
+pub mod report;
 #[cfg(feature = "serve")]
 pub mod serve;
 pub mod task;

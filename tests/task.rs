@@ -194,6 +194,10 @@ fn flags_without_values_give_the_library_defaults() {
     assert_eq!(parse::<CacheOptions>(&[]), CacheOptions::default());
     assert_eq!(parse::<DemoOptions>(&[]), DemoOptions::default());
     assert_eq!(
+        parse::<graft::report::ReportOptions>(&[]),
+        graft::report::ReportOptions::default()
+    );
+    assert_eq!(
         parse::<task::ExportOptions>(&[]),
         task::ExportOptions::default()
     );
@@ -237,6 +241,8 @@ fn flags_set_the_fields_they_name() {
         "--no-cache",
         "--device",
         "cpu",
+        "--plots",
+        "plots-dir",
     ]);
     assert_eq!(o.train.optimizer, Optimizer::Sgd { momentum: 0.5 });
     assert_eq!(o.train.patience, None);
@@ -258,6 +264,9 @@ fn flags_set_the_fields_they_name() {
     );
     assert!(o.cache.no_cache);
     assert_eq!(o.device, Some(graft::gpu::DeviceChoice::Cpu));
+    assert_eq!(o.plots, Some(std::path::PathBuf::from("plots-dir")));
+    let r: graft::report::ReportOptions = parse(&["--thumbnail", "64", "--per-cell", "5"]);
+    assert_eq!((r.thumbnail, r.per_cell, r.least_confident), (64, 5, 24));
     let b: BaseOptions = parse(&["--mean", "1,2,3", "--std", "4", "--backend", "ort"]);
     assert_eq!((b.mean, b.std), (Some([1.0, 2.0, 3.0]), Some([4.0; 3])));
     assert_eq!(b.engine.backend, graft::base::Backend::Ort);

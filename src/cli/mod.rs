@@ -12,6 +12,7 @@ mod knn;
 mod listen;
 mod pose;
 mod predict;
+mod report;
 #[cfg(feature = "serve")]
 mod serve;
 mod train;
@@ -48,6 +49,9 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate a saved recognizer on another labelled folder.
     Eval(predict::EvalArgs),
+    /// Write one self-contained HTML report of a recognizer on a labelled folder: metrics, plots,
+    /// and the examples it gets wrong or is least sure of.
+    Report(report::ReportArgs),
     /// Classify files with a saved recognizer.
     Predict(predict::PredictArgs),
     /// Find the words a speech recognizer knows in a long recording.
@@ -107,6 +111,7 @@ pub fn run() -> ExitCode {
         Command::Demo(a) => demo::run(a, ui),
         Command::Train(a) => train::run(a, ui),
         Command::Eval(a) => predict::eval(a, ui),
+        Command::Report(a) => report::run(a, ui),
         Command::Predict(a) => predict::run(a, ui),
         Command::Listen(a) => listen::run(a, ui),
         Command::Pose(a) => pose::run(a, ui),

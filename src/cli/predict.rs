@@ -7,7 +7,7 @@ use clap::Args;
 use graft::base::EngineOptions;
 use graft::cache::CacheOptions;
 use graft::dataset::Dataset;
-use graft::task::{Classifier, FileAnswer, Predictor};
+use graft::task::{Classifier, FileAnswer, Predictor, PLOT_FORMATS};
 use serde_json::{json, Value};
 
 use super::train::say_embedded;
@@ -44,6 +44,11 @@ pub struct EvalArgs {
     /// its "unknown" rule rejects.
     #[arg(long, value_name = "DIR")]
     pub unknown_data: Option<PathBuf>,
+    /// Folder to write plots to, as SVG and PNG: the recognizer's training curves, and on this
+    /// folder the confusion matrix, per-class precision and recall and the embedding map
+    /// (mistakes circled).
+    #[arg(long, value_name = "DIR")]
+    pub plots: Option<PathBuf>,
     #[command(flatten)]
     pub cache: CacheOptions,
     #[command(flatten)]
@@ -125,7 +130,21 @@ pub fn eval(args: EvalArgs, ui: Ui) -> Result<()> {
     ui.say(evaluation.metrics.to_string());
     let unknown = &evaluation.unknown;
     ui.say(unknown.to_string());
+    let plots = match &args.plots {
+        Some(dir) => {
+            let charts = evaluation.charts(classifier.recognizer().training());
+            let written = graft::plots::write_charts(dir, &charts, &PLOT_FORMATS)?;
+            ui.say(format!(
+                "{} plot file(s) written to {}",
+                written.len(),
+                dir.display()
+            ));
+            written
+        }
+        None => Vec::new(),
+    };
     ui.finish(json!({
+        "plots": plots,
         "recognizer": args.recognizer,
         "data": args.data,
         "metrics": evaluation.metrics,

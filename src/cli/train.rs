@@ -94,6 +94,13 @@ pub fn say_created(report: &CreateReport, training: Option<&TrainingRecord>, ui:
     }
     ui.say(&report.unknown);
     say_mistakes(report, ui);
+    if let Some(dir) = report.plots.first().and_then(|p| p.parent()) {
+        ui.say(format!(
+            "{} plot file(s) written to {}",
+            report.plots.len(),
+            dir.display()
+        ));
+    }
 }
 
 /// Names the validation examples the recognizer got wrong (at most [`MISTAKES_SHOWN`]; all of

@@ -9,14 +9,17 @@ use serde::Serialize;
 
 use super::answer::{answer_files, embed_bytes, single, FileAnswer};
 use super::embed::{embed_folder, embed_unlabelled, EmbedReport};
+use super::figures::{embedding_map, example_answers};
 use super::Progress;
 use crate::base::{BaseModel, EngineOptions};
 use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
 use crate::export::{export_onnx, record_comparison, split_folder, ExportOptions, Exported};
 use crate::metrics::Metrics;
-use crate::recognizer::{Prediction, Recognizer};
+use crate::plots::{self, Chart, EmbeddingMap};
+use crate::recognizer::{Prediction, Recognizer, TrainingRecord};
 use crate::reject::UnknownReport;
+use crate::report::ExampleAnswer;
 use crate::{Error, Result};
 
 /// A recognizer and the base it was trained on, ready to answer.
@@ -38,6 +41,21 @@ pub struct Evaluation {
     pub embedded: EmbedReport,
     /// Files of the unknown data that could not be used, with why.
     pub unknown_skipped: Vec<(PathBuf, String)>,
+    /// Each example's top-3 answers, in the folder's order (what the report lists).
+    #[serde(skip)]
+    pub answers: Vec<ExampleAnswer>,
+    /// The folder's embeddings on their first two principal components, mistakes marked.
+    #[serde(skip)]
+    pub map: Option<EmbeddingMap>,
+}
+
+impl Evaluation {
+    /// The charts of this evaluation: the recognizer's training curves (from `training`), then
+    /// the confusion matrix, per-class bars and embedding map of the evaluated folder.
+    pub fn charts<'a>(&'a self, training: Option<&'a TrainingRecord>) -> Vec<Chart<'a>> {
+        let history = training.map(|t| (t.report.history.as_slice(), t.report.best_epoch));
+        plots::charts(history, Some(&self.metrics), self.map.as_ref())
+    }
 }
 
 impl Classifier {
@@ -68,6 +86,11 @@ impl Classifier {
     /// The recognizer.
     pub fn recognizer(&self) -> &Recognizer {
         &self.recognizer
+    }
+
+    /// The file it was loaded from, if it was.
+    pub fn source(&self) -> Option<&Path> {
+        self.source.as_deref()
     }
 
     /// The base, shared.
@@ -128,6 +151,8 @@ impl Classifier {
         Ok(Evaluation {
             metrics: self.recognizer.evaluate(embeddings)?,
             unknown: self.recognizer.evaluate_unknown(embeddings, out.view())?,
+            answers: example_answers(&self.recognizer, embeddings)?,
+            map: embedding_map(&self.recognizer, &[(embeddings, true)])?,
             embedded: embedded.report,
             unknown_skipped,
         })

@@ -7,12 +7,13 @@ use std::time::Instant;
 use serde::Serialize;
 
 use super::embed::{embed_folder, embed_unlabelled, EmbedReport};
+use super::figures::{embedding_map, training_charts, PLOT_FORMATS};
 use super::{in_phase, Event, Phase, Progress};
 use crate::base::BaseModel;
 use crate::cache::CacheOptions;
 use crate::dataset::{Dataset, DEFAULT_VAL_SPLIT};
 use crate::embeddings::{
-    noise_recordings, Embeddings, NoiseAugmentation, NoiseRecording, DEFAULT_NOISE_SNR_DB,
+    noise_recordings, Embeddings, NoiseAugmentation, NoiseRecording, Source, DEFAULT_NOISE_SNR_DB,
 };
 use crate::gpu::DeviceChoice;
 use crate::recognizer::Recognizer;
@@ -59,6 +60,11 @@ pub struct CreateOptions {
     pub device: Option<DeviceChoice>,
     #[cfg_attr(feature = "cli", command(flatten))]
     pub cache: CacheOptions,
+    /// Folder to write the training's plots to, as SVG and PNG: training curves, the validation
+    /// confusion matrix, per-class precision and recall, and the embedding map (training and
+    /// validation examples, validation mistakes circled). Default: none.
+    #[cfg_attr(feature = "cli", arg(long, value_name = "DIR"))]
+    pub plots: Option<PathBuf>,
 }
 
 impl Default for CreateOptions {
@@ -70,6 +76,7 @@ impl Default for CreateOptions {
             unknown: UnknownOptions::default(),
             device: None,
             cache: CacheOptions::default(),
+            plots: None,
         }
     }
 }
@@ -128,6 +135,8 @@ pub struct CreateReport {
     pub unknown: String,
     /// The training backend (`cpu (ndarray)` or the GPU adapter).
     pub backend: String,
+    /// The plot files written (with [`CreateOptions::plots`]).
+    pub plots: Vec<PathBuf>,
     /// Wall time of the whole call.
     pub seconds: f64,
 }
@@ -232,6 +241,10 @@ pub fn create_from_embeddings(
         progress,
     )?;
     let validation = validation_answers(&recognizer, &val_set)?;
+    let plots = match &options.plots {
+        Some(dir) => write_training_plots(dir, &recognizer, &train_set, &val_set)?,
+        None => Vec::new(),
+    };
     Ok(Created {
         recognizer,
         report: CreateReport {
@@ -241,9 +254,32 @@ pub fn create_from_embeddings(
             validation,
             unknown,
             backend: backend.name(),
+            plots,
             seconds: start.elapsed().as_secs_f64(),
         },
     })
+}
+
+/// Writes the training run's charts to `dir`: its curves and validation figures, and the map of
+/// the training examples (not the augmented copies) with the validation ones.
+fn write_training_plots(
+    dir: &std::path::Path,
+    recognizer: &Recognizer,
+    train_set: &Embeddings,
+    val_set: &Embeddings,
+) -> Result<Vec<PathBuf>> {
+    let originals: Vec<usize> = (0..train_set.len())
+        .filter(|&i| {
+            matches!(
+                train_set.sources()[i],
+                Source::File(_) | Source::NoiseClip { .. }
+            )
+        })
+        .collect();
+    let train_originals = train_set.subset(&originals);
+    let map = embedding_map(recognizer, &[(&train_originals, false), (val_set, true)])?;
+    let charts = training_charts(recognizer.training(), map.as_ref());
+    crate::plots::write_charts(dir, &charts, &PLOT_FORMATS)
 }
 
 /// The recognizer's answer to each of `val`'s examples (whose classes are the recognizer's).

@@ -9,6 +9,8 @@
 //! - [`KnnClassifier`]: the same for a KNN index, which examples can be added to;
 //! - [`embed_folder`]: a labelled folder -> [`Embeddings`](crate::embeddings::Embeddings), cached;
 //! - [`convert`]: another framework's model file to ONNX (or safetensors);
+//! - [`write_report`]: a recognizer on a labelled folder -> one self-contained HTML report
+//!   (metrics, [`plots`](crate::plots), the examples it gets wrong or is least sure of);
 //! - [`demo`]: the whole job on the shipped images.
 //!
 //! Long calls report through a [`Progress`] (the CLI draws bars from it; [`Silent`] ignores it).
@@ -21,8 +23,10 @@ mod create;
 pub mod demo;
 mod embed;
 mod exported;
+mod figures;
 mod knn;
 mod predictor;
+mod report;
 mod smaller;
 mod teachable;
 
@@ -35,8 +39,10 @@ pub use create::{create, create_from_embeddings, Augmentation, Augmentations, Cl
 pub use create::{AugmentReport, CreateOptions, CreateReport, Created};
 pub use embed::{embed_folder, EmbedReport, Embedded};
 pub use exported::ExportedClassifier;
+pub use figures::{embedding_map, example_answers, training_charts, PLOT_FORMATS};
 pub use knn::{knn_index, KnnClassifier};
 pub use predictor::{example_files, Predictor, STDIN};
+pub use report::{write_report, WrittenReport};
 pub use teachable::{is_teachable_machine, METADATA_JSON, MODEL_JSON};
 
 pub(crate) use crate::progress::in_phase;
