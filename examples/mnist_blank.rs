@@ -72,7 +72,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
          epochs, no early stopping\n"
     );
     println!(
-        "{:<22} {:<11} {:>8} {:>8} {:>8} {:>10} {:>10}",
+        "{:<22} {:<11} {:>8} {:>8} {:>9} {:>10} {:>10}",
         "base", "head", "1 epoch", "5 epochs", "10 epochs", "s/epoch", "embed s"
     );
     let seed_row = |e| SEED.iter().find(|(k, _)| *k == e).map_or(0.0, |(_, a)| *a);

@@ -52,6 +52,19 @@ fn options(epochs: usize, hidden: Vec<usize>) -> CreateOptions {
     }
 }
 
+/// Every file under `dir`.
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        match path.is_dir() {
+            true => out.extend(walk(&path)),
+            false => out.push(path),
+        }
+    }
+    out
+}
+
 /// Each file's expected class: the name of the folder it lies in.
 fn folder_labels(data: &Dataset) -> Vec<(PathBuf, String)> {
     data.examples
@@ -119,6 +132,11 @@ fn a_vector_base_trains_saves_loads_predicts_and_exports_on_csv_and_npy_files() 
     for (file, got) in files.iter().zip(&embedded).skip(2) {
         assert_eq!(*got, values(file), "{}", file.display());
     }
+    // Numbers are not cached: the cache would hold the same numbers again.
+    let cache_root = tempfile::tempdir().unwrap();
+    embed_files(&base, &files, Some(cache_root.path()), &|_| {}).unwrap();
+    let written: Vec<_> = walk(cache_root.path());
+    assert!(written.is_empty(), "{written:?}");
 
     // Trained from scratch (softmax regression; 18 training examples: small batches and a
     // larger step than the default so that 100 epochs are enough), the three shapes are told

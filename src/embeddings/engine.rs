@@ -152,13 +152,19 @@ pub fn embed_files(
     })
 }
 
-/// The embedding cache of `base` (its sha256, cut, preprocessing and size) under `cache_root`.
+/// The embedding cache of `base` (its sha256, cut, preprocessing and size) under `cache_root`;
+/// none for a base that takes numbers (a raw base: the cached embedding would be the example's
+/// own numbers again, as costly to read as the example and as large).
 pub(super) fn base_cache(
     base: &BaseModel,
     cache_root: Option<&Path>,
 ) -> Result<Option<EmbeddingCache>> {
+    let spec = base.input_spec()?;
+    if matches!(spec, InputSpec::Vector(_)) {
+        return Ok(None);
+    }
     let preprocessing =
-        serde_json::to_string(base.input_spec()?).map_err(|e| Error::Invalid(e.to_string()))?;
+        serde_json::to_string(spec).map_err(|e| Error::Invalid(e.to_string()))?;
     Ok(cache_root.map(|root| {
         EmbeddingCache::new(
             root,
