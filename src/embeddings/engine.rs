@@ -163,8 +163,7 @@ pub(super) fn base_cache(
     if matches!(spec, InputSpec::Vector(_)) {
         return Ok(None);
     }
-    let preprocessing =
-        serde_json::to_string(spec).map_err(|e| Error::Invalid(e.to_string()))?;
+    let preprocessing = serde_json::to_string(spec).map_err(|e| Error::Invalid(e.to_string()))?;
     Ok(cache_root.map(|root| {
         EmbeddingCache::new(
             root,
