@@ -422,6 +422,24 @@ mod tests {
     }
 
     #[test]
+    fn pinned_files_must_have_plain_names_before_anything_is_read() {
+        let file = |path| PinnedFile { path, sha256: "00" };
+        for (folder, path) in [("../up", "a.json"), ("ok", "src/.."), ("", "a.json")] {
+            let err = npm_files(
+                "p",
+                "1.0.0",
+                "00",
+                &[file(path)],
+                folder,
+                10,
+                &crate::progress::Silent,
+            )
+            .unwrap_err();
+            assert!(matches!(err, Error::Invalid(_)), "{folder} {path}: {err:?}");
+        }
+    }
+
+    #[test]
     fn relative_links_are_resolved_against_their_page() {
         let page = "https://example.org/simple/pkg/";
         assert_eq!(
