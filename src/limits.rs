@@ -52,6 +52,14 @@ pub struct Limits {
             default_value_t = Limits::DEFAULT.image_bytes)
     )]
     pub image_bytes: u64,
+    /// Largest example file of numbers for a raw base (`.npy` or CSV text). Default 256 MiB (64
+    /// million float32 numbers, the input-elements limit).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long = "max-vector-bytes", global = true, hide_short_help = true,
+            default_value_t = Limits::DEFAULT.vector_bytes)
+    )]
+    pub vector_bytes: u64,
     /// Largest zoo manifest or other small text file graft reads (a listen truth CSV). Default
     /// 16 MiB.
     #[cfg_attr(
@@ -121,6 +129,7 @@ impl Limits {
         model_bytes: 2 << 30,
         audio_bytes: 1 << 30,
         image_bytes: 256 << 20,
+        vector_bytes: 256 << 20,
         text_bytes: 16 << 20,
         image_pixels: 120_000_000,
         image_decoded_bytes: 512 << 20,
@@ -162,6 +171,8 @@ pub enum FileKind {
     Audio,
     /// An image file ([`Limits::image_bytes`]).
     Image,
+    /// An example of numbers, `.npy` or CSV ([`Limits::vector_bytes`]).
+    Vector,
     /// A zoo manifest or another small text file ([`Limits::text_bytes`]).
     Text,
 }
@@ -173,6 +184,7 @@ impl FileKind {
             FileKind::Model => limits.model_bytes,
             FileKind::Audio => limits.audio_bytes,
             FileKind::Image => limits.image_bytes,
+            FileKind::Vector => limits.vector_bytes,
             FileKind::Text => limits.text_bytes,
         }
     }
@@ -183,6 +195,7 @@ impl FileKind {
             FileKind::Model => "a model",
             FileKind::Audio => "an audio",
             FileKind::Image => "an image",
+            FileKind::Vector => "a numbers",
             FileKind::Text => "a text",
         }
     }

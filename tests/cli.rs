@@ -711,3 +711,64 @@ fn predict_reads_a_teachable_machine_export() {
     std::fs::write(tm.join("metadata.json"), pose.to_string()).unwrap();
     graft(&cache, &["predict", s(&tm), s(&file)]).fails_with("image projects");
 }
+
+#[test]
+fn a_raw_base_trains_predicts_and_exports_from_the_command_line() {
+    let tmp = tempfile::tempdir().unwrap();
+    let cache = tmp.path().join("cache");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/vectors");
+    let rec = tmp.path().join("shapes.safetensors");
+    let trained = graft(
+        &cache,
+        &[
+            "train",
+            "--base",
+            "raw:vector:6",
+            "--data",
+            s(&data),
+            "--epochs",
+            "100",
+            "--batch-size",
+            "4",
+            "--lr",
+            "0.02",
+            "--patience",
+            "0",
+            "--device",
+            "cpu",
+            "-o",
+            s(&rec),
+            "--json",
+        ],
+    )
+    .ok()
+    .json();
+    assert_eq!(trained["base"]["name"], "raw:vector:6");
+    assert_eq!(trained["base"]["input"], serde_json::json!({ "length": 6 }));
+    assert_eq!(trained["training"]["validation"]["accuracy"], 1.0);
+    let rising = data.join("rising/rising_0.csv");
+    let falling = data.join("falling/falling_1.npy");
+    let predicted = graft(
+        &cache,
+        &["predict", s(&rec), s(&rising), s(&falling), "--json"],
+    )
+    .ok()
+    .json();
+    let labels: Vec<&str> = predicted["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["label"].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["rising", "falling"]);
+    let onnx = tmp.path().join("shapes.onnx");
+    let exported = graft(&cache, &["export", s(&rec), "-o", s(&onnx), "--json"])
+        .ok()
+        .json();
+    assert_eq!(exported["input_form"], "tensor");
+    graft(
+        &cache,
+        &["train", "--base", "raw:table:6", "--data", s(&data)],
+    )
+    .fails_with("give raw:image:WxH (RGB), raw:image:WxH:gray or raw:vector:N");
+}

@@ -8,6 +8,8 @@
 //! - [`options`](BaseOptions): which engine, where to cut, what the file leaves open;
 //! - `resolve`: opening a zoo name, an ONNX file or bytes, or the base a saved model names
 //!   ([`BaseModel::open`], [`BaseModel::from_bytes`], [`BaseModel::from_ref`]);
+//! - [`raw`](RawSpec): raw bases (`raw:image:28x28:gray`, `raw:vector:N`), the example itself
+//!   as the embedding, for heads trained from scratch;
 //! - `tract` and `onnxruntime`: the two engines; `graph`: reading and cutting ONNX graphs;
 //!   `pose_features`: the pose normalisation appended to a keypoint model as ONNX nodes;
 //! - [`BaseRef`]: what identifies a base in saved files; [`inspect`]: what a model file holds.
@@ -20,6 +22,7 @@ mod inspect;
 mod onnxruntime;
 mod options;
 pub mod pose_features;
+mod raw;
 mod reference;
 mod resolve;
 mod tract;
@@ -38,6 +41,7 @@ pub use onnxruntime::{default_library, find_library, install, library_file_name,
 pub use onnxruntime::{Library, Origin, Pinned, INSTALL_COMMAND, ORT_DYLIB_ENV, ORT_VERSION};
 pub use options::{parse_triple, Backend, BaseOptions, EngineOptions};
 pub use options::{EngineChoice, EngineReport};
+pub use raw::{is_raw, RawSpec, RAW_CUT, RAW_INPUT, RAW_PREFIX, RAW_SYNTAX};
 pub use reference::BaseRef;
 
 use crate::input::{ImageSpec, InputSpec};

@@ -10,8 +10,9 @@ use tract_onnx::prelude::*;
 use super::graph::{cut_model, dtype_name, parse_onnx, GraphIndex};
 use super::onnxruntime::OrtSession;
 use super::pose_features;
+use super::raw::{is_raw, RawSpec, RAW_CUT};
 use super::tract::{cut_fact, prepare_tract, PlanSource, TractPlans};
-use super::{Backend, BaseModel, BaseOptions, BaseRef, Engine};
+use super::{Backend, BaseModel, BaseOptions, BaseRef, Engine, EngineOptions};
 use crate::cache::sha256_hex;
 use crate::input::{ChannelOrder, ImageSpec, InputSpec, Layout};
 use crate::progress::{Progress, Silent};
@@ -129,7 +130,9 @@ impl BaseModel {
     /// file must match the manifest's sha256) or else as an ONNX file (cut as `options.cut` says
     /// or automatically; an image input `[3, H, W]` or `[H, W, 3]` scaled by `options.mean` and
     /// `options.std`, by default to 0..1), on the engine `options` names. A zoo model's input sizes
-    /// are its manifest's (`options.input_shape`, when given, must equal them).
+    /// are its manifest's (`options.input_shape`, when given, must equal them). A name starting
+    /// with `raw:` is a raw base ([`RawSpec`]: `raw:image:28x28:gray`, `raw:vector:N`), never a
+    /// file.
     ///
     /// A zoo model not built here yet is built from its registry original first (see
     /// [`zoo::ensure_model`]), silently: [`BaseModel::open_with`] reports on a [`Progress`].
@@ -143,8 +146,11 @@ impl BaseModel {
         options: &BaseOptions,
         progress: &dyn Progress,
     ) -> Result<BaseModel> {
-        let options = &options.resolved(progress)?;
         let path = name_or_path.as_ref();
+        if let Some(spec) = path.to_str().filter(|s| is_raw(s)) {
+            return Self::open_raw(&RawSpec::parse(spec)?, options, progress);
+        }
+        let options = &options.resolved(progress)?;
         // Anything that is not a zoo name and looks like a path is read as a file.
         let looks_like_path =
             path.exists() || path.extension().is_some() || path.components().count() > 1;
@@ -198,25 +204,48 @@ impl BaseModel {
             )));
         }
         options.check_no_preprocessing(&format!("base '{}' of a saved model", reference.name))?;
-        let options = &options.resolved(progress)?;
-        let by_name = BaseOptions {
-            cut: Some(reference.cut.clone()),
-            input_shape: None,
-            ..options.clone()
+        let mut base = match is_raw(&reference.name) {
+            true => {
+                let spec = RawSpec::parse(&reference.name)
+                    .map_err(|e| Error::BaseMismatch(format!("the saved model's base: {e}")))?;
+                if spec.input != reference.input {
+                    return Err(Error::BaseMismatch(format!(
+                        "raw base '{}' prepares examples as {}, but the saved model records {}",
+                        spec.name,
+                        serde_json::to_string(&spec.input).unwrap_or_default(),
+                        serde_json::to_string(&reference.input).unwrap_or_default()
+                    )));
+                }
+                let by_name = BaseOptions {
+                    cut: Some(reference.cut.clone()),
+                    input_shape: Some(shape.clone()),
+                    ..options.clone()
+                };
+                Self::open_raw(&spec, &by_name, progress)?
+            }
+            false => {
+                let options = &options.resolved(progress)?;
+                let by_name = BaseOptions {
+                    cut: Some(reference.cut.clone()),
+                    input_shape: None,
+                    ..options.clone()
+                };
+                let from_zoo = zoo::manifest(&reference.name)
+                    .and_then(|m| Self::open_zoo(&m, &by_name, progress));
+                // A zoo model that cannot be had (offline, download failed) is that error, not a
+                // retry.
+                if let Err(e @ (Error::Download(_) | Error::Io { .. })) = from_zoo {
+                    return Err(e);
+                }
+                from_zoo.or_else(|_| {
+                    let as_file = BaseOptions {
+                        input_shape: Some(shape.clone()),
+                        ..by_name.clone()
+                    };
+                    Self::open(&reference.name, &as_file)
+                })?
+            }
         };
-        let from_zoo =
-            zoo::manifest(&reference.name).and_then(|m| Self::open_zoo(&m, &by_name, progress));
-        // A zoo model that cannot be had (offline, download failed) is that error, not a retry.
-        if let Err(e @ (Error::Download(_) | Error::Io { .. })) = from_zoo {
-            return Err(e);
-        }
-        let mut base = from_zoo.or_else(|_| {
-            let as_file = BaseOptions {
-                input_shape: Some(shape.clone()),
-                ..by_name.clone()
-            };
-            Self::open(&reference.name, &as_file)
-        })?;
         if base.sha256 != reference.sha256 {
             return Err(Error::BaseMismatch(format!(
                 "base '{}' now has sha256 {}, but this was trained with sha256 {}",
@@ -232,6 +261,49 @@ impl BaseModel {
         }
         base.name = reference.name.clone();
         base.input = Some(reference.input.clone());
+        Ok(base)
+    }
+
+    /// A raw base ([`super::raw`]): its generated graph, on tract unless `options` name ONNX
+    /// Runtime; `options` may repeat its cut and input shape, not change them, and set no mean or
+    /// std.
+    fn open_raw(
+        spec: &RawSpec,
+        options: &BaseOptions,
+        progress: &dyn Progress,
+    ) -> Result<BaseModel> {
+        options.check_no_preprocessing(&format!("raw base '{}'", spec.name))?;
+        if let Some(cut) = options.cut.as_ref().filter(|c| *c != RAW_CUT) {
+            return Err(Error::Invalid(format!(
+                "raw base '{}' is its input flattened (cut {RAW_CUT}): it has no tensor '{cut}' \
+                 to cut at",
+                spec.name
+            )));
+        }
+        let shape = spec.input.shape();
+        if options.input_shape.as_ref().is_some_and(|s| *s != shape) {
+            return Err(Error::Invalid(format!(
+                "raw base '{}' takes input {shape:?}, not {:?}",
+                spec.name, options.input_shape
+            )));
+        }
+        let engine = match options.engine.backend {
+            Backend::Auto => EngineOptions {
+                backend: Backend::Tract,
+                ort_library: None,
+            },
+            _ => options.engine.clone(),
+        };
+        let options = BaseOptions {
+            cut: Some(RAW_CUT.into()),
+            input_shape: Some(shape),
+            engine,
+            ..options.clone()
+        }
+        .resolved(progress)?;
+        let path = PathBuf::from(&spec.name);
+        let mut base = Self::build(spec.graph_bytes(), path, spec.name.clone(), &options)?;
+        base.input = Some(spec.input.clone());
         Ok(base)
     }
 

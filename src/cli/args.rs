@@ -9,7 +9,9 @@ use super::Ui;
 /// Which frozen base turns examples into embeddings, and how to load it.
 #[derive(Args, Clone, Debug)]
 pub struct BaseArgs {
-    /// A zoo name (see `graft zoo list`) or an ONNX file.
+    /// A zoo name (see `graft zoo list`), an ONNX file, or a raw base that trains the head from
+    /// scratch on the input itself: raw:image:WxH (RGB pixels in 0..1), raw:image:WxH:gray, or
+    /// raw:vector:N (N numbers an example, from .npy or CSV files).
     #[arg(long, default_value = graft::task::demo::DEMO_BASE)]
     pub base: String,
     #[command(flatten)]

@@ -13,6 +13,7 @@ use crate::cache::{sha256_hex, EmbeddingCache};
 use crate::dataset::{check_classes, count_labels, Dataset};
 use crate::input::audio::{self, BACKGROUND_NOISE};
 use crate::input::image::image_tensor;
+use crate::input::vector::vector_tensor;
 use crate::input::InputSpec;
 use crate::limits::FileKind;
 use crate::{Error, Result};
@@ -30,7 +31,7 @@ impl Embeddings {
         // Audio: the recordings of the background-noise class are cut into clips.
         let noise_label = match base.input_spec()? {
             InputSpec::Audio(_) => data.classes.iter().position(|c| c == BACKGROUND_NOISE),
-            InputSpec::Image(_) => None,
+            InputSpec::Image(_) | InputSpec::Vector(_) => None,
         };
         let is_noise = |label: usize| Some(label) == noise_label;
         let paths: Vec<PathBuf> = data
@@ -132,7 +133,7 @@ pub(super) fn parallel_map<T: Sync, R: Send>(
         .collect()
 }
 
-/// Embeds image files with the frozen `base`, one result per file in order: an error in place
+/// Embeds example files with the frozen `base`, one result per file in order: an error in place
 /// for a file that cannot be read or decoded, a hard error only when the base itself fails.
 /// Work is spread over the machine's cores (tract runs fastest one image per call per thread);
 /// embeddings are read from and written to the cache under `cache_root` when given.
@@ -151,13 +152,18 @@ pub fn embed_files(
     })
 }
 
-/// The embedding cache of `base` (its sha256, cut, preprocessing and size) under `cache_root`.
+/// The embedding cache of `base` (its sha256, cut, preprocessing and size) under `cache_root`;
+/// none for a base that takes numbers (a raw base: the cached embedding would be the example's
+/// own numbers again, as costly to read as the example and as large).
 pub(super) fn base_cache(
     base: &BaseModel,
     cache_root: Option<&Path>,
 ) -> Result<Option<EmbeddingCache>> {
-    let preprocessing =
-        serde_json::to_string(base.input_spec()?).map_err(|e| Error::Invalid(e.to_string()))?;
+    let spec = base.input_spec()?;
+    if matches!(spec, InputSpec::Vector(_)) {
+        return Ok(None);
+    }
+    let preprocessing = serde_json::to_string(spec).map_err(|e| Error::Invalid(e.to_string()))?;
     Ok(cache_root.map(|root| {
         EmbeddingCache::new(
             root,
@@ -208,6 +214,7 @@ fn file_kind(spec: &InputSpec) -> FileKind {
     match spec {
         InputSpec::Image(_) => FileKind::Image,
         InputSpec::Audio(_) => FileKind::Audio,
+        InputSpec::Vector(_) => FileKind::Vector,
     }
 }
 
@@ -221,6 +228,7 @@ pub fn prepare(bytes: &[u8], path: &Path, spec: &InputSpec) -> Result<ArrayD<f32
     match spec {
         InputSpec::Image(s) => Ok(image_tensor(bytes, path, s)?.into_dyn()),
         InputSpec::Audio(s) => Ok(audio::preprocess(bytes, path, s)?.into_dyn()),
+        InputSpec::Vector(s) => Ok(vector_tensor(bytes, path, s)?.into_dyn()),
     }
 }
 

@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 
 use serde_json::{json, Value};
 
-use crate::input::InputSpec;
+use crate::input::{ChannelOrder, InputSpec};
 use crate::recognizer::TrainingRecord;
 use crate::reject::RejectRule;
 use crate::zoo::Manifest;
@@ -176,20 +176,34 @@ impl Facts<'_> {
     /// `MODEL_CARD.md` for the exported file named `onnx_name`.
     pub fn model_card(&self, onnx_name: &str) -> String {
         let mut c = String::new();
-        let kind = match self.preprocessing {
-            InputSpec::Image(_) => "image",
-            InputSpec::Audio(_) => "audio",
+        let kind = self.preprocessing.kind();
+        let things = match self.preprocessing {
+            InputSpec::Image(_) => "images",
+            InputSpec::Audio(_) => "recordings",
+            InputSpec::Vector(_) => "lists of numbers",
         };
         let _ = writeln!(c, "# Model card: {onnx_name}\n");
-        let _ = writeln!(
-            c,
-            "An {kind} classifier made with graft {} by transfer learning: the frozen base \
-             `{}` (cut at `{}`, {}-d embedding) and a small trained head.\n",
-            env!("CARGO_PKG_VERSION"),
-            self.base_name,
-            self.base_cut,
-            self.embedding_dim
-        );
+        if crate::base::is_raw(self.base_name) {
+            let _ = writeln!(
+                c,
+                "A classifier of {things} made with graft {} and trained from scratch: the raw \
+                 base `{}` passes the prepared input itself on ({} numbers, flattened), and the \
+                 trained head is the whole model.\n",
+                env!("CARGO_PKG_VERSION"),
+                self.base_name,
+                self.embedding_dim
+            );
+        } else {
+            let _ = writeln!(
+                c,
+                "An {kind} classifier made with graft {} by transfer learning: the frozen base \
+                 `{}` (cut at `{}`, {}-d embedding) and a small trained head.\n",
+                env!("CARGO_PKG_VERSION"),
+                self.base_name,
+                self.base_cut,
+                self.embedding_dim
+            );
+        }
         let _ = writeln!(c, "## What it recognises\n");
         let counts = self.training.map(|t| (&t.train_counts, &t.val_counts));
         match counts {
@@ -227,17 +241,21 @@ impl Facts<'_> {
         );
         match (self.form, self.preprocessing) {
             (InputForm::Image, InputSpec::Image(s)) => {
+                let n = s.channels.count();
+                let channels = match s.channels {
+                    ChannelOrder::Gray => "converts to grey (0.299 R + 0.587 G + 0.114 B)".into(),
+                    other => format!("orders the channels {}", serde_name(&other)),
+                };
                 let _ = writeln!(
                     c,
                     "  — RGB pixels 0..255, any height and width (a batch shares one size). The \
-                     graph resizes to {}x{} ({RESIZE}), orders the channels {}, computes \
+                     graph resizes to {}x{} ({RESIZE}), {channels}, computes \
                      (x - {:?}) / {:?} and lays the tensor out {}, as graft does: give it the \
                      decoded image as it is.",
                     s.width,
                     s.height,
-                    serde_name(&s.channels),
-                    s.mean,
-                    s.std,
+                    &s.mean[..n],
+                    &s.std[..n],
                     serde_name(&s.layout)
                 );
             }
@@ -337,9 +355,10 @@ impl Facts<'_> {
         };
         let _ = writeln!(
             c,
-            "\n## Intended use\n\nSorting {kind}s like the training examples into the classes \
+            "\n## Intended use\n\nSorting {} like the training examples into the classes \
              above, in apps and prototypes. {unknown} Few training examples make a narrow model; \
-             measure it on your own data before relying on it."
+             measure it on your own data before relying on it.",
+            things
         );
         let _ = writeln!(c, "\n## Base model, licence and attribution\n");
         match self.manifest {
@@ -358,6 +377,15 @@ impl Facts<'_> {
                     m.licence.spdx,
                     m.licence.attribution,
                     m.conversion.notes
+                );
+            }
+            None if crate::base::is_raw(self.base_name) => {
+                let _ = writeln!(
+                    c,
+                    "- base: `{}` (sha256 `{}`), no pretrained model: a one-node graph (Flatten) \
+                     that graft writes; the weights are the head's alone, learnt from the \
+                     training examples.",
+                    self.base_name, self.base_sha256
                 );
             }
             None => {

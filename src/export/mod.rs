@@ -306,6 +306,7 @@ fn choose_form(
     let blocker = match spec {
         InputSpec::Image(s) => preprocess::blocker(s, model),
         InputSpec::Audio(_) => Some("the base takes audio, not images".into()),
+        InputSpec::Vector(_) => Some("the base takes numbers, not images".into()),
     };
     match (asked, blocker) {
         (Some(InputForm::Tensor), _) => Ok((InputForm::Tensor, None)),

@@ -5,8 +5,9 @@
 //! Cast to float, then ONNX `Resize` (opset 18) to the base's size: `linear`, `half_pixel`,
 //! `antialias = 1` (the triangle filter widened by the shrink factor, as graft's and PIL's
 //! bilinear resize) and `exclude_outside = 1` (taps outside the image dropped and the rest
-//! renormalised, as graft does at the borders), over axes 1 and 2 only; then the channel order,
-//! `(x - mean) / std` and, for an NCHW base, a transpose. All of it is ONNX Runtime CPU (also
+//! renormalised, as graft does at the borders), over axes 1 and 2 only; then the channel order
+//! (for a grey base, a `MatMul` by the BT.601 luma weights), `(x - mean) / std` and, for an NCHW
+//! base, a transpose. All of it is ONNX Runtime CPU (also
 //! its web and mobile builds) and tract 0.23.
 
 use std::collections::HashSet;
@@ -16,7 +17,7 @@ use tract_onnx::pb;
 use tract_onnx::pb::tensor_proto::DataType;
 use tract_onnx::pb::tensor_shape_proto::dimension::Value as DimValue;
 
-use crate::input::{ChannelOrder, ImageSpec, Layout};
+use crate::input::{ChannelOrder, ImageSpec, Layout, LUMA};
 
 /// The opset the image-in graph needs: `Resize` with `antialias` and `axes`.
 pub const IMAGE_OPSET: i64 = 18;
@@ -215,17 +216,29 @@ pub fn append_front(
         &[i64::from(spec.height), i64::from(spec.width)],
     ));
     let bgr = spec.channels == ChannelOrder::Bgr;
+    let gray = spec.channels == ChannelOrder::Gray;
     if bgr {
         graph
             .initializer
             .push(int64_initializer(&order, &[2, 1, 0]));
     }
-    graph
-        .initializer
-        .push(float_initializer(&mean, &[3], spec.mean.into_iter()));
-    graph
-        .initializer
-        .push(float_initializer(&std, &[3], spec.std.into_iter()));
+    if gray {
+        // RGB [.., 3] x luma [3, 1] = grey [.., 1].
+        graph
+            .initializer
+            .push(float_initializer(&order, &[3, 1], LUMA.into_iter()));
+    }
+    let channels = spec.channels.count();
+    graph.initializer.push(float_initializer(
+        &mean,
+        &[channels],
+        spec.mean.into_iter().take(channels),
+    ));
+    graph.initializer.push(float_initializer(
+        &std,
+        &[channels],
+        spec.std.into_iter().take(channels),
+    ));
 
     let mut nodes = Vec::new();
     let mut step =
@@ -259,6 +272,9 @@ pub fn append_front(
     );
     if bgr {
         last = step("Gather", &[&last, &order], None, vec![attr_int("axis", 3)]);
+    }
+    if gray {
+        last = step("MatMul", &[&last, &order], None, vec![]);
     }
     last = step("Sub", &[&last, &mean], None, vec![]);
     last = step(

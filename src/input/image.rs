@@ -155,7 +155,7 @@ fn sniff_format(bytes: &[u8]) -> std::result::Result<ImageFormat, String> {
     match super::FileFormat::sniff(bytes) {
         Some(super::FileFormat::Png) => return Ok(ImageFormat::Png),
         Some(super::FileFormat::Jpeg) => return Ok(ImageFormat::Jpeg),
-        Some(super::FileFormat::Wav) | None => {}
+        Some(super::FileFormat::Wav | super::FileFormat::Npy) | None => {}
     }
     let seen = if bytes.is_empty() {
         "the file is empty".to_string()
@@ -455,22 +455,31 @@ pub fn preprocess(image: &DynamicImage, spec: &ImageSpec) -> Result<Array3<f32>>
     let (ow, oh) = (placed.width as usize, placed.height as usize);
     let rows = Rows { image };
     let (rgb, scale) = (resample(&rows, region, ow, oh), rows.scale());
-    let order = match spec.channels {
-        ChannelOrder::Rgb => [0, 1, 2],
-        ChannelOrder::Bgr => [2, 1, 0],
+    // The source channel of each tensor channel (grey sums all three).
+    let order: &[usize] = match spec.channels {
+        ChannelOrder::Rgb => &[0, 1, 2],
+        ChannelOrder::Bgr => &[2, 1, 0],
+        ChannelOrder::Gray => &[],
     };
+    let channels = spec.channels.count();
     // Letterbox padding is black: pixel value 0, normalised.
     let black = |c: usize| (0.0 - spec.mean[c]) / spec.std[c];
     let (iw, ih) = (spec.width as usize, spec.height as usize);
     let mut out = match spec.layout {
-        Layout::Nchw => Array3::from_shape_fn((3, ih, iw), |(c, _, _)| black(c)),
-        Layout::Nhwc => Array3::from_shape_fn((ih, iw, 3), |(_, _, c)| black(c)),
+        Layout::Nchw => Array3::from_shape_fn((channels, ih, iw), |(c, _, _)| black(c)),
+        Layout::Nhwc => Array3::from_shape_fn((ih, iw, channels), |(_, _, c)| black(c)),
     };
     let (left, top) = (placed.left as usize, placed.top as usize);
     for (i, px) in rgb.chunks_exact(3).enumerate() {
         let (yy, xx) = (top + i / ow, left + i % ow);
-        for (c, &src) in order.iter().enumerate() {
-            let v = (px[src] * scale - spec.mean[c]) / spec.std[c];
+        for c in 0..channels {
+            let value = match order.get(c) {
+                Some(&src) => px[src],
+                // A grey pixel keeps its value exactly.
+                None if px[0] == px[1] && px[1] == px[2] => px[0],
+                None => super::LUMA.iter().zip(px).map(|(w, p)| w * p).sum(),
+            };
+            let v = (value * scale - spec.mean[c]) / spec.std[c];
             match spec.layout {
                 Layout::Nchw => out[[c, yy, xx]] = v,
                 Layout::Nhwc => out[[yy, xx, c]] = v,

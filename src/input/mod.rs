@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 pub mod audio;
 pub mod image;
 mod jpeg;
+pub mod vector;
 
 /// The example file formats graft reads, told apart by their leading bytes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -13,6 +14,8 @@ pub enum FileFormat {
     Jpeg,
     /// A RIFF file of type WAVE.
     Wav,
+    /// A NumPy `.npy` array.
+    Npy,
 }
 
 impl FileFormat {
@@ -24,6 +27,8 @@ impl FileFormat {
             Some(FileFormat::Jpeg)
         } else if bytes.get(0..4) == Some(b"RIFF") && bytes.get(8..12) == Some(b"WAVE") {
             Some(FileFormat::Wav)
+        } else if bytes.starts_with(vector::NPY_MAGIC) {
+            Some(FileFormat::Npy)
         } else {
             None
         }
@@ -35,15 +40,26 @@ impl FileFormat {
             FileFormat::Png => "png",
             FileFormat::Jpeg => "jpg",
             FileFormat::Wav => "wav",
+            FileFormat::Npy => "npy",
         }
     }
 
     /// Whether it is what a base with input `spec` takes: an image format for images, WAV for
-    /// audio.
+    /// audio, NPY for numbers (which may also come as text: see [`FileFormat::is_example`]).
     pub fn fits(self, spec: &InputSpec) -> bool {
         match spec {
             InputSpec::Image(_) => matches!(self, FileFormat::Png | FileFormat::Jpeg),
             InputSpec::Audio(_) => self == FileFormat::Wav,
+            InputSpec::Vector(_) => self == FileFormat::Npy,
+        }
+    }
+
+    /// Whether `bytes` look like an example a base with input `spec` takes: a format that
+    /// [`fits`](FileFormat::fits), or for numbers also text (CSV).
+    pub fn is_example(bytes: &[u8], spec: &InputSpec) -> bool {
+        match FileFormat::sniff(bytes) {
+            Some(f) => f.fits(spec),
+            None => matches!(spec, InputSpec::Vector(_)) && vector::looks_like_text(bytes),
         }
     }
 }
@@ -64,7 +80,24 @@ pub enum Layout {
 pub enum ChannelOrder {
     Rgb,
     Bgr,
+    /// One channel: the luma `0.299 R + 0.587 G + 0.114 B` (ITU-R BT.601, as PIL's `convert("L")`)
+    /// of the RGB composited on white; a grey image's own values. Normalised by `mean[0]` and
+    /// `std[0]`.
+    Gray,
 }
+
+impl ChannelOrder {
+    /// Channels in the tensor: 3, or 1 for grey.
+    pub fn count(self) -> usize {
+        match self {
+            ChannelOrder::Rgb | ChannelOrder::Bgr => 3,
+            ChannelOrder::Gray => 1,
+        }
+    }
+}
+
+/// The BT.601 luma weights of R, G and B that [`ChannelOrder::Gray`] sums.
+pub const LUMA: [f32; 3] = [0.299, 0.587, 0.114];
 
 /// How an image becomes the base model's input tensor: decode, composite alpha on white, optional
 /// centre crop, resize (bilinear) to `width` x `height` (or, letterboxed, to the largest fit that
@@ -99,13 +132,24 @@ pub struct AudioSpec {
     pub scale: f32,
 }
 
+/// An example that is a list of numbers, taken as they are (a raw base's input): a NumPy `.npy`
+/// array of any shape (flattened in C order) or text (CSV: numbers separated by commas,
+/// semicolons, tabs, spaces or newlines), holding exactly `length` numbers. See [`vector`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct VectorSpec {
+    /// How many numbers one example holds.
+    pub length: usize,
+}
+
 /// What kind of example a base model takes, and how to prepare it. Serialised as the inner spec
-/// itself (an image spec has `width`/`height`, an audio spec `sample_rate`).
+/// itself (an image spec has `width`/`height`, an audio spec `sample_rate`, a vector spec
+/// `length`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum InputSpec {
     Image(ImageSpec),
     Audio(AudioSpec),
+    Vector(VectorSpec),
 }
 
 impl ImageSpec {
@@ -171,6 +215,11 @@ impl InputSpec {
         match self {
             InputSpec::Image(s) => s.check()?,
             InputSpec::Audio(s) => s.check()?,
+            InputSpec::Vector(s) => {
+                if s.length == 0 {
+                    return Err("an example of 0 numbers cannot be used".into());
+                }
+            }
         }
         crate::limits::check_input_elements(&self.shape())
     }
@@ -179,13 +228,14 @@ impl InputSpec {
     pub fn shape(&self) -> Vec<usize> {
         match self {
             InputSpec::Image(s) => {
-                let (h, w) = (s.height as usize, s.width as usize);
+                let (h, w, c) = (s.height as usize, s.width as usize, s.channels.count());
                 match s.layout {
-                    Layout::Nchw => vec![3, h, w],
-                    Layout::Nhwc => vec![h, w, 3],
+                    Layout::Nchw => vec![c, h, w],
+                    Layout::Nhwc => vec![h, w, c],
                 }
             }
             InputSpec::Audio(s) => vec![s.clip_samples],
+            InputSpec::Vector(s) => vec![s.length],
         }
     }
 
@@ -193,7 +243,16 @@ impl InputSpec {
     pub fn image(&self) -> Option<&ImageSpec> {
         match self {
             InputSpec::Image(s) => Some(s),
-            InputSpec::Audio(_) => None,
+            InputSpec::Audio(_) | InputSpec::Vector(_) => None,
+        }
+    }
+
+    /// What kind of example it takes: `image`, `audio` or `numbers`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            InputSpec::Image(_) => "image",
+            InputSpec::Audio(_) => "audio",
+            InputSpec::Vector(_) => "numbers",
         }
     }
 }

@@ -43,7 +43,8 @@ pub struct ModelInfo {
     pub file: PathBuf,
     pub labels: Vec<String>,
     pub base: BaseInfo,
-    /// What the predict route takes: "image" (PNG or JPEG) or "audio" (WAV).
+    /// What the predict route takes: "image" (PNG or JPEG), "audio" (WAV) or "numbers" (`.npy`
+    /// or CSV text, for a raw base).
     pub takes: &'static str,
     pub input: InputSpec,
     /// Validation metrics recorded when the recognizer was trained.
@@ -340,10 +341,7 @@ impl State {
                 embedding_dim: reference.embedding_dim,
                 engine: base.backend().name(),
             },
-            takes: match reference.input {
-                InputSpec::Image(_) => "image",
-                InputSpec::Audio(_) => "audio",
-            },
+            takes: reference.input.kind(),
             input: reference.input.clone(),
             metrics: match &kind {
                 Kind::Recognizer(r) => r.training().and_then(|t| t.validation.clone()),

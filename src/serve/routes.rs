@@ -296,7 +296,7 @@ async fn one_example(
     top_k: usize,
 ) -> Result<Value, Refusal> {
     let spec = served.info.input.clone();
-    if !FileFormat::sniff(&bytes).is_some_and(|f| f.fits(&spec)) {
+    if !FileFormat::is_example(&bytes, &spec) {
         return Err((
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             format!(
@@ -305,6 +305,7 @@ async fn one_example(
                 match spec {
                     InputSpec::Image(_) => "images (PNG or JPEG)",
                     InputSpec::Audio(_) => "audio (WAV)",
+                    InputSpec::Vector(_) => "numbers (.npy or CSV text)",
                 }
             ),
         ));
