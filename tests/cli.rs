@@ -48,17 +48,11 @@ impl Run {
 }
 
 fn graft(cache: &Path, args: &[&str]) -> Run {
-    let (engine_var, engine_value) = common::engine_env();
-    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(args)
-        .env("GRAFT_CACHE", cache)
-        .env(engine_var, engine_value)
-        .output()
-        .expect("graft runs");
+    let (code, stdout, stderr) = common::run_graft(cache, args);
     Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        code,
+        stdout,
+        stderr,
     }
 }
 

@@ -8,7 +8,6 @@ mod common;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 use base64::Engine as _;
 use graft::metrics::{EpochRecord, Metrics};
@@ -489,18 +488,7 @@ fn check_report(html: &str, metrics: &Metrics, examples: usize, side: u32) {
 }
 
 fn graft(cache: &Path, args: &[&str]) -> (i32, String, String) {
-    let (engine_var, engine_value) = common::engine_env();
-    let out = Command::new(env!("CARGO_BIN_EXE_graft"))
-        .args(args)
-        .env("GRAFT_CACHE", cache)
-        .env(engine_var, engine_value)
-        .output()
-        .expect("graft runs");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    common::run_graft(cache, args)
 }
 
 fn json(run: (i32, String, String)) -> serde_json::Value {

@@ -26,6 +26,23 @@ pub fn engine_env() -> (&'static str, std::ffi::OsString) {
     }
 }
 
+/// Runs the `graft` binary with `args`, its cache at `cache` and the engine of [`engine_env`]:
+/// its exit code (-1 when killed by a signal), stdout and stderr.
+pub fn run_graft(cache: &std::path::Path, args: &[&str]) -> (i32, String, String) {
+    let (engine_var, engine_value) = engine_env();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_graft"))
+        .args(args)
+        .env("GRAFT_CACHE", cache)
+        .env(engine_var, engine_value)
+        .output()
+        .expect("graft runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// The shared device, or `None` (after saying so) when there is none and none is required;
 /// with `GRAFT_REQUIRE_GPU=1` a missing adapter fails the test.
 pub fn gpu() -> Option<Arc<Gpu>> {
