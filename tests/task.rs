@@ -194,6 +194,10 @@ fn flags_without_values_give_the_library_defaults() {
     assert_eq!(parse::<CacheOptions>(&[]), CacheOptions::default());
     assert_eq!(parse::<DemoOptions>(&[]), DemoOptions::default());
     assert_eq!(
+        parse::<graft::knn::ScanOptions>(&[]),
+        graft::knn::ScanOptions::default()
+    );
+    assert_eq!(
         parse::<task::ExportOptions>(&[]),
         task::ExportOptions::default()
     );
