@@ -628,7 +628,7 @@ mod tests {
         let mut row = vec![0.0; 11];
         let step = 1 + (i + seed) % 3;
         for t in 0..4 {
-            let sign = if (i * 37 + seed * 11 + t * 5) % 3 == 0 {
+            let sign = if (i * 37 + seed * 11 + t * 5).is_multiple_of(3) {
                 -0.5
             } else {
                 0.5
