@@ -21,8 +21,9 @@ use super::store::Vectors;
 use crate::{Error, Result};
 
 /// How the CPU scans a KNN index. The default blocks measured best (or within noise of it) on a
-/// 2-core Sapphire Rapids, 1,000 queries x 10,000 x 1280 (`examples/knn_scan.rs`): 512 x 512 0.219
-/// s, 1000 x 512 0.220 s, 256 x 1024 0.241 s, 512 x 2048 0.268 s.
+/// 2-core Sapphire Rapids, 1,000 queries x 10,000 x 1280 on both cores (`examples/knn_scan.rs`):
+/// 512 x 512 0.115 s, 1000 x 512 0.110 s, 1000 x 1024 0.115 s, 256 x 1024 0.142 s, 512 x 2048
+/// 0.137 s.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct ScanOptions {
