@@ -2,6 +2,7 @@
 graft's `compare` example wrote (same preprocessed images, embeddings, split and KNN vectors).
 
   reference.py bench DIR           embedding (onnxruntime), head (scikit-learn, Keras), KNN (scikit-learn, faiss)
+  reference.py knn DIR             the KNN part of bench alone (graft's `compare --knn-only` writes DIR)
   reference.py e2e DATA DIR        folder -> trained recognizer: PIL, onnxruntime, scikit-learn
   reference.py measure -- CMD...   runs CMD; its last stdout line (JSON) plus wall time and peak RSS
   reference.py report WORK OUT     medians of the runs in WORK as a table, and as JSON in OUT
@@ -83,18 +84,25 @@ def bench(d):
 
     out["keras"] = keras_head(emb[tr], labels[tr], emb[va], labels[va], int(labels.max()) + 1, opts)
 
+    out["knn"] = knn(d)
+    print(json.dumps(out))
+
+
+def knn(d):
+    """KNN of graft's benchmark queries: scikit-learn brute cosine, and faiss's flat inner-product index."""
+    d = Path(d)
     index, index_labels = np.load(d / "knn_index.npy"), np.load(d / "knn_labels.npy")
     queries, graft_answers = np.load(d / "knn_queries.npy"), np.load(d / "knn_graft.npy")
     classes = int(index_labels.max()) + 1
-    out["knn"] = {}
+    out = {}
 
     from sklearn.neighbors import NearestNeighbors
 
     nn = NearestNeighbors(n_neighbors=K, metric="cosine", algorithm="brute").fit(index)
     start = time.perf_counter()
     answers = vote(index_labels[nn.kneighbors(queries, return_distance=False)], classes)
-    out["knn"]["sklearn"] = {"seconds": time.perf_counter() - start,
-                             "agree_with_graft": accuracy(answers, graft_answers)}
+    out["sklearn"] = {"seconds": time.perf_counter() - start,
+                      "agree_with_graft": accuracy(answers, graft_answers)}
 
     import faiss
 
@@ -104,9 +112,9 @@ def bench(d):
     start = time.perf_counter()
     q = queries / np.linalg.norm(queries, axis=1, keepdims=True)
     answers = vote(index_labels[flat.search(q, K)[1]], classes)
-    out["knn"]["faiss"] = {"seconds": time.perf_counter() - start, "threads": faiss.omp_get_max_threads(),
-                           "agree_with_graft": accuracy(answers, graft_answers)}
-    print(json.dumps(out))
+    out["faiss"] = {"seconds": time.perf_counter() - start, "threads": faiss.omp_get_max_threads(),
+                    "agree_with_graft": accuracy(answers, graft_answers)}
+    return out
 
 
 def keras_head(x, y, xv, yv, classes, opts):
@@ -262,6 +270,8 @@ if __name__ == "__main__":
     command, args = sys.argv[1], sys.argv[2:]
     if command == "bench":
         bench(*args)
+    elif command == "knn":
+        print(json.dumps(knn(*args)))
     elif command == "e2e":
         e2e(*args)
     elif command == "measure":

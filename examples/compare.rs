@@ -41,6 +41,9 @@ struct Args {
     /// Measure the embedding only.
     #[arg(long)]
     embed_only: bool,
+    /// Measure the KNN only (no base model: `bench/reference.py knn OUT` is its Python side).
+    #[arg(long)]
+    knn_only: bool,
     /// A labelled folder for the folder -> recognizer rows (its split and embeddings go to
     /// `OUT/e2e`).
     #[arg(long)]
@@ -55,6 +58,20 @@ const K: usize = 3;
 fn main() -> Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
+    if args.knn_only {
+        let input = graft::input::InputSpec::Image(graft::input::ImageSpec {
+            width: 224,
+            height: 224,
+            layout: graft::input::Layout::Nhwc,
+            channels: graft::input::ChannelOrder::Rgb,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            center_crop: None,
+            letterbox: false,
+        });
+        println!("{}", json!({ "knn": knn_run(&input, &args.out)? }));
+        return Ok(());
+    }
     let base = efficientnet_lite0(args.backend)?;
     let data = shipped_images()?;
     let inputs = image_batch(&data, base.image_spec()?, IMAGES)?;
@@ -68,7 +85,7 @@ fn main() -> Result<()> {
     });
     if !args.embed_only {
         report["head"] = head_benchmark(&base, &data, &args.out)?;
-        report["knn"] = knn_run(&base, &args.out)?;
+        report["knn"] = knn_run(base.input_spec()?, &args.out)?;
     }
     if let Some(photos) = &args.photos {
         let e2e = args.out.join("e2e");
@@ -181,13 +198,13 @@ fn head_benchmark(base: &BaseModel, data: &graft::dataset::Dataset, out: &Path) 
 }
 
 /// Times classifying the KNN benchmark's queries; writes its vectors and graft's answers.
-fn knn_run(base: &BaseModel, out: &Path) -> Result<Value> {
+fn knn_run(input: &graft::input::InputSpec, out: &Path) -> Result<Value> {
     let common::KnnBenchmark {
         knn,
         vectors,
         labels,
         queries,
-    } = knn_benchmark(base.input_spec()?)?;
+    } = knn_benchmark(input)?;
     write_f32(&out.join("knn_index.npy"), vectors.shape(), vectors.iter())?;
     write_i64(&out.join("knn_labels.npy"), &labels)?;
     write_f32(

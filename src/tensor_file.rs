@@ -31,6 +31,16 @@ impl Entry {
         }
     }
 
+    /// An f16 tensor.
+    pub fn f16(name: impl Into<String>, shape: Vec<usize>, data: &[half::f16]) -> Entry {
+        Entry {
+            name: name.into(),
+            dtype: Dtype::F16,
+            shape,
+            bytes: data.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        }
+    }
+
     /// A u32 tensor.
     pub fn u32(name: impl Into<String>, shape: Vec<usize>, data: &[u32]) -> Entry {
         Entry {
@@ -130,6 +140,25 @@ impl TensorFile {
             return Err(self.error(format!("tensor {name} holds a non-finite value at {bad}")));
         }
         Ok((view.shape().to_vec(), data))
+    }
+
+    /// The f16 tensor `name` with its shape, checked to have `expected_rank` dimensions.
+    pub fn f16(&self, name: &str, expected_rank: usize) -> Result<(Vec<usize>, Vec<half::f16>)> {
+        let view = self.view(name, Dtype::F16, expected_rank)?;
+        let data = view
+            .data()
+            .chunks_exact(2)
+            .map(|c| half::f16::from_le_bytes([c[0], c[1]]))
+            .collect::<Vec<_>>();
+        if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
+            return Err(self.error(format!("tensor {name} holds a non-finite value at {bad}")));
+        }
+        Ok((view.shape().to_vec(), data))
+    }
+
+    /// The element type of tensor `name`, when the file holds it.
+    pub fn dtype(&self, name: &str) -> Option<Dtype> {
+        self.tensors().ok()?.tensor(name).ok().map(|t| t.dtype())
     }
 
     /// The u32 tensor `name` with its shape, checked to have `expected_rank` dimensions.

@@ -9,6 +9,7 @@ use graft::base::EngineOptions;
 use graft::cache::CacheOptions;
 use graft::dataset::Dataset;
 use graft::gpu::DeviceChoice;
+use graft::knn::{ScanOptions, Storage};
 use graft::reject::UnknownOptions;
 use graft::task::KnnClassifier;
 use serde_json::json;
@@ -31,6 +32,9 @@ pub enum KnnCommand {
         unknown: UnknownOptions,
         #[command(flatten)]
         cache: CacheOptions,
+        /// How the index stores its vectors: f32, or f16 for half the memory and file size.
+        #[arg(long, default_value_t = Storage::F32)]
+        storage: Storage,
         /// Where to write the index.
         #[arg(short, long, default_value = "index.safetensors")]
         out: PathBuf,
@@ -52,6 +56,8 @@ pub enum KnnCommand {
         cache: CacheOptions,
         #[command(flatten)]
         engine: EngineOptions,
+        #[command(flatten)]
+        scan: ScanOptions,
     },
 }
 
@@ -62,12 +68,14 @@ pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
             base,
             unknown,
             cache,
+            storage,
             out,
         } => {
             let model = Arc::new(base.open(ui)?);
             let data = Dataset::from_folder(&data)?;
-            let (index, embedded, note) =
+            let (mut index, embedded, note) =
                 KnnClassifier::build_with(model, &data, &unknown, &cache, &ui.progress())?;
+            index.set_storage(storage);
             say_embedded(&embedded, ui);
             let knn = index.knn();
             knn.save(&out)?;
@@ -86,8 +94,10 @@ pub fn run(command: KnnCommand, ui: Ui) -> Result<()> {
             device,
             cache,
             engine,
+            scan,
         } => {
-            let classifier = KnnClassifier::load(&index, &engine, device, &ui.progress())?;
+            let mut classifier = KnnClassifier::load(&index, &engine, device, &ui.progress())?;
+            classifier.set_scan_options(scan)?;
             let answers = classifier.classify_files(&files, k, &cache, &ui.progress())?;
             report_answers(answers, ui, |p| {
                 let votes: Vec<String> = p

@@ -4,7 +4,10 @@
 //! a vote among the `k` most similar, and per-class confidences `votes / k`. Unlike it, an index is
 //! saved and loaded (safetensors), and remembers which base model produced its embeddings.
 //!
-//! [`gpu`] computes the similarity matrix on a GPU ([`GpuSimilarity`]) for large indexes.
+//! On the CPU, [`scan`] compares every query with every stored example in blocks on all cores,
+//! keeping only each query's nearest ([`ScanOptions`]); [`gpu`] computes the similarity matrix on
+//! a GPU ([`GpuSimilarity`]). Vectors are stored as `f32` or, for half the memory, `f16`
+//! ([`Storage`], kept in the saved file).
 //!
 //! An index may hold an "unknown" rule ([`Knn::calibrate_unknown`], a `neighbour-cosine`
 //! [`RejectRule`]): an answer is unknown when the most similar stored example of the winning class
@@ -18,7 +21,9 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use half::f16;
 use ndarray::{Array2, ArrayView1, ArrayView2, Axis};
+use safetensors::tensor::Dtype;
 use serde::{Deserialize, Serialize};
 
 use crate::base::BaseRef;
@@ -28,8 +33,13 @@ use crate::tensor_file::{self, Entry, TensorFile};
 use crate::{Error, Result};
 
 pub mod gpu;
+pub mod scan;
+pub mod store;
 
 pub use self::gpu::{cosine_similarity, GpuSimilarity};
+pub use self::scan::{dot, Neighbour, ScanOptions};
+pub use self::store::Storage;
+use self::store::Vectors;
 
 /// Stored examples: unit-length embeddings with their class.
 #[derive(Clone, Debug)]
@@ -37,9 +47,11 @@ pub struct Knn {
     base: BaseRef,
     classes: Vec<String>,
     /// `[n, dim]`, each row scaled to unit length (a zero vector stays zero).
-    vectors: Array2<f32>,
+    vectors: Vectors,
     labels: Vec<usize>,
     unknown: Option<RejectRule>,
+    /// How the CPU scans (not saved: a property of the machine).
+    scan: ScanOptions,
 }
 
 /// Neighbours that vote unless told otherwise (`graft knn classify -k`), and in calibration.
@@ -88,16 +100,49 @@ struct KnnMeta {
 const FORMAT: &str = "graft-knn-1";
 
 impl Knn {
-    /// An empty index for embeddings made by `base`.
+    /// An empty index for embeddings made by `base`, stored as `f32`.
     pub fn new(base: BaseRef) -> Knn {
+        Knn::with_storage(base, Storage::F32)
+    }
+
+    /// An empty index for embeddings made by `base`, stored as `storage`.
+    pub fn with_storage(base: BaseRef, storage: Storage) -> Knn {
         let dim = base.embedding_dim;
         Knn {
             base,
             classes: Vec::new(),
-            vectors: Array2::zeros((0, dim)),
+            vectors: Vectors::empty(storage, dim),
             labels: Vec::new(),
             unknown: None,
+            scan: ScanOptions::default(),
         }
+    }
+
+    /// How the stored vectors are held (and saved).
+    pub fn storage(&self) -> Storage {
+        self.vectors.storage()
+    }
+
+    /// Converts the stored vectors to `storage` (`f32` to `f16` rounds each value).
+    pub fn set_storage(&mut self, storage: Storage) {
+        self.vectors = self.vectors.to_storage(storage);
+    }
+
+    /// Bytes the stored vectors occupy.
+    pub fn vector_bytes(&self) -> usize {
+        self.vectors.bytes()
+    }
+
+    /// How the CPU scans this index.
+    pub fn scan_options(&self) -> &ScanOptions {
+        &self.scan
+    }
+
+    /// Sets how the CPU scans this index (blocks of 0 rows are an error).
+    pub fn set_scan_options(&mut self, options: ScanOptions) -> Result<()> {
+        options.validate()?;
+        self.scan = options;
+        Ok(())
     }
 
     /// The "unknown" rule; `None`: nothing is unknown.
@@ -126,25 +171,20 @@ impl Knn {
         let n = self.len();
         let step = n.div_ceil(CALIBRATION_QUERIES).max(1);
         let queries: Vec<usize> = (0..n).step_by(step).collect();
-        let similarities = self
-            .vectors
-            .select(Axis(0), &queries)
-            .dot(&self.vectors.t());
+        let rows = self.vectors.select(&queries).to_f32().into_owned();
         let k = k.min(n.saturating_sub(1)).max(1);
+        let labels = &self.labels;
+        let itself = |q: usize, j: usize| queries[q] == j;
+        let own_class = |q: usize, j: usize| labels[j] == labels[queries[q]];
+        let others = scan::nearest(&self.vectors, rows.view(), k, &self.scan, Some(&itself))?;
+        let without = scan::nearest(&self.vectors, rows.view(), k, &self.scan, Some(&own_class))?;
         let (mut correct, mut simulated) = (Vec::new(), Vec::new());
-        for (row, &q) in similarities.rows().into_iter().zip(&queries) {
-            let mut others = row.to_owned();
-            others[q] = f32::NEG_INFINITY;
-            let answer = self.vote(others.view(), k);
+        for ((&q, others), without) in queries.iter().zip(&others).zip(&without) {
+            let answer = self.tally(others, k);
             if answer.label == self.classes[self.labels[q]] {
                 correct.push(answer.score());
             }
-            for (i, s) in others.iter_mut().enumerate() {
-                if self.labels[i] == self.labels[q] {
-                    *s = f32::NEG_INFINITY;
-                }
-            }
-            let without_class = self.vote(others.view(), k);
+            let without_class = self.tally(without, k);
             if !without_class.neighbours.is_empty() {
                 simulated.push(without_class.score());
             }
@@ -220,7 +260,7 @@ impl Knn {
 
     /// Embedding size.
     pub fn dim(&self) -> usize {
-        self.vectors.ncols()
+        self.vectors.dim()
     }
 
     /// Total number of stored examples.
@@ -255,9 +295,7 @@ impl Knn {
             }
         };
         let normalised = unit_rows(embeddings);
-        self.vectors
-            .append(Axis(0), normalised.view())
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        self.vectors.append(normalised.view())?;
         self.labels
             .extend(std::iter::repeat_n(class, embeddings.nrows()));
         Ok(())
@@ -284,7 +322,7 @@ impl Knn {
         let keep: Vec<usize> = (0..self.len())
             .filter(|&i| self.labels[i] != class)
             .collect();
-        self.vectors = self.vectors.select(Axis(0), &keep);
+        self.vectors = self.vectors.select(&keep);
         self.labels = keep
             .iter()
             .map(|&i| self.labels[i] - usize::from(self.labels[i] > class))
@@ -320,34 +358,30 @@ impl Knn {
         let k = k.min(self.len());
         match gpu {
             Some(gpu) => {
-                let similarities = cosine_similarity(gpu, queries.view(), self.vectors.view())?;
+                let stored = self.vectors.to_f32();
+                let similarities = cosine_similarity(gpu, queries.view(), stored.view())?;
                 Ok(self.vote_rows(similarities.view(), k))
             }
-            None => Ok(self.classify_on_cpu(queries.view(), k)),
+            None => Ok(
+                scan::nearest(&self.vectors, queries.view(), k, &self.scan, None)?
+                    .iter()
+                    .map(|neighbours| self.tally(neighbours, k))
+                    .collect(),
+            ),
         }
     }
 
-    /// Similarities and votes for unit-length `queries`, in chunks of rows spread over the cores
-    /// (one matrix product per chunk).
-    fn classify_on_cpu(&self, queries: ArrayView2<f32>, k: usize) -> Vec<KnnPrediction> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let rows = queries.nrows().div_ceil(cores).max(1);
-        std::thread::scope(|scope| {
-            let chunks: Vec<_> = queries
-                .axis_chunks_iter(Axis(0), rows)
-                .map(|chunk| {
-                    scope.spawn(move || self.vote_rows(chunk.dot(&self.vectors.t()).view(), k))
-                })
-                .collect();
-            chunks
-                .into_iter()
-                .flat_map(|chunk| {
-                    chunk
-                        .join()
-                        .unwrap_or_else(|e| std::panic::resume_unwind(e))
-                })
-                .collect()
-        })
+    /// The `k` nearest stored examples of each row of `queries` `[m, dim]` by the flat scan,
+    /// most similar first (ties to the lower row), without voting.
+    pub fn nearest(&self, queries: ArrayView2<f32>, k: usize) -> Result<Vec<Vec<Neighbour>>> {
+        self.check_dim(queries.ncols())?;
+        scan::nearest(
+            &self.vectors,
+            unit_rows(queries).view(),
+            k,
+            &self.scan,
+            None,
+        )
     }
 
     /// One prediction per row of a `[queries, stored]` similarity matrix.
@@ -366,13 +400,23 @@ impl Knn {
         order.select_nth_unstable_by(k - 1, by_similarity);
         order.truncate(k);
         order.sort_by(by_similarity);
-        // Examples left out (calibration) do not vote.
-        order.retain(|&i| similarities[i] > f32::NEG_INFINITY);
+        let neighbours: Vec<Neighbour> = order
+            .iter()
+            .map(|&index| Neighbour {
+                index,
+                similarity: similarities[index],
+            })
+            .collect();
+        self.tally(&neighbours, k)
+    }
+
+    /// The vote of a query's `neighbours` (most similar first) among `k`.
+    fn tally(&self, neighbours: &[Neighbour], k: usize) -> KnnPrediction {
         let mut votes = vec![0usize; self.classes.len()];
         let mut mass = vec![0f32; self.classes.len()];
-        for &i in &order {
-            votes[self.labels[i]] += 1;
-            mass[self.labels[i]] += similarities[i];
+        for n in neighbours {
+            votes[self.labels[n.index]] += 1;
+            mass[self.labels[n.index]] += n.similarity;
         }
         let winner = (0..self.classes.len())
             .max_by(|&a, &b| {
@@ -390,9 +434,12 @@ impl Knn {
                 .zip(&votes)
                 .map(|(c, &v)| (c.clone(), v as f32 / k as f32))
                 .collect(),
-            neighbours: order
+            neighbours: neighbours
                 .iter()
-                .map(|&i| (i, self.classes[self.labels[i]].clone(), similarities[i]))
+                .map(|n| {
+                    let class = self.classes[self.labels[n.index]].clone();
+                    (n.index, class, n.similarity)
+                })
                 .collect(),
             unknown: false,
         };
@@ -402,7 +449,8 @@ impl Knn {
         prediction
     }
 
-    /// Saves the index atomically as safetensors (`vectors`, `labels`) with JSON metadata.
+    /// Saves the index atomically as safetensors (`vectors` as f32 or f16, `labels`) with JSON
+    /// metadata.
     pub fn save(&self, path: &Path) -> Result<()> {
         let meta = KnnMeta {
             format: FORMAT.into(),
@@ -412,15 +460,20 @@ impl Knn {
             unknown: self.unknown.clone(),
         };
         let labels: Vec<u32> = self.labels.iter().map(|&l| l as u32).collect();
-        let vectors = self.vectors.as_standard_layout();
-        let entries = [
-            Entry::f32(
+        let shape = vec![self.len(), self.dim()];
+        let vectors = match &self.vectors {
+            Vectors::F32(v) => Entry::f32(
                 "vectors",
-                vec![self.len(), self.dim()],
-                vectors.as_slice().unwrap_or(&[]),
+                shape,
+                v.as_standard_layout().as_slice().unwrap_or(&[]),
             ),
-            Entry::u32("labels", vec![self.len()], &labels),
-        ];
+            Vectors::F16(v) => Entry::f16(
+                "vectors",
+                shape,
+                v.as_standard_layout().as_slice().unwrap_or(&[]),
+            ),
+        };
+        let entries = [vectors, Entry::u32("labels", vec![self.len()], &labels)];
         let json = serde_json::to_string(&meta).map_err(|e| Error::Invalid(e.to_string()))?;
         tensor_file::save(path, &entries, &json)
     }
@@ -431,7 +484,14 @@ impl Knn {
         let meta: KnnMeta = file.document(FORMAT, "KNN index")?;
         meta.base.check().map_err(|e| file.error(e))?;
         crate::dataset::check_labels(&meta.classes).map_err(|e| file.error(e))?;
-        let (shape, data) = file.f32("vectors", 2)?;
+        let (storage, (shape, data)) = match file.dtype("vectors") {
+            Some(Dtype::F16) => {
+                let (shape, data) = file.f16("vectors", 2)?;
+                let data = data.into_iter().map(f16::to_f32).collect();
+                (Storage::F16, (shape, data))
+            }
+            _ => (Storage::F32, file.f32("vectors", 2)?),
+        };
         let (lshape, labels) = file.u32("labels", 1)?;
         if shape[1] != meta.base.embedding_dim || lshape[0] != shape[0] {
             return Err(file.error(format!(
@@ -447,6 +507,17 @@ impl Knn {
         }
         let vectors =
             Array2::from_shape_vec((shape[0], shape[1]), data).map_err(|e| file.error(e))?;
+        // f16 rows were unit-length before rounding: kept as saved (narrowing them again is
+        // exact) unless some row is not.
+        let as_saved = storage == Storage::F16
+            && vectors.rows().into_iter().all(|row| {
+                let norm = row.dot(&row).sqrt();
+                norm == 0.0 || (norm - 1.0).abs() < 1e-2
+            });
+        let vectors = match as_saved {
+            true => vectors,
+            false => unit_rows(vectors.view()),
+        };
         if let Some(rule) = &meta.unknown {
             if rule.kind != ScoreKind::NeighbourCosine || !rule.threshold.is_finite() {
                 return Err(file.error(format!(
@@ -459,9 +530,10 @@ impl Knn {
         Ok(Knn {
             base: meta.base,
             classes: meta.classes,
-            vectors: unit_rows(vectors.view()),
+            vectors: Vectors::from_f32(storage, vectors),
             labels: labels.into_iter().map(|l| l as usize).collect(),
             unknown: meta.unknown,
+            scan: ScanOptions::default(),
         })
     }
 
@@ -548,6 +620,112 @@ mod tests {
             let alone = knn.classify(query.insert_axis(Axis(0)), 3).unwrap();
             assert_eq!(&alone[0], answer);
         }
+    }
+
+    /// Row `i` of a set of unit vectors of size 11 with four entries of ±0.5: every dot product
+    /// is a multiple of 0.25, exact in any order of additions, so ties are real ties.
+    fn quarter_row(i: usize, seed: usize) -> Vec<f32> {
+        let mut row = vec![0.0; 11];
+        let step = 1 + (i + seed) % 3;
+        for t in 0..4 {
+            let sign = if (i * 37 + seed * 11 + t * 5).is_multiple_of(3) {
+                -0.5
+            } else {
+                0.5
+            };
+            row[(i + seed + t * step) % 11] = sign;
+        }
+        row
+    }
+
+    #[test]
+    fn blocked_scan_votes_exactly_as_the_plain_reference() {
+        let sizes = [1, 2, 7, 13, 30];
+        let mut knn = Knn::new(base(11));
+        let mut i = 0;
+        for (class, &size) in sizes.iter().enumerate() {
+            let rows: Vec<f32> = (0..size)
+                .flat_map(|_| {
+                    i += 1;
+                    quarter_row(i, 0)
+                })
+                .collect();
+            let rows = Array2::from_shape_vec((size, 11), rows).unwrap();
+            knn.add_many(&format!("c{class}"), rows.view()).unwrap();
+        }
+        let mut queries: Vec<f32> = (0..22).flat_map(|q| quarter_row(q, 5)).collect();
+        // A zero query: every similarity is 0, the lowest rows win.
+        queries.extend([0.0; 11]);
+        let queries = Array2::from_shape_vec((23, 11), queries).unwrap();
+        let stored = knn.vectors.to_f32().into_owned();
+        let unit = unit_rows(queries.view());
+        let similarities = Array2::from_shape_fn((23, 53), |(q, j)| {
+            dot(&unit.row(q).to_vec(), &stored.row(j).to_vec())
+        });
+        for storage in [Storage::F32, Storage::F16] {
+            knn.set_storage(storage);
+            for k in [1, 2, 3, 8, 40, 53, 100] {
+                let reference = knn.vote_rows(similarities.view(), k.min(53));
+                let tied = |p: &KnnPrediction| p.neighbours.windows(2).any(|w| w[0].2 == w[1].2);
+                assert!(k == 1 || reference.iter().any(tied));
+                for (query_block, index_block, threads) in
+                    [(3, 5, 3), (1, 7, 2), (512, 1024, 0), (4, 1, 1), (23, 53, 4)]
+                {
+                    let options = ScanOptions {
+                        query_block,
+                        index_block,
+                        threads,
+                    };
+                    knn.set_scan_options(options.clone()).unwrap();
+                    let got = knn.classify(queries.view(), k).unwrap();
+                    assert_eq!(got, reference, "{storage} k={k} {options:?}");
+                }
+            }
+        }
+        assert_eq!(
+            knn.classify(queries.view(), 3).unwrap()[22]
+                .neighbours
+                .iter()
+                .map(|n| n.0)
+                .collect::<Vec<_>>(),
+            vec![0, 1, 2]
+        );
+        assert!(knn
+            .set_scan_options(ScanOptions {
+                query_block: 0,
+                ..ScanOptions::default()
+            })
+            .is_err());
+    }
+
+    #[test]
+    fn f16_storage_halves_the_vectors_and_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("half.safetensors");
+        let mut knn = index();
+        let full = knn.vector_bytes();
+        knn.set_storage(Storage::F16);
+        assert_eq!(knn.vector_bytes() * 2, full);
+        knn.save(&path).unwrap();
+        let back = Knn::load(&path).unwrap();
+        assert_eq!(back.storage(), Storage::F16);
+        let q = array![[0.3, 0.9], [4.0, 0.0], [-1.0, -0.2]];
+        assert_eq!(
+            back.classify(q.view(), 3).unwrap(),
+            knn.classify(q.view(), 3).unwrap()
+        );
+        let exact = index().classify(q.view(), 3).unwrap();
+        for (a, b) in exact.iter().zip(&back.classify(q.view(), 3).unwrap()) {
+            assert_eq!(a.label, b.label);
+            for (x, y) in a.neighbours.iter().zip(&b.neighbours) {
+                assert!((x.2 - y.2).abs() < 2e-3, "{x:?} {y:?}");
+            }
+        }
+        // Back to f32, and saved so.
+        let mut wide = back.clone();
+        wide.set_storage(Storage::F32);
+        wide.save(&path).unwrap();
+        assert_eq!(Knn::load(&path).unwrap().storage(), Storage::F32);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
 use crate::embeddings::Embeddings;
 use crate::gpu::{DeviceChoice, Gpu};
-use crate::knn::{Knn, KnnPrediction, DEFAULT_K};
+use crate::knn::{Knn, KnnPrediction, ScanOptions, Storage, DEFAULT_K};
 use crate::reject::UnknownOptions;
 use crate::Result;
 
@@ -112,6 +112,16 @@ impl KnnClassifier {
     /// The index.
     pub fn knn(&self) -> &Knn {
         &self.knn
+    }
+
+    /// Converts the index's vectors to `storage` (see [`Storage`]).
+    pub fn set_storage(&mut self, storage: Storage) {
+        self.knn.set_storage(storage);
+    }
+
+    /// Sets how the CPU scans the index (see [`ScanOptions`]).
+    pub fn set_scan_options(&mut self, options: ScanOptions) -> Result<()> {
+        self.knn.set_scan_options(options)
     }
 
     /// The base, shared.
