@@ -38,6 +38,7 @@ pub(crate) mod atomic;
 pub mod base;
 pub mod cache;
 pub mod dataset;
+pub mod doctor;
 pub mod download;
 pub mod embeddings;
 pub mod error;

@@ -398,6 +398,14 @@ fn training_evaluation_and_report_on_the_shipped_images() {
     assert_eq!(report.bytes, html.len());
     assert_eq!(report.metrics.confusion, evaluation.metrics.confusion);
     check_report(&html, &report.metrics, data.examples.len(), 96);
+    // The data doctor's findings on the shipped images: the three stoplights are near-duplicates.
+    let doctor = &html[html.find("<section id=\"data-doctor\">").unwrap()..];
+    let doctor = &doctor[..doctor.find("</section>").unwrap()];
+    assert!(
+        doctor.contains("near-duplicate pair(s) within a class")
+            && doctor.contains("town__roadsigns__stoplight_03_green.png"),
+        "{doctor}"
+    );
 }
 
 /// Asserts what a report must hold: each class named, each non-empty cell of the confusion table

@@ -202,6 +202,10 @@ fn flags_without_values_give_the_library_defaults() {
         graft::knn::ScanOptions::default()
     );
     assert_eq!(
+        parse::<graft::doctor::DoctorOptions>(&[]),
+        graft::doctor::DoctorOptions::default()
+    );
+    assert_eq!(
         parse::<task::ExportOptions>(&[]),
         task::ExportOptions::default()
     );

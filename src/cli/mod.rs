@@ -5,6 +5,7 @@
 mod args;
 mod convert;
 mod demo;
+mod doctor;
 mod engine;
 mod export;
 mod inspect;
@@ -49,6 +50,10 @@ enum Command {
     Train(train::TrainArgs),
     /// Evaluate a saved recognizer on another labelled folder.
     Eval(predict::EvalArgs),
+    /// Check a labelled folder before training: near-duplicates (and those split across training
+    /// and validation), likely mislabels, outliers, small or unbalanced classes, unreadable and
+    /// tiny files.
+    Doctor(doctor::DoctorArgs),
     /// Write one self-contained HTML report of a recognizer on a labelled folder: metrics, plots,
     /// and the examples it gets wrong or is least sure of.
     Report(report::ReportArgs),
@@ -112,6 +117,7 @@ pub fn run() -> ExitCode {
         Command::Train(a) => train::run(a, ui),
         Command::Eval(a) => predict::eval(a, ui),
         Command::Report(a) => report::run(a, ui),
+        Command::Doctor(a) => doctor::run(a, ui),
         Command::Predict(a) => predict::run(a, ui),
         Command::Listen(a) => listen::run(a, ui),
         Command::Pose(a) => pose::run(a, ui),

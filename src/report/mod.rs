@@ -422,6 +422,27 @@ pub fn thumbnail(path: &Path, side: u32) -> Result<String> {
 }
 
 /// `text` with `&`, `<`, `>`, `"` and `'` escaped for HTML text and attributes.
+/// The data doctor's findings as the report's section: a list per kind found.
+pub fn doctor_html(diagnosis: &crate::doctor::Diagnosis) -> String {
+    let sections = diagnosis.sections();
+    if sections.is_empty() {
+        return format!(
+            "<p>No findings on {} examples: no duplicates, likely mislabels, outliers, small \
+             classes or unreadable files.</p>\n",
+            diagnosis.examples
+        );
+    }
+    let mut html = String::new();
+    for (title, lines) in sections {
+        html.push_str(&format!("<h3>{}</h3>\n<ul>\n", escape(&title)));
+        for line in lines {
+            html.push_str(&format!("<li>{}</li>\n", escape(&line)));
+        }
+        html.push_str("</ul>\n");
+    }
+    html
+}
+
 pub fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {

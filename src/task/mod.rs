@@ -11,6 +11,8 @@
 //! - [`convert`]: another framework's model file to ONNX (or safetensors);
 //! - [`write_report`]: a recognizer on a labelled folder -> one self-contained HTML report
 //!   (metrics, [`plots`](crate::plots), the examples it gets wrong or is least sure of);
+//! - [`diagnose`]: a labelled folder -> the [`doctor`](crate::doctor)'s findings (duplicates,
+//!   likely mislabels, outliers, small classes, unreadable and tiny files);
 //! - [`demo`]: the whole job on the shipped images.
 //!
 //! Long calls report through a [`Progress`] (the CLI draws bars from it; [`Silent`] ignores it).
@@ -21,6 +23,7 @@ mod classify;
 mod convert;
 mod create;
 pub mod demo;
+mod doctor;
 mod embed;
 mod exported;
 mod figures;
@@ -37,6 +40,7 @@ pub use classify::{Classifier, Evaluation};
 pub use convert::{convert, supported_ops, Converted, Format};
 pub use create::{create, create_from_embeddings, Augmentation, Augmentations, ClassSplit};
 pub use create::{AugmentReport, CreateOptions, CreateReport, Created};
+pub use doctor::{diagnose, Diagnosed};
 pub use embed::{embed_folder, EmbedReport, Embedded};
 pub use exported::ExportedClassifier;
 pub use figures::{embedding_map, example_answers, training_charts, PLOT_FORMATS};

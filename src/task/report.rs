@@ -41,6 +41,21 @@ pub fn write_report(
 ) -> Result<WrittenReport> {
     options.validate()?;
     let evaluation = classifier.evaluate(data, None, cache, progress)?;
+    // The doctor reads the same embeddings, from the cache the evaluation filled.
+    let seed = classifier
+        .recognizer()
+        .training()
+        .map_or(crate::train::TrainOptions::default().seed, |t| {
+            t.options.seed
+        });
+    let diagnosed = super::diagnose(
+        classifier.base(),
+        data,
+        seed,
+        &crate::doctor::DoctorOptions::default(),
+        cache,
+        progress,
+    )?;
     let recognizer = classifier.recognizer();
     let examples = &evaluation.answers;
     let truth: Vec<usize> = examples.iter().map(|e| e.label).collect();
@@ -105,7 +120,7 @@ pub fn write_report(
             metrics: &metrics,
             charts,
             examples,
-            doctor: None,
+            doctor: Some(report::doctor_html(&diagnosed.diagnosis)),
         },
         options,
     )?;
