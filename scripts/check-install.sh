@@ -7,7 +7,7 @@
 # the checks use, installs graft from the clone with `cargo install --path CLONE --root DIR` (a
 # debug build that shares this checkout's target folder, so dependencies are not rebuilt), moves
 # the clone away, and then, from an empty folder with an empty GRAFT_CACHE and no GRAFT_ZOO, runs
-# DIR/bin/graft: demo, train on photos (with plots), train on spoken words, report on both, pose,
+# DIR/bin/graft: demo, train on photos (with plots), train on spoken words, doctor, report on both, pose,
 # predict. Zoo models are built from their registry originals on first use ($GRAFT_MIRROR, when
 # set, stands in for the registries); ONNX Runtime is fetched by `--backend auto` unless GRAFT_OFFLINE=1 (then tract).
 # Prints which engine ran. Exits non-zero on the first failure.
@@ -42,6 +42,8 @@ echo "== graft train --data PHOTOS" >&2
 test -s photo-plots/confusion-matrix.png
 echo "== graft train --base speech-embedding --data WORDS" >&2
 "$graft" train --base speech-embedding --data "$work/words" -o words.safetensors
+echo "== graft doctor --data PHOTOS" >&2
+"$graft" --json doctor --data "$work/photos" | tail -n 1 | grep -q '"findings"'
 echo "== graft report (photos, words)" >&2
 "$graft" report photos.safetensors --data "$work/photos" -o photos.html
 "$graft" report words.safetensors --data "$work/words" -o words.html
