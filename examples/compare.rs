@@ -59,16 +59,11 @@ fn main() -> Result<()> {
     let args = Args::parse();
     std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
     if args.knn_only {
-        let input = graft::input::InputSpec::Image(graft::input::ImageSpec {
-            width: 224,
-            height: 224,
-            layout: graft::input::Layout::Nhwc,
-            channels: graft::input::ChannelOrder::Rgb,
-            mean: [0.0; 3],
-            std: [1.0; 3],
-            center_crop: None,
-            letterbox: false,
-        });
+        let input = graft::input::InputSpec::Image(graft::input::ImageSpec::unnormalised(
+            224,
+            224,
+            graft::input::Layout::Nhwc,
+        ));
         println!("{}", json!({ "knn": knn_run(&input, &args.out)? }));
         return Ok(());
     }

@@ -15,7 +15,7 @@ use std::time::Instant;
 
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
-use graft::input::{ChannelOrder, ImageSpec, InputSpec, Layout};
+use graft::input::{ImageSpec, InputSpec, Layout};
 use graft::knn::{Knn, KnnPrediction, ScanOptions, Storage};
 use ndarray::Array2;
 use serde_json::json;
@@ -39,16 +39,7 @@ fn best<T>(reps: usize, mut f: impl FnMut() -> graft::Result<T>) -> graft::Resul
 fn main() -> graft::Result<()> {
     let quick = std::env::args().any(|a| a == "--quick");
     let reps = if quick { 2 } else { 5 };
-    let input = InputSpec::Image(ImageSpec {
-        width: 8,
-        height: 8,
-        layout: Layout::Nchw,
-        channels: ChannelOrder::Rgb,
-        mean: [0.0; 3],
-        std: [1.0; 3],
-        center_crop: None,
-        letterbox: false,
-    });
+    let input = InputSpec::Image(ImageSpec::unnormalised(8, 8, Layout::Nchw));
     let common::KnnBenchmark {
         mut knn,
         vectors,

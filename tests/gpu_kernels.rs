@@ -330,22 +330,13 @@ fn device_choice_parses_and_selects() {
 fn knn_votes_the_same_with_gpu_similarities() {
     let Some(gpu) = gpu() else { return };
     use graft::base::BaseRef;
-    use graft::input::{ChannelOrder, ImageSpec, InputSpec, Layout};
+    use graft::input::{ImageSpec, InputSpec, Layout};
     let mut knn = graft::knn::Knn::new(BaseRef {
         name: "synthetic".into(),
         sha256: String::new(),
         cut: "x".into(),
         embedding_dim: 37,
-        input: InputSpec::Image(ImageSpec {
-            width: 1,
-            height: 1,
-            layout: Layout::Nchw,
-            channels: ChannelOrder::Rgb,
-            mean: [0.0; 3],
-            std: [1.0; 3],
-            center_crop: None,
-            letterbox: false,
-        }),
+        input: InputSpec::Image(ImageSpec::unnormalised(1, 1, Layout::Nchw)),
     });
     for class in 0..4 {
         knn.add_many(&format!("c{class}"), random(50, 37, 1.0, class).view())

@@ -12,16 +12,7 @@ use image::{
 
 /// A spec that keeps raw 0..=255 values (mean 0, std 1), RGB, NCHW.
 fn raw_spec(width: u32, height: u32) -> ImageSpec {
-    ImageSpec {
-        width,
-        height,
-        layout: Layout::Nchw,
-        channels: ChannelOrder::Rgb,
-        mean: [0.0; 3],
-        std: [1.0; 3],
-        center_crop: None,
-        letterbox: false,
-    }
+    ImageSpec::unnormalised(width, height, Layout::Nchw)
 }
 
 fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {

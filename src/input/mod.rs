@@ -153,6 +153,21 @@ pub enum InputSpec {
 }
 
 impl ImageSpec {
+    /// `width` x `height` RGB pixels as they are (0..=255: mean 0, std 1), in `layout`, without
+    /// a crop or a letterbox.
+    pub fn unnormalised(width: u32, height: u32, layout: Layout) -> ImageSpec {
+        ImageSpec {
+            width,
+            height,
+            layout,
+            channels: ChannelOrder::Rgb,
+            mean: [0.0; 3],
+            std: [1.0; 3],
+            center_crop: None,
+            letterbox: false,
+        }
+    }
+
     /// Why this spec cannot be applied, if it cannot: sizes must be positive, mean finite, std
     /// finite and non-zero, a crop fraction in (0, 1] and not with a letterbox.
     pub fn check(&self) -> std::result::Result<(), String> {

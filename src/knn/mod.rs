@@ -551,7 +551,7 @@ impl Knn {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::input::{ChannelOrder, ImageSpec, InputSpec, Layout};
+    use crate::input::{ImageSpec, InputSpec, Layout};
     use ndarray::array;
 
     fn base(dim: usize) -> BaseRef {
@@ -560,16 +560,7 @@ mod tests {
             sha256: "00".into(),
             cut: "features".into(),
             embedding_dim: dim,
-            input: InputSpec::Image(ImageSpec {
-                width: 8,
-                height: 8,
-                layout: Layout::Nchw,
-                channels: ChannelOrder::Rgb,
-                mean: [0.0; 3],
-                std: [1.0; 3],
-                center_crop: None,
-                letterbox: false,
-            }),
+            input: InputSpec::Image(ImageSpec::unnormalised(8, 8, Layout::Nchw)),
         }
     }
 
