@@ -255,3 +255,140 @@ fn the_command_line_prints_the_findings_and_one_json_object() {
     assert_ne!(code, 0);
     assert!(stderr.contains("--mislabel-share"), "{stderr}");
 }
+
+/// The `i`-th file (sorted) of `class` in `dir`.
+fn nth(dir: &Path, class: &str, i: usize) -> PathBuf {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join(class))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    files[i].clone()
+}
+
+/// Recall and precision on ten planted duplicates (five exact copies, five copies scaled 2x and
+/// recompressed as JPEG, one of them filed in another class) and five pairs of swapped labels
+/// (ten mislabelled files), with each detector's false flags on the examples nothing was
+/// planted on (the shipped set's own near-duplicates, the stoplight recolourings and a mirrored
+/// sign, count as false flags here).
+#[test]
+fn recall_and_false_flags_on_many_planted_problems() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("data");
+    common::copy_dir(&shipped(), &dir);
+    let mut duplicates: Vec<(PathBuf, PathBuf)> = Vec::new();
+    for (n, (class, i)) in [
+        ("clothing", 0),
+        ("fish", 1),
+        ("insect", 2),
+        ("instrument", 3),
+        ("planet", 1),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let original = nth(&dir, class, i);
+        let copy = dir.join(class).join(format!("zz-exact-copy-{n}.png"));
+        std::fs::copy(&original, &copy).unwrap();
+        duplicates.push((original, copy));
+    }
+    for (n, (class, i, into)) in [
+        ("roadsign", 5, "roadsign"),
+        ("tool", 6, "tool"),
+        ("fish", 7, "fish"),
+        ("clothing", 8, "clothing"),
+        ("planet", 4, "tool"),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let original = nth(&dir, class, i);
+        let copy = dir.join(into).join(format!("zz-scaled-copy-{n}.jpg"));
+        recompressed(&original, &copy, 2.0);
+        duplicates.push((original, copy));
+    }
+    let mut swapped: Vec<PathBuf> = Vec::new();
+    for ((a, i), (b, j)) in [
+        (("roadsign", 10), ("planet", 7)),
+        (("tool", 2), ("fish", 3)),
+        (("clothing", 3), ("roadsign", 12)),
+        (("instrument", 5), ("planet", 8)),
+        (("insect", 5), ("tool", 9)),
+    ] {
+        let (x, y) = (nth(&dir, a, i), nth(&dir, b, j));
+        let (x_to, y_to) = (
+            dir.join(b).join(x.file_name().unwrap()),
+            dir.join(a).join(y.file_name().unwrap()),
+        );
+        std::fs::rename(&x, &x_to).unwrap();
+        std::fs::rename(&y, &y_to).unwrap();
+        swapped.extend([x_to, y_to]);
+    }
+
+    let d = diagnosis_of(&dir);
+    let pairs: Vec<&graft::doctor::Duplicate> = d
+        .duplicates_within
+        .iter()
+        .chain(&d.duplicates_across)
+        .collect();
+    let found_duplicates = duplicates
+        .iter()
+        .filter(|(o, c)| {
+            pairs
+                .iter()
+                .any(|p| (&p.a == o && &p.b == c) || (&p.a == c && &p.b == o))
+        })
+        .count();
+    let flagged_mislabels: Vec<&PathBuf> = d.mislabels.iter().map(|m| &m.file).collect();
+    let found_mislabels = swapped
+        .iter()
+        .filter(|f| flagged_mislabels.contains(f))
+        .count();
+    // The examples nothing was planted on, and the flags they got.
+    let planted: Vec<&PathBuf> = duplicates
+        .iter()
+        .flat_map(|(o, c)| [o, c])
+        .chain(&swapped)
+        .collect();
+    let clean = d.examples - planted.len();
+    // Each detector's false flags: examples nothing was planted on that it flags.
+    let unplanted = |files: Vec<&PathBuf>| -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = files
+            .into_iter()
+            .filter(|f| !planted.contains(f))
+            .cloned()
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    };
+    let duplicate_flags = unplanted(pairs.iter().flat_map(|p| [&p.a, &p.b]).collect());
+    let mislabel_flags = unplanted(flagged_mislabels.clone());
+    let duplicate_recall = found_duplicates as f64 / duplicates.len() as f64;
+    let mislabel_recall = found_mislabels as f64 / swapped.len() as f64;
+    let rate = |flags: &[PathBuf]| flags.len() as f64 / clean as f64;
+    eprintln!(
+        "doctor on planted problems: duplicates found {found_duplicates}/{} ({:.0} %), swapped \
+         labels found {found_mislabels}/{} ({:.0} %); of the {clean} examples nothing was planted \
+         on, {} ({:.1} %) are flagged as duplicates: {duplicate_flags:?}, {} ({:.1} %) as \
+         mislabels: {mislabel_flags:?}",
+        duplicates.len(),
+        duplicate_recall * 100.0,
+        swapped.len(),
+        mislabel_recall * 100.0,
+        duplicate_flags.len(),
+        rate(&duplicate_flags) * 100.0,
+        mislabel_flags.len(),
+        rate(&mislabel_flags) * 100.0,
+    );
+    assert!(
+        duplicate_recall >= 0.9,
+        "duplicates found {found_duplicates}/10"
+    );
+    assert!(
+        mislabel_recall >= 0.7,
+        "swapped labels found {found_mislabels}/10"
+    );
+    assert!(rate(&duplicate_flags) <= 0.1, "{duplicate_flags:?}");
+    assert!(rate(&mislabel_flags) <= 0.1, "{mislabel_flags:?}");
+}
