@@ -8,7 +8,7 @@ use ndarray::{Array2, ArrayViewD};
 use serde::Serialize;
 
 use super::answer::{answer_files, embed_bytes, single, FileAnswer};
-use super::embed::{embed_folder, embed_unlabelled, EmbedReport};
+use super::embed::{embed_folder, embed_unlabelled, EmbedReport, Embedded};
 use super::figures::{embedding_map, example_answers};
 use super::Progress;
 use crate::base::{BaseModel, EngineOptions};
@@ -143,6 +143,18 @@ impl Classifier {
         progress: &dyn Progress,
     ) -> Result<Evaluation> {
         let embedded = embed_folder(&self.base, data, cache, progress)?;
+        self.evaluate_embedded(embedded, unknown_data, cache, progress)
+    }
+
+    /// [`Classifier::evaluate`] on a folder already embedded (by [`embed_folder`] with this
+    /// classifier's base), for callers that use the embeddings for more.
+    pub fn evaluate_embedded(
+        &self,
+        embedded: Embedded,
+        unknown_data: Option<&Path>,
+        cache: &CacheOptions,
+        progress: &dyn Progress,
+    ) -> Result<Evaluation> {
         let (out, unknown_skipped) = match unknown_data {
             Some(dir) => embed_unlabelled(&self.base, dir, cache, progress)?,
             None => (Array2::zeros((0, self.base.embedding_dim())), Vec::new()),

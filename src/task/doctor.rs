@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use super::embed::{embed_folder, EmbedReport};
+use super::embed::{embed_folder, EmbedReport, Embedded};
 use super::Progress;
 use crate::base::BaseModel;
 use crate::cache::CacheOptions;
@@ -30,13 +30,21 @@ pub fn diagnose(
 ) -> Result<Diagnosed> {
     options.validate()?;
     let embedded = embed_folder(base, data, cache, progress)?;
+    Ok(Diagnosed {
+        diagnosis: diagnose_embedded(&embedded, seed, options)?,
+        embedded: embedded.report,
+    })
+}
+
+/// [`diagnose`] on a folder already embedded by [`embed_folder`].
+pub fn diagnose_embedded(
+    embedded: &Embedded,
+    seed: u64,
+    options: &DoctorOptions,
+) -> Result<Diagnosis> {
     let files: Vec<usize> = (0..embedded.embeddings.len())
         .filter(|&i| embedded.embeddings.sources()[i].is_file())
         .collect();
     let embeddings = embedded.embeddings.subset(&files);
-    let diagnosis = examine(&embeddings, &embedded.report.skipped, seed, options)?;
-    Ok(Diagnosed {
-        diagnosis,
-        embedded: embedded.report,
-    })
+    examine(&embeddings, &embedded.report.skipped, seed, options)
 }

@@ -40,7 +40,7 @@ pub use classify::{Classifier, Evaluation};
 pub use convert::{convert, supported_ops, Converted, Format};
 pub use create::{create, create_from_embeddings, Augmentation, Augmentations, ClassSplit};
 pub use create::{AugmentReport, CreateOptions, CreateReport, Created};
-pub use doctor::{diagnose, Diagnosed};
+pub use doctor::{diagnose, diagnose_embedded, Diagnosed};
 pub use embed::{embed_folder, EmbedReport, Embedded};
 pub use exported::ExportedClassifier;
 pub use figures::{embedding_map, example_answers, training_charts, PLOT_FORMATS};

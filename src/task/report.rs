@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use super::classify::Classifier;
-use super::embed::EmbedReport;
+use super::doctor::diagnose_embedded;
+use super::embed::{embed_folder, EmbedReport};
 use super::Progress;
 use crate::cache::CacheOptions;
 use crate::dataset::Dataset;
@@ -40,22 +41,16 @@ pub fn write_report(
     progress: &dyn Progress,
 ) -> Result<WrittenReport> {
     options.validate()?;
-    let evaluation = classifier.evaluate(data, None, cache, progress)?;
-    // The doctor reads the same embeddings, from the cache the evaluation filled.
+    // One embedding of the folder serves the doctor and the evaluation.
+    let embedded = embed_folder(classifier.base(), data, cache, progress)?;
     let seed = classifier
         .recognizer()
         .training()
         .map_or(crate::train::TrainOptions::default().seed, |t| {
             t.options.seed
         });
-    let diagnosed = super::diagnose(
-        classifier.base(),
-        data,
-        seed,
-        &crate::doctor::DoctorOptions::default(),
-        cache,
-        progress,
-    )?;
+    let diagnosis = diagnose_embedded(&embedded, seed, &crate::doctor::DoctorOptions::default())?;
+    let evaluation = classifier.evaluate_embedded(embedded, None, cache, progress)?;
     let recognizer = classifier.recognizer();
     let examples = &evaluation.answers;
     let truth: Vec<usize> = examples.iter().map(|e| e.label).collect();
@@ -120,7 +115,7 @@ pub fn write_report(
             metrics: &metrics,
             charts,
             examples,
-            doctor: Some(report::doctor_html(&diagnosed.diagnosis)),
+            doctor: Some(report::doctor_html(&diagnosis)),
         },
         options,
     )?;
