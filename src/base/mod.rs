@@ -285,9 +285,8 @@ pub struct TensorStatistics {
     pub lo: f32,
     /// The largest value seen (`-inf` before any).
     pub hi: f32,
-    /// The mean of each channel (axis 1 of a batched `[N, C, ...]` tensor, as ONNX convolutions
-    /// read them) over every position and example.
-    pub channel_means: Vec<f64>,
+    /// Per channel (axis 1 of a batched `[N, C, ...]` tensor, as ONNX convolutions read them),
+    /// the sum of its values and how many there were, over every position and example.
     sums: Vec<f64>,
     counts: Vec<u64>,
 }
@@ -304,7 +303,6 @@ impl TensorStatistics {
         TensorStatistics {
             lo: f32::INFINITY,
             hi: f32::NEG_INFINITY,
-            channel_means: Vec::new(),
             sums: Vec::new(),
             counts: Vec::new(),
         }
@@ -329,11 +327,14 @@ impl TensorStatistics {
             *sum += lane.iter().map(|&v| f64::from(v)).sum::<f64>();
             *count += lane.len() as u64;
         }
-        self.channel_means = self
-            .sums
+    }
+
+    /// The mean of each channel over every position and example added.
+    pub fn channel_means(&self) -> Vec<f64> {
+        self.sums
             .iter()
             .zip(&self.counts)
             .map(|(s, &c)| s / c.max(1) as f64)
-            .collect();
+            .collect()
     }
 }

@@ -463,10 +463,10 @@ pub(super) fn int8(
     // Bias correction: int8 weights shift each output channel's mean by their rounding error
     // times the mean input; each convolution's bias takes that shift back (measured means of its
     // input on the calibration examples).
-    let input_means: HashMap<&String, &Vec<f64>> = activations
+    let input_means: HashMap<&String, Vec<f64>> = activations
         .iter()
         .zip(&stats)
-        .map(|(a, s)| (a, &s.channel_means))
+        .map(|(a, s)| (a, s.channel_means()))
         .collect();
     let mut corrected: HashMap<usize, String> = HashMap::new();
     let mut replaced_biases: Vec<String> = Vec::new();
