@@ -88,15 +88,12 @@ fn decode_within_budget(bytes: &[u8], path: &Path) -> Result<(DynamicImage, Shar
         ));
     }
     if format == ImageFormat::Jpeg {
-        let jpeg = super::jpeg::open(bytes)
-            .map_err(|e| input_err(format!("cannot decode this JPEG image: {e}")))?;
-        if let Some(jpeg) = jpeg {
+        let jpeg_err = |e: String| input_err(format!("cannot decode this JPEG image: {e}"));
+        if let Some(jpeg) = super::jpeg::open(bytes).map_err(jpeg_err)? {
             let (w, h) = jpeg.dimensions();
             let share = within_limits(name, w, h, jpeg.decoded_bytes(), jpeg.colour())
                 .map_err(input_err)?;
-            let image = jpeg
-                .decode()
-                .map_err(|e| input_err(format!("cannot decode this JPEG image: {e}")))?;
+            let image = jpeg.decode().map_err(jpeg_err)?;
             return Ok((image, share));
         }
         // CMYK and YCCK JPEGs go through the `image` crate's decoder, which converts them.
