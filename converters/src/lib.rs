@@ -6,6 +6,7 @@ pub mod limits;
 pub mod onnx_builder;
 pub mod package;
 pub mod speech;
+pub mod tensorflow;
 pub mod tf;
 pub mod tfjs;
 pub mod tflite;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, Subcommand};
-use graft::task::{self, Format};
+use graft::task::{self, ConvertOptions, Format};
 use serde_json::json;
 
 use super::Ui;
@@ -39,6 +39,19 @@ pub enum ConvertCommand {
         #[arg(short, long)]
         out: PathBuf,
     },
+    /// A TensorFlow 1 frozen graph (`GraphDef` protobuf, `.pb`) to ONNX, through the same TF op
+    /// translation as TF.js graph models.
+    Tf {
+        /// The .pb file.
+        input: PathBuf,
+        /// The ONNX file to write.
+        #[arg(short, long)]
+        out: PathBuf,
+        /// Tensors to keep as outputs (`node` or `node:k`, comma-separated or repeated); only
+        /// what they need is converted. Default: every tensor nothing consumes.
+        #[arg(long, value_delimiter = ',')]
+        outputs: Vec<String>,
+    },
     /// A TFLite model (flatbuffer) to ONNX.
     Tflite {
         /// The .tflite file.
@@ -52,7 +65,7 @@ pub enum ConvertCommand {
 pub fn run(args: ConvertArgs, ui: Ui) -> Result<()> {
     let Some(command) = args.command else {
         if !args.list_ops {
-            anyhow::bail!("give a format to convert from (torch, tfjs, tflite) or --list-ops");
+            anyhow::bail!("give a format to convert from (torch, tfjs, tf, tflite) or --list-ops");
         }
         let formats = task::supported_ops();
         for (format, ops) in &formats {
@@ -68,12 +81,21 @@ pub fn run(args: ConvertArgs, ui: Ui) -> Result<()> {
         ui.finish(json!({ "ops": formats }));
         return Ok(());
     };
+    let mut options = ConvertOptions::default();
     let (format, input, out) = match command {
         ConvertCommand::Torch { input, out } => (Format::Torch, input, out),
         ConvertCommand::Tfjs { input, out } => (Format::Tfjs, input, out),
+        ConvertCommand::Tf {
+            input,
+            out,
+            outputs,
+        } => {
+            options.outputs = outputs;
+            (Format::Tf, input, out)
+        }
         ConvertCommand::Tflite { input, out } => (Format::Tflite, input, out),
     };
-    let c = task::convert(format, &input, &out)?;
+    let c = task::convert(format, &input, &out, &options)?;
     match c.tensors {
         Some(n) => ui.say(format!("wrote {n} tensors to {}", c.out.display())),
         None => ui.say(format!(

@@ -1,5 +1,5 @@
 //! Converting another framework's model file (`graft convert`): PyTorch checkpoints to
-//! safetensors, TF.js and TFLite models to ONNX.
+//! safetensors; TF.js, TensorFlow and TFLite models to ONNX.
 
 use std::path::{Path, PathBuf};
 
@@ -21,8 +21,19 @@ pub enum Format {
     Torch,
     /// A TF.js layers or graph model (`model.json` with its weight shards); written as ONNX.
     Tfjs,
+    /// A TensorFlow 1 frozen GraphDef (`.pb`); written as ONNX.
+    Tf,
     /// A TFLite flatbuffer; written as ONNX.
     Tflite,
+}
+
+/// How `graft convert` converts.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConvertOptions {
+    /// TensorFlow graphs: the tensors to keep as outputs (`node` or `node:k`), with everything
+    /// they need and nothing else. Default: empty, every tensor that nothing consumes. Other
+    /// formats name their outputs in the file and refuse this.
+    pub outputs: Vec<String>,
 }
 
 /// What a conversion wrote.
@@ -39,8 +50,18 @@ pub struct Converted {
 
 /// Converts `input` (of `format`) and writes the result to `out` atomically; `out` may not be
 /// `input` itself.
-pub fn convert(format: Format, input: &Path, out: &Path) -> Result<Converted> {
+pub fn convert(
+    format: Format,
+    input: &Path,
+    out: &Path,
+    options: &ConvertOptions,
+) -> Result<Converted> {
     refuse_same_file(input, out)?;
+    if !options.outputs.is_empty() && format != Format::Tf {
+        return Err(crate::Error::Invalid(
+            "only TensorFlow graphs take a list of outputs; the other formats name theirs".into(),
+        ));
+    }
     let (bytes, tensors) = match format {
         Format::Torch => {
             let state = graft_converters::torch::load_state_dict(input)?;
@@ -54,6 +75,13 @@ pub fn convert(format: Format, input: &Path, out: &Path) -> Result<Converted> {
             unpack_repeated(&graft_converters::tfjs::convert(input)?)?,
             None,
         ),
+        Format::Tf => (
+            unpack_repeated(&graft_converters::tensorflow::convert_frozen(
+                input,
+                &options.outputs,
+            )?)?,
+            None,
+        ),
         Format::Tflite => (
             unpack_repeated(&graft_converters::tflite::convert(input)?)?,
             None,
@@ -62,7 +90,7 @@ pub fn convert(format: Format, input: &Path, out: &Path) -> Result<Converted> {
     write_atomic(out, &bytes)?;
     let (inputs, outputs) = match format {
         Format::Torch => (Vec::new(), Vec::new()),
-        Format::Tfjs | Format::Tflite => {
+        Format::Tfjs | Format::Tf | Format::Tflite => {
             let info = inspect(out)?;
             let names =
                 |ts: &[crate::base::TensorInfo]| ts.iter().map(|t| t.name.clone()).collect();

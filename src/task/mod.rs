@@ -37,7 +37,7 @@ pub use crate::export::{Comparison, ExportOptions, Exported, FormFigures, InputF
 pub use crate::export::{Precision, Quantize, Smaller};
 pub use answer::FileAnswer;
 pub use classify::{Classifier, Evaluation};
-pub use convert::{convert, supported_ops, Converted, Format};
+pub use convert::{convert, supported_ops, ConvertOptions, Converted, Format};
 pub use create::{create, create_from_embeddings, Augmentation, Augmentations, ClassSplit};
 pub use create::{AugmentReport, CreateOptions, CreateReport, Created};
 pub use doctor::{diagnose, diagnose_embedded, Diagnosed};

@@ -17,6 +17,10 @@ pub fn convert(m: &Manifest, original: &Path) -> Result<Vec<u8>> {
         Converter::TfjsLayers | Converter::TfjsGraph => {
             Ok(graft_converters::tfjs::convert(original)?)
         }
+        Converter::TfFrozen => Ok(graft_converters::tensorflow::convert_frozen(
+            original,
+            &m.conversion.outputs,
+        )?),
         Converter::Tflite => Ok(graft_converters::tflite::convert(original)?),
         Converter::OnnxSpeechEmbedding => {
             let [embedding] = m.source.files.as_slice() else {

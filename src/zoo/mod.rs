@@ -153,6 +153,10 @@ pub struct Conversion {
     pub converter: Converter,
     /// One sentence on what the conversion does.
     pub notes: String,
+    /// TensorFlow graphs: the tensors the converted model keeps as outputs (see
+    /// [`crate::task::ConvertOptions::outputs`]); empty: every tensor nothing consumes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub outputs: Vec<String>,
 }
 
 /// The converted model file.
@@ -220,6 +224,9 @@ pub enum Converter {
     /// A TF.js graph model (GraphDef).
     #[serde(rename = "tfjs-graph")]
     TfjsGraph,
+    /// A TensorFlow 1 frozen GraphDef ([`graft_converters::tensorflow`]).
+    #[serde(rename = "tf-frozen")]
+    TfFrozen,
     /// A TFLite flatbuffer ([`graft_converters::tflite`]).
     #[serde(rename = "tflite")]
     Tflite,
@@ -285,7 +292,7 @@ pub fn build_dir() -> Result<PathBuf> {
 }
 
 /// The manifests compiled into graft: `zoo/*.json` of its source.
-const BUILT_IN: [(&str, &str); 5] = [
+const BUILT_IN: [(&str, &str); 6] = [
     (
         "blazepose-lite.json",
         include_str!("../../zoo/blazepose-lite.json"),
@@ -293,6 +300,10 @@ const BUILT_IN: [(&str, &str); 5] = [
     (
         "efficientnet-lite0.json",
         include_str!("../../zoo/efficientnet-lite0.json"),
+    ),
+    (
+        "mobilenet-v1.json",
+        include_str!("../../zoo/mobilenet-v1.json"),
     ),
     (
         "mobilenet-v2.json",

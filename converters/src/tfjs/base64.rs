@@ -1,5 +1,5 @@
-//! Standard base64 (RFC 4648, `=` padding optional), as TF.js uses for string attributes and npm
-//! packages for embedded weight shards.
+//! Standard base64 (RFC 4648; `=` padding optional when decoding), as TF.js uses for string
+//! attributes and npm packages for embedded weight shards.
 
 use crate::Error;
 
@@ -40,9 +40,46 @@ pub fn decode(text: &[u8]) -> Result<Vec<u8>, Error> {
     Ok(out)
 }
 
+const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+/// Encodes bytes as padded base64 (the form TF.js writes string attributes in).
+pub fn encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let mut acc = 0u32;
+        for (i, &b) in chunk.iter().enumerate() {
+            acc |= u32::from(b) << (16 - 8 * i);
+        }
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(ALPHABET[(acc >> (18 - 6 * i) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
-    use super::decode;
+    use super::{decode, encode};
+
+    #[test]
+    fn encodes_what_it_decodes() {
+        for text in [
+            &b""[..],
+            b"S",
+            b"SA",
+            b"SAME",
+            b"Relu6",
+            &[0xff, 0xef, 0x00, 0x10],
+        ] {
+            assert_eq!(decode(encode(text).as_bytes()).unwrap(), text);
+        }
+        assert_eq!(encode(b"SAME"), "U0FNRQ==");
+        assert_eq!(encode(b"BiasAdd"), "Qmlhc0FkZA==");
+    }
 
     #[test]
     fn decodes_with_and_without_padding() {

@@ -13,6 +13,7 @@ use serde_json::Value as Json;
 use tract_onnx::pb;
 
 use super::base64;
+use super::fold;
 use super::net::{Conv, Net, Value};
 use super::weights::{Data, Tensor, Weights};
 use super::ModelJson;
@@ -28,6 +29,8 @@ const OPS: &[(&str, OpFn)] = &[
     ("Placeholder", |c, n| c.placeholder(n)),
     ("Const", |c, n| c.constant(n)),
     ("Identity", |c, n| c.identity(n)),
+    // A frozen graph's feedable default (e.g. a bottleneck input): its default is what runs.
+    ("PlaceholderWithDefault", |c, n| c.identity(n)),
     ("StopGradient", |c, n| c.identity(n)),
     ("Snapshot", |c, n| c.identity(n)),
     ("_FusedConv2D", |c, n| c.conv(n, false)),
@@ -284,7 +287,7 @@ fn fused_ops(node: &Node) -> Result<(Option<usize>, Option<String>), Error> {
 
 /// Converts a graph model with its weights (the constants).
 pub fn convert(model: &ModelJson, weights: &Weights) -> Result<pb::ModelProto, Error> {
-    let nodes = model
+    let mut nodes = model
         .topology
         .get("node")
         .and_then(Json::as_array)
@@ -292,6 +295,8 @@ pub fn convert(model: &ModelJson, weights: &Weights) -> Result<pb::ModelProto, E
         .iter()
         .map(Node::parse)
         .collect::<Result<Vec<_>, _>>()?;
+    let order = topological_order(&nodes)?;
+    let folded = fold_constants(&mut nodes, &order, weights);
     let mut found: BTreeMap<&str, usize> = BTreeMap::new();
     for n in nodes.iter().filter(|n| op_fn(n.op).is_none()) {
         *found.entry(n.op).or_default() += 1;
@@ -303,10 +308,10 @@ pub fn convert(model: &ModelJson, weights: &Weights) -> Result<pb::ModelProto, E
             list.join(", ")
         )));
     }
-    let order = topological_order(&nodes)?;
     let mut c = Converter {
         net: Net::new("tfjs_graph"),
         weights,
+        folded: &folded,
         consts: HashMap::new(),
         values: HashMap::new(),
         materialized: HashMap::new(),
@@ -320,6 +325,43 @@ pub fn convert(model: &ModelJson, weights: &Weights) -> Result<pb::ModelProto, E
         "graft tfjs-graph",
         "TF.js graph model converted by graft (TF node names kept as tensor names; NHWC kept at the edges)",
     ))
+}
+
+/// Computes at conversion time every node of [`fold::FOLDABLE`] whose inputs are all constants
+/// (in topological `order`, so chains fold whole); each such node becomes a `Const` whose value
+/// is in the map returned.
+fn fold_constants(
+    nodes: &mut [Node],
+    order: &[usize],
+    weights: &Weights,
+) -> HashMap<String, Tensor> {
+    let mut folded: HashMap<String, Tensor> = HashMap::new();
+    let index: HashMap<&str, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name, i)).collect();
+    for &i in order {
+        if !fold::FOLDABLE.contains(&nodes[i].op) {
+            continue;
+        }
+        let value = {
+            let inputs: Option<Vec<&Tensor>> = nodes[i]
+                .inputs
+                .iter()
+                .map(|r| {
+                    let key = tensor_key(r);
+                    let &j = index.get(key)?;
+                    if nodes[j].op != "Const" {
+                        return None;
+                    }
+                    folded.get(key).or_else(|| weights.tensors.get(key))
+                })
+                .collect();
+            inputs.and_then(|inputs| fold::fold(nodes[i].op, &inputs))
+        };
+        if let Some(t) = value {
+            folded.insert(nodes[i].name.to_string(), t);
+            nodes[i].op = "Const";
+        }
+    }
+    folded
 }
 
 /// Node indices such that every node comes after its inputs' producers.
@@ -365,6 +407,8 @@ enum Input<'w> {
 struct Converter<'a, 'w> {
     net: Net,
     weights: &'w Weights,
+    /// Values of the nodes folded into constants ([`fold_constants`]).
+    folded: &'w HashMap<String, Tensor>,
     /// Const nodes by name.
     consts: HashMap<String, &'w Tensor>,
     /// Computed tensors by key (`name` or `name:k`).
@@ -555,9 +599,9 @@ impl<'w> Converter<'_, 'w> {
     fn constant(&mut self, node: &Node) -> Result<(), Error> {
         let name = node.name;
         let t = self
-            .weights
-            .tensors
+            .folded
             .get(name)
+            .or_else(|| self.weights.tensors.get(name))
             .ok_or_else(|| bad(format!("Const {name} has no value in the weights")))?;
         self.consts.insert(name.to_string(), t);
         Ok(())

@@ -6,6 +6,7 @@
 //! kind of model.
 
 pub mod base64;
+pub mod fold;
 pub mod graph;
 pub mod layers;
 pub mod net;
