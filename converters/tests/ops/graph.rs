@@ -264,6 +264,19 @@ op_tests! {
         );
         assert_eq!(out[0].1, [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
     }
+    "PlaceholderWithDefault" => placeholder_with_default_runs_its_default {
+        // A frozen graph's feedable default (a bottleneck input) passes its default on.
+        let out = run_graph(
+            vec![
+                node("d", "PlaceholderWithDefault", &["x"], json!({})),
+                node("y", "Mul", &["d", "k"], json!({})),
+            ],
+            &[Konst::F32("k", vec![3], vec![1.0, -2.0, 0.5])],
+            &[1, 3],
+            &[4.0, 5.0, 6.0],
+        );
+        assert_eq!(out[0].1, [4.0, -10.0, 3.0]);
+    }
     "Identity" => identity { identity_case("Identity") }
     "StopGradient" => stop_gradient { identity_case("StopGradient") }
     "Snapshot" => snapshot { identity_case("Snapshot") }
