@@ -19,6 +19,7 @@ use prost::Message;
 use serde_json::{json, Map, Value as Json};
 
 use crate::tfjs::base64;
+use crate::tfjs::graph::producer;
 use crate::tfjs::weights::{Data, Tensor, Weights};
 use crate::tfjs::ModelJson;
 use crate::Error;
@@ -77,15 +78,6 @@ pub fn convert_graph(
         signature,
     };
     crate::tfjs::graph::convert(&model, &weights)
-}
-
-/// The node that produces tensor reference `r` (`name`, `name:k`, `^name`).
-fn producer(r: &str) -> &str {
-    let r = r.strip_prefix('^').unwrap_or(r);
-    match r.rsplit_once(':') {
-        Some((n, k)) if k.bytes().all(|b| b.is_ascii_digit()) => n,
-        _ => r,
-    }
 }
 
 /// The nodes the outputs depend on (data inputs only), in the graph's order; all nodes when no

@@ -233,8 +233,8 @@ fn tensor_key(r: &str) -> &str {
     r.strip_suffix(":0").unwrap_or(r)
 }
 
-/// The node that produces tensor `r`.
-fn producer(r: &str) -> &str {
+/// The node that produces tensor `r` (`name` or `name:k`).
+pub(crate) fn producer(r: &str) -> &str {
     match r.rsplit_once(':') {
         Some((n, k)) if k.bytes().all(|b| b.is_ascii_digit()) => n,
         _ => r,
